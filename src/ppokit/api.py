@@ -1,0 +1,56 @@
+"""Loading a trained policy for use outside training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from ppokit import checkpoint as ckpt
+from ppokit.config import RunConfig, from_dict
+from ppokit.envs import EnvFactory, make_vec_env
+from ppokit.errors import CheckpointError
+from ppokit.policy import ActorCritic
+
+
+@dataclass
+class Policy:
+    """A trained policy: raw observations in, env-ready actions out (normalization applied)."""
+
+    model: ActorCritic
+    config: RunConfig
+    action_space: gym.Space
+    observation_space: gym.Space
+
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Actions for one observation or a batch; Box actions are clipped to the bounds."""
+        obs = np.asarray(obs, dtype=np.float32)
+        single = obs.shape == tuple(self.observation_space.shape)
+        batch = obs[None] if single else obs
+        actions = self.model.act(torch.from_numpy(batch), deterministic).cpu().numpy()
+        space = self.action_space
+        if isinstance(space, gym.spaces.Box):
+            actions = np.clip(actions, space.low, space.high)
+        elif isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):
+            actions = actions + space.start
+        return actions[0] if single else actions
+
+
+def load(path: str | Path, env_factory: EnvFactory | None = None, device: str = "cpu") -> Policy:
+    """Load the policy of a checkpoint (or of a run folder's last checkpoint)."""
+    data = ckpt.load(path, map_location=device)
+    config = from_dict(data["config"])
+    vec = make_vec_env(config.env, num_envs=1, env_factory=env_factory)
+    vec.close()
+    model = ActorCritic(
+        vec.obs_space, vec.action_space, config.policy, config.env.norm_obs, config.env.clip_obs
+    )
+    try:
+        model.load_state_dict(data["policy"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint: weights do not fit the env ({str(e).splitlines()[0]})") from None
+    model.to(device).eval()
+    return Policy(model, config, vec.action_space, vec.obs_space)

@@ -1,0 +1,35 @@
+"""Errors that ppokit reports to a user as one line, without a traceback."""
+
+from __future__ import annotations
+
+
+class PPOKitError(Exception):
+    """Base class: the CLI prints ``str(error)`` and exits with :attr:`exit_code`."""
+
+    exit_code = 2
+
+
+class ConfigError(PPOKitError):
+    """A configuration value is out of range, inconsistent or unsupported."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class CheckpointError(PPOKitError):
+    """A checkpoint is missing, corrupt, or does not match what it is loaded into."""
+
+
+class NonFiniteError(PPOKitError):
+    """A loss, gradient or parameter became NaN or infinite during an update."""
+
+    exit_code = 3
+
+    def __init__(self, metric: str, update: int) -> None:
+        super().__init__(
+            f"non-finite {metric} at update {update}; training stopped, "
+            "the last good checkpoint is kept (try a lower learning rate or max_grad_norm)"
+        )
+        self.metric = metric
+        self.update = update

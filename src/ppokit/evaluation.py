@@ -1,0 +1,84 @@
+"""Evaluation on separate envs with the normalization frozen.
+
+Each eval env plays a fixed quota of episodes (n split evenly over the envs), so short
+episodes are not over-counted as they would be by taking "the first n that finish".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from ppokit.config import EnvConfig
+from ppokit.envs import EnvFactory, make_vec_env
+from ppokit.policy import ActorCritic
+
+MAX_EVAL_ENVS = 32
+EVAL_SEED_OFFSET = 1_000_003  # eval envs never share seeds with training envs
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    returns: list[float]
+    lengths: list[int]
+    deterministic: bool
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    def summary(self) -> dict[str, float]:
+        r = np.asarray(self.returns)
+        return {
+            "eval_return_mean": float(r.mean()),
+            "eval_return_std": float(r.std()),
+            "eval_return_min": float(r.min()),
+            "eval_return_max": float(r.max()),
+            "eval_length_mean": float(np.mean(self.lengths)),
+            "eval_episodes": float(len(r)),
+        }
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), **self.summary()}
+
+
+@torch.inference_mode()
+def evaluate(
+    policy: ActorCritic,
+    env_config: EnvConfig,
+    episodes: int,
+    deterministic: bool,
+    seed: int,
+    env_factory: EnvFactory | None = None,
+) -> EvalResult:
+    num_envs = min(episodes, MAX_EVAL_ENVS)
+    vec = make_vec_env(env_config, num_envs=num_envs, env_factory=env_factory)
+    quota = np.full(num_envs, episodes // num_envs) + (np.arange(num_envs) < episodes % num_envs)
+    returns: list[list[float]] = [[] for _ in range(num_envs)]
+    lengths: list[list[int]] = [[] for _ in range(num_envs)]
+    ep_ret, ep_len = np.zeros(num_envs), np.zeros(num_envs, np.int64)
+    reset_next = np.zeros(num_envs, bool)
+    device = next(policy.parameters()).device
+    try:
+        obs, _ = vec.env.reset(seed=seed + EVAL_SEED_OFFSET)
+        while any(len(returns[i]) < quota[i] for i in range(num_envs)):
+            action = policy.act(torch.as_tensor(obs, dtype=torch.float32, device=device), deterministic)
+            obs, reward, terminated, truncated, _ = vec.env.step(vec.to_env_actions(action.cpu().numpy()))
+            valid = ~reset_next
+            ep_ret += np.asarray(reward, dtype=np.float64) * valid
+            ep_len += valid
+            reset_next = np.logical_or(terminated, truncated)
+            for i in np.flatnonzero(reset_next):
+                if len(returns[i]) < quota[i]:
+                    returns[i].append(float(ep_ret[i]))
+                    lengths[i].append(int(ep_len[i]))
+                ep_ret[i], ep_len[i] = 0.0, 0
+    finally:
+        vec.close()
+    return EvalResult(
+        returns=[r for per_env in returns for r in per_env],
+        lengths=[n for per_env in lengths for n in per_env],
+        deterministic=deterministic,
+    )

@@ -1,0 +1,102 @@
+"""Where metrics go: one ``log(step, metrics)`` interface over JSONL, TensorBoard and a
+live progress bar. ``metrics.jsonl`` is always written; one JSON object per update."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ppokit.checkpoint import atomic_write_text
+
+
+class Logger(Protocol):
+    def log(self, step: int, metrics: dict[str, float]) -> None: ...
+    def close(self) -> None: ...
+
+
+def _json_value(v: float) -> float | None:
+    return v if math.isfinite(v) else None  # JSON has no NaN; null means "not defined"
+
+
+class JsonlLogger:
+    """Appends one line per update; on resume, drops lines past the checkpoint's update."""
+
+    def __init__(self, path: Path, keep_until_update: int | None = None) -> None:
+        self.path = path
+        if keep_until_update is not None and path.exists():
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("update", 0) <= keep_until_update]  # fmt: skip
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+        self._file = path.open("a")
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        record = {"global_step": step, **{k: _json_value(v) for k, v in metrics.items()}}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class TensorBoardLogger:
+    def __init__(self, log_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when used
+
+        self._writer = SummaryWriter(str(log_dir))
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            if key != "update" and math.isfinite(value):
+                self._writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class ProgressLogger:
+    """A rich progress bar with the numbers to watch: return, KL, clip fraction, steps/s."""
+
+    def __init__(self, total_steps: int, start_step: int, console: Console | None = None) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,} steps"),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._task = self._progress.add_task("train", total=total_steps, completed=start_step, stats="")
+        self._progress.start()
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        ret = metrics.get("episode_return_mean", math.nan)
+        stats = (
+            f"return {ret:8.2f}  kl {metrics.get('approx_kl', math.nan):.4f}  "
+            f"clip {metrics.get('clip_fraction', math.nan):.3f}  {metrics.get('sps', 0):,.0f} sps"
+        )
+        self._progress.update(self._task, completed=step, stats=stats)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+class Loggers:
+    """Fans one call out to every logger."""
+
+    def __init__(self, loggers: list[Logger]) -> None:
+        self._loggers = loggers
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        for logger in self._loggers:
+            logger.log(step, metrics)
+
+    def close(self) -> None:
+        for logger in self._loggers:
+            logger.close()

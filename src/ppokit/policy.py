@@ -1,0 +1,129 @@
+"""Actor-critic networks: an observation normalizer, MLP trunks, an action head, a value head.
+
+Composed from parts, no base class. The observation normalizer is a module with buffers, so
+its statistics live in the same ``state_dict`` as the weights: a saved policy always carries
+the normalization it was trained with.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ppokit.config import PolicyConfig
+from ppokit.distributions import ActionHead, make_head
+from ppokit.errors import ConfigError
+
+
+class RunningNorm(nn.Module):
+    """Running mean and variance (Chan et al. parallel update), applied as (x - mu) / sigma.
+
+    With ``enabled=False`` it is the identity and never updates.
+    """
+
+    def __init__(self, shape: tuple[int, ...], enabled: bool, clip: float = 10.0) -> None:
+        super().__init__()
+        self.enabled = enabled
+        self.clip = clip
+        self.register_buffer("mean", torch.zeros(shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: Tensor) -> None:
+        if not self.enabled:
+            return
+        x = x.reshape(-1, *self.mean.shape).double()
+        b_mean, b_var, b_count = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        m2 = self.var * self.count + b_var * b_count + delta.pow(2) * self.count * b_count / total
+        self.mean += delta * b_count / total
+        self.var.copy_(m2 / total)
+        self.count.fill_(float(total))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.enabled:
+            return x
+        std = torch.sqrt(self.var + 1e-8)
+        return ((x - self.mean) / std).clamp(-self.clip, self.clip).to(x.dtype)
+
+
+def _layer(n_in: int, n_out: int, gain: float, ortho: bool) -> nn.Linear:
+    layer = nn.Linear(n_in, n_out)
+    if ortho:  # orthogonal weights, zero bias (Engstrom et al. 2020, "implementation matters")
+        nn.init.orthogonal_(layer.weight, gain)
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def mlp(n_in: int, hidden: tuple[int, ...], activation: str, ortho: bool) -> nn.Sequential:
+    act: type[nn.Module] = nn.Tanh if activation == "tanh" else nn.ReLU
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [_layer(n_in, width, math.sqrt(2), ortho), act()]
+        n_in = width
+    return nn.Sequential(*layers)
+
+
+class ActorCritic(nn.Module):
+    """pi(a|s) and V(s) over (normalized) Box observations.
+
+    ``forward`` returns the head's distribution parameters and the value in one pass.
+    """
+
+    def __init__(
+        self,
+        obs_space: gym.Space,
+        action_space: gym.Space,
+        config: PolicyConfig,
+        norm_obs: bool = False,
+        clip_obs: float = 10.0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(obs_space, gym.spaces.Box):
+            raise ConfigError("observation_space", f"{obs_space} is not supported; allowed: Box observations")
+        obs_dim = int(np.prod(obs_space.shape))
+        self.obs_shape = tuple(obs_space.shape)
+        self.obs_norm = RunningNorm(self.obs_shape, norm_obs, clip_obs)
+        self.head: ActionHead = make_head(action_space, config.init_log_std)  # type: ignore[assignment]  # nn.Module satisfying the protocol
+        hidden, width = config.hidden_sizes, config.hidden_sizes[-1]
+        ortho = config.ortho_init
+        self.actor_trunk = mlp(obs_dim, hidden, config.activation, ortho)
+        self.critic_trunk = (
+            self.actor_trunk if config.shared_trunk else mlp(obs_dim, hidden, config.activation, ortho)
+        )
+        self.shared = config.shared_trunk
+        self.actor_out = _layer(width, self.head.num_params, 0.01, ortho)
+        self.critic_out = _layer(width, 1, 1.0, ortho)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Distribution parameters and values for *normalized* observations ``x``."""
+        x = x.flatten(1)
+        actor_features = self.actor_trunk(x)
+        critic_features = actor_features if self.shared else self.critic_trunk(x)
+        return self.actor_out(actor_features), self.critic_out(critic_features).squeeze(-1)
+
+    def normalize(self, obs: Tensor) -> Tensor:
+        """Raw observations -> the network's input (running normalization, frozen here)."""
+        return self.obs_norm(obs.float())
+
+    def evaluate(self, x: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Log-probabilities and entropies of stored actions, and values, for normalized ``x``."""
+        params, value = self(x)
+        return self.head.log_prob(params, actions), self.head.entropy(params), value
+
+    def value(self, obs: Tensor) -> Tensor:
+        """V(s) for raw observations."""
+        return self(self.normalize(obs))[1]
+
+    @torch.inference_mode()
+    def act(self, obs: Tensor | np.ndarray, deterministic: bool = False) -> Tensor:
+        """Actions for a batch of raw observations, with the saved normalization applied."""
+        x = torch.as_tensor(obs, device=self.critic_out.weight.device)
+        params, _ = self(self.normalize(x))
+        return self.head.mode(params) if deterministic else self.head.sample(params)

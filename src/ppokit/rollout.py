@@ -1,0 +1,149 @@
+"""Time-major rollout storage ``[T, N, ...]`` and the collection loop.
+
+One batched forward pass per step acts for all N envs; nothing loops over envs in Python.
+Observations are stored *normalized* (with the statistics of the moment they were seen), so
+the update evaluates the policy on exactly the inputs the behaviour policy saw and the ratio
+starts at 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ppokit.envs import VecEnv
+from ppokit.policy import ActorCritic, RunningNorm
+
+
+@dataclass
+class Rollout:
+    """Preallocated storage for T steps of N envs. ``valid`` is 0 on autoreset steps."""
+
+    obs: Tensor  # [T, N, *obs_shape], normalized
+    actions: Tensor  # [T, N, *action_shape], as sampled (before clipping for the env)
+    logprobs: Tensor  # [T, N]
+    values: Tensor  # [T, N], V(s_t)
+    rewards: Tensor  # [T, N], scaled if reward scaling is on
+    terminated: Tensor  # [T, N]
+    truncated: Tensor  # [T, N]
+    valid: Tensor  # [T, N]
+    next_value: Tensor  # [N], V(s_T) of the observation after the last step
+
+    @classmethod
+    def allocate(cls, num_steps: int, vec: VecEnv, policy: ActorCritic, device: torch.device) -> Rollout:
+        t, n = num_steps, vec.num_envs
+        zeros = lambda *shape, dtype=torch.float32: torch.zeros(shape, dtype=dtype, device=device)
+        return cls(
+            obs=zeros(t, n, *policy.obs_shape),
+            actions=zeros(t, n, *policy.head.action_shape, dtype=policy.head.action_dtype),
+            logprobs=zeros(t, n),
+            values=zeros(t, n),
+            rewards=zeros(t, n),
+            terminated=zeros(t, n),
+            truncated=zeros(t, n),
+            valid=zeros(t, n),
+            next_value=zeros(n),
+        )
+
+    @property
+    def next_values(self) -> Tensor:
+        """V(s_{t+1}) for each step: the stored value one step later, ``next_value`` at the end.
+
+        Under NEXT_STEP autoreset, s_{t+1} of an episode's last step is its final observation,
+        which is what a truncated episode bootstraps from.
+        """
+        return torch.cat([self.values[1:], self.next_value.unsqueeze(0)], dim=0)
+
+
+@dataclass
+class RolloutState:
+    """What carries over from one rollout to the next (and into checkpoints)."""
+
+    obs: np.ndarray  # the env's current observations
+    reset_next: np.ndarray  # [N] bool: the env's next step is an autoreset step
+    episode_return: np.ndarray  # [N] raw return of the episode in progress
+    episode_length: np.ndarray  # [N]
+    discounted_return: np.ndarray  # [N] running discounted return, for reward scaling
+
+    @classmethod
+    def start(cls, obs: np.ndarray) -> RolloutState:
+        n = obs.shape[0]
+        return cls(obs, np.zeros(n, bool), np.zeros(n), np.zeros(n, np.int64), np.zeros(n))
+
+
+@dataclass
+class Episodes:
+    """Episodes finished during a rollout (raw, unscaled returns)."""
+
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+
+
+def scale_rewards(
+    rewards: np.ndarray,
+    dones: np.ndarray,
+    valid: np.ndarray,
+    state: RolloutState,
+    return_norm: RunningNorm,
+    gamma: float,
+    clip: float,
+) -> np.ndarray:
+    """r / std(G), G the running discounted return (Engstrom et al. 2020; SB3's VecNormalize)."""
+    state.discounted_return = state.discounted_return * gamma + rewards
+    if valid.any():
+        return_norm.update(torch.from_numpy(state.discounted_return[valid]))
+    state.discounted_return[dones] = 0.0
+    std = float(torch.sqrt(return_norm.var + 1e-8))
+    return np.clip(rewards / std, -clip, clip)
+
+
+@torch.inference_mode()
+def collect(
+    policy: ActorCritic,
+    vec: VecEnv,
+    buf: Rollout,
+    state: RolloutState,
+    return_norm: RunningNorm,
+    gamma: float,
+    clip_reward: float,
+) -> Episodes:
+    """Fill ``buf`` with T steps from every env, advancing ``state`` in place."""
+    device = buf.obs.device
+    episodes = Episodes()
+    for t in range(buf.obs.shape[0]):
+        obs_t = torch.as_tensor(state.obs, dtype=torch.float32).to(device, non_blocking=True)
+        policy.obs_norm.update(obs_t)
+        x_t = policy.normalize(obs_t)
+        params, value_t = policy(x_t)
+        action_t = policy.head.sample(params)
+        buf.obs[t] = x_t
+        buf.actions[t] = action_t
+        buf.logprobs[t] = policy.head.log_prob(params, action_t)
+        buf.values[t] = value_t
+
+        valid = ~state.reset_next
+        next_obs, reward, terminated, truncated, _ = vec.env.step(vec.to_env_actions(action_t.cpu().numpy()))
+        done = np.logical_or(terminated, truncated)
+        reward = np.asarray(reward, dtype=np.float64)
+        if return_norm.enabled:
+            learn_reward = scale_rewards(reward, done, valid, state, return_norm, gamma, clip_reward)
+        else:
+            learn_reward = reward
+        buf.rewards[t] = torch.from_numpy(learn_reward).to(device, torch.float32)
+        buf.terminated[t] = torch.from_numpy(terminated).to(device, torch.float32)
+        buf.truncated[t] = torch.from_numpy(truncated).to(device, torch.float32)
+        buf.valid[t] = torch.from_numpy(valid).to(device, torch.float32)
+
+        state.episode_return += reward * valid
+        state.episode_length += valid
+        if done.any():
+            episodes.returns += state.episode_return[done].tolist()
+            episodes.lengths += state.episode_length[done].tolist()
+            state.episode_return[done] = 0.0
+            state.episode_length[done] = 0
+        state.obs, state.reset_next = next_obs, done
+    buf.next_value.copy_(policy.value(torch.as_tensor(state.obs, dtype=torch.float32).to(device)))
+    return episodes
