@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -22,13 +23,13 @@ class Policy:
 
     model: ActorCritic
     config: RunConfig
-    action_space: gym.Space
-    observation_space: gym.Space
+    action_space: gym.Space[Any]
+    observation_space: gym.Space[Any]
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for one observation or a batch; Box actions are clipped to the bounds."""
         obs = np.asarray(obs, dtype=np.float32)
-        single = obs.shape == tuple(self.observation_space.shape)
+        single = obs.shape == self.observation_space.shape
         batch = obs[None] if single else obs
         actions = self.model.act(torch.from_numpy(batch), deterministic).cpu().numpy()
         space = self.action_space
@@ -45,9 +46,7 @@ def load(path: str | Path, env_factory: EnvFactory | None = None, device: str = 
     config = from_dict(data["config"])
     vec = make_vec_env(config.env, num_envs=1, env_factory=env_factory)
     vec.close()
-    model = ActorCritic(
-        vec.obs_space, vec.action_space, config.policy, config.env.norm_obs, config.env.clip_obs
-    )
+    model = ActorCritic(vec.obs_space, vec.action_space, config.policy, config.env.norm_obs, config.env.clip_obs)
     try:
         model.load_state_dict(data["policy"])
     except RuntimeError as e:

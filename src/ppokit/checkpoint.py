@@ -8,6 +8,7 @@ global step, the update index (the schedule position), the env snapshot and the 
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import tempfile
@@ -45,10 +46,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def save(path: Path, payload: dict[str, Any]) -> None:
     payload = {"format": FORMAT, "version": VERSION, **payload}
-    tmp = tempfile.SpooledTemporaryFile()
-    torch.save(payload, tmp)
-    tmp.seek(0)
-    atomic_write_bytes(path, tmp.read())
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -62,15 +62,11 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
         data = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"checkpoint: {p} is corrupt or not a ppokit checkpoint ({first_line})"
-        ) from None
+        raise CheckpointError(f"checkpoint: {p} is corrupt or not a ppokit checkpoint ({first_line})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint: {p} is not a ppokit checkpoint")
     if data.get("version") != VERSION:
-        raise CheckpointError(
-            f"checkpoint: {p} has format version {data.get('version')}; this ppokit reads {VERSION}"
-        )
+        raise CheckpointError(f"checkpoint: {p} has format version {data.get('version')}; this ppokit reads {VERSION}")
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise CheckpointError(f"checkpoint: {p} lacks {', '.join(missing)}")
@@ -79,11 +75,12 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
 
 def rng_states(generator: torch.Generator) -> dict[str, Any]:
     """Every RNG the trainer draws from, as plain data."""
-    np_state = np.random.get_state()
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    keys = np.asarray(keys)
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "shuffle": generator.get_state(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+        "numpy": [name, torch.from_numpy(keys.copy()), pos, has_gauss, cached],
         "python": _python_state_to_plain(random.getstate()),
     }
     if torch.cuda.is_available():

@@ -65,12 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ppokit", description="Proximal Policy Optimization you can trust.")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
-    train = verbs.add_parser(
-        "train", help="Train a policy (flags override --config, which overrides --preset)."
-    )
-    train.add_argument(
-        "--config", type=Path, help="TOML file with [env], [algo], [policy] tables and run keys."
-    )
+    train = verbs.add_parser("train", help="Train a policy (flags override --config, which overrides --preset).")
+    train.add_argument("--config", type=Path, help="TOML file with [env], [algo], [policy] tables and run keys.")
     train.add_argument(
         "--preset",
         help=f"Known-good hyperparameters: {', '.join(PRESETS)}, or none. Default: the env's preset if any.",
@@ -81,13 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev = verbs.add_parser("eval", help="Evaluate a checkpoint on fresh envs with the normalization frozen.")
     ev.add_argument("checkpoint", type=Path, help="A checkpoint file or a run folder (its last checkpoint).")
     ev.add_argument("--episodes", type=int, default=20, help="Episodes to play (default: 20).")
-    ev.add_argument(
-        "--sampled", action="store_true", help="Sample actions instead of the distribution's mode."
-    )
+    ev.add_argument("--sampled", action="store_true", help="Sample actions instead of the distribution's mode.")
     ev.add_argument("--seed", type=int, default=0, help="Seed of the evaluation envs (default: 0).")
-    ev.add_argument(
-        "--output", type=Path, help="Write the results as JSON here (default: in the run folder)."
-    )
+    ev.add_argument("--output", type=Path, help="Write the results as JSON here (default: in the run folder).")
 
     verbs.add_parser("presets", help="List the presets and where their numbers come from.")
     return parser
@@ -95,9 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
     """defaults < preset < --config file < flags."""
-    given = {f.name for cls in (RunConfig, *SECTIONS.values()) for f in dataclasses.fields(cls)} & vars(
-        args
-    ).keys()
+    given = {f.name for cls in (RunConfig, *SECTIONS.values()) for f in dataclasses.fields(cls)} & vars(args).keys()
     flags = {name: getattr(args, name) for name in given}
     file_data: dict[str, Any] = {}
     if args.config is not None:
@@ -125,9 +115,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         result = train(resolve_config(args).validate())
     if result.interrupted:
-        console.print(
-            f"Stopped at step {result.global_step:,}; resume with: ppokit train --resume {result.run_dir}"
-        )
+        console.print(f"Stopped at step {result.global_step:,}; resume with: ppokit train --resume {result.run_dir}")
         return 0
     console.print(f"Run folder: {result.run_dir}")
     if result.evaluation is not None:

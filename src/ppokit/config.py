@@ -38,9 +38,7 @@ class EnvConfig:
         "async (one process per env), or auto (native where the env has one, else sync).",
     )
     norm_obs: bool = _f(False, "Normalize observations with running mean/std (saved in the model).")
-    norm_reward: bool = _f(
-        False, "Scale rewards by the running std of the discounted return (as in SB3/CleanRL)."
-    )
+    norm_reward: bool = _f(False, "Scale rewards by the running std of the discounted return (as in SB3/CleanRL).")
     clip_obs: float = _f(10.0, "Clip normalized observations to [-clip_obs, clip_obs].")
     clip_reward: float = _f(10.0, "Clip scaled rewards to [-clip_reward, clip_reward].")
 
@@ -58,14 +56,10 @@ class AlgoConfig:
     clip_vloss: bool = _f(True, "Clip the value loss with the same epsilon (max of both forms).")
     vf_coef: float = _f(0.5, "Weight of the value loss.")
     ent_coef: float = _f(0.01, "Weight of the entropy bonus at the start of training.")
-    ent_coef_final: float | None = _f(
-        None, "If set, the entropy weight moves linearly to this value over training."
-    )
+    ent_coef_final: float | None = _f(None, "If set, the entropy weight moves linearly to this value over training.")
     norm_adv: bool = _f(True, "Normalize advantages per minibatch.")
     max_grad_norm: float = _f(0.5, "Clip the global gradient norm to this value.")
-    target_kl: float | None = _f(
-        None, "Stop the update's epochs when a minibatch's approx KL (k3) exceeds this."
-    )
+    target_kl: float | None = _f(None, "Stop the update's epochs when a minibatch's approx KL (k3) exceeds this.")
     adam_eps: float = _f(1e-5, "Adam epsilon.")
 
 
@@ -274,6 +268,6 @@ def override(config: RunConfig, flat: dict[str, Any]) -> RunConfig:
 def field_section(name: str) -> str | None:
     """The section ('env', 'algo', 'policy') that owns a flat field name, None for run fields."""
     for section, cls in SECTIONS.items():
-        if name in {f.name for f in dataclasses.fields(cls)}:  # type: ignore[arg-type]  # dataclass
+        if name in {f.name for f in dataclasses.fields(cls)}:
             return section
     return None

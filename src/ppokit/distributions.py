@@ -9,7 +9,7 @@ unit tests check them against ``torch.distributions``.
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
 import gymnasium as gym
 import torch
@@ -127,7 +127,7 @@ class DiagGaussianHead(nn.Module):
         return per_dim.sum().expand(params.shape[:-1])
 
 
-def make_head(space: gym.Space, init_log_std: float = 0.0) -> nn.Module:
+def make_head(space: gym.Space[Any], init_log_std: float = 0.0) -> nn.Module:
     """The head for an action space; a clear error for any space ppokit does not support."""
     if isinstance(space, gym.spaces.Discrete):
         return CategoricalHead(int(space.n))

@@ -36,15 +36,16 @@ class VecEnv:
     """A vector env plus what the rollout needs to talk to it."""
 
     env: VectorEnv
-    obs_space: gym.Space  # one env's observation space
-    action_space: gym.Space  # one env's action space
+    obs_space: gym.Space[Any]  # one env's observation space
+    action_space: gym.Space[Any]  # one env's action space
     num_envs: int
 
     def to_env_actions(self, actions: np.ndarray) -> np.ndarray:
         """Map stored (sampled) actions to what the env accepts: clipped Box, offset Discrete."""
         space = self.action_space
         if isinstance(space, gym.spaces.Box):
-            return np.clip(actions, space.low, space.high).astype(space.dtype, copy=False)
+            clipped: np.ndarray = np.clip(actions, space.low, space.high).astype(space.dtype, copy=False)
+            return clipped
         if isinstance(space, gym.spaces.Discrete) and int(space.start) != 0:
             return actions + int(space.start)
         if isinstance(space, gym.spaces.MultiDiscrete) and np.any(space.start != 0):
@@ -55,9 +56,7 @@ class VecEnv:
         self.env.close()
 
 
-def make_vec_env(
-    config: EnvConfig, num_envs: int | None = None, env_factory: EnvFactory | None = None
-) -> VecEnv:
+def make_vec_env(config: EnvConfig, num_envs: int | None = None, env_factory: EnvFactory | None = None) -> VecEnv:
     """Build ``num_envs`` (default ``config.num_envs``) copies of the env, NEXT_STEP autoreset."""
     n = num_envs or config.num_envs
     mode = config.vectorization
@@ -70,9 +69,7 @@ def make_vec_env(
         spec = gym.spec(config.id)
         has_native = spec.vector_entry_point is not None
         if mode == "native" and not has_native:
-            raise ConfigError(
-                "vectorization", f"{config.id} has no native vector env; allowed: auto, sync, async"
-            )
+            raise ConfigError("vectorization", f"{config.id} has no native vector env; allowed: auto, sync, async")
         if mode in ("native", "auto") and has_native:
             env = gym.make_vec(config.id, num_envs=n, vectorization_mode="vector_entry_point")
         else:

@@ -46,9 +46,7 @@ def clipped_surrogate(
     return loss, diagnostics
 
 
-def value_loss(
-    values: Tensor, values_old: Tensor, returns: Tensor, clip_coef: float | None, mask: Tensor
-) -> Tensor:
+def value_loss(values: Tensor, values_old: Tensor, returns: Tensor, clip_coef: float | None, mask: Tensor) -> Tensor:
     """0.5 * E[(V - R)^2], or with clipping 0.5 * E[max((V - R)^2, (V_clip - R)^2)],
     V_clip = V_old + clip(V - V_old, -eps, eps) (the PPO2 baselines form)."""
     unclipped = (values - returns).pow(2)

@@ -8,6 +8,7 @@ the normalization it was trained with.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -24,6 +25,10 @@ class RunningNorm(nn.Module):
 
     With ``enabled=False`` it is the identity and never updates.
     """
+
+    mean: Tensor
+    var: Tensor
+    count: Tensor
 
     def __init__(self, shape: tuple[int, ...], enabled: bool, clip: float = 10.0) -> None:
         super().__init__()
@@ -78,8 +83,8 @@ class ActorCritic(nn.Module):
 
     def __init__(
         self,
-        obs_space: gym.Space,
-        action_space: gym.Space,
+        obs_space: gym.Space[Any],
+        action_space: gym.Space[Any],
         config: PolicyConfig,
         norm_obs: bool = False,
         clip_obs: float = 10.0,
@@ -94,9 +99,7 @@ class ActorCritic(nn.Module):
         hidden, width = config.hidden_sizes, config.hidden_sizes[-1]
         ortho = config.ortho_init
         self.actor_trunk = mlp(obs_dim, hidden, config.activation, ortho)
-        self.critic_trunk = (
-            self.actor_trunk if config.shared_trunk else mlp(obs_dim, hidden, config.activation, ortho)
-        )
+        self.critic_trunk = self.actor_trunk if config.shared_trunk else mlp(obs_dim, hidden, config.activation, ortho)
         self.shared = config.shared_trunk
         self.actor_out = _layer(width, self.head.num_params, 0.01, ortho)
         self.critic_out = _layer(width, 1, 1.0, ortho)
@@ -110,7 +113,8 @@ class ActorCritic(nn.Module):
 
     def normalize(self, obs: Tensor) -> Tensor:
         """Raw observations -> the network's input (running normalization, frozen here)."""
-        return self.obs_norm(obs.float())
+        x: Tensor = self.obs_norm(obs.float())
+        return x
 
     def evaluate(self, x: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Log-probabilities and entropies of stored actions, and values, for normalized ``x``."""
@@ -119,11 +123,13 @@ class ActorCritic(nn.Module):
 
     def value(self, obs: Tensor) -> Tensor:
         """V(s) for raw observations."""
-        return self(self.normalize(obs))[1]
+        value: Tensor = self(self.normalize(obs))[1]
+        return value
 
     @torch.inference_mode()
     def act(self, obs: Tensor | np.ndarray, deterministic: bool = False) -> Tensor:
         """Actions for a batch of raw observations, with the saved normalization applied."""
         x = torch.as_tensor(obs, device=self.critic_out.weight.device)
         params, _ = self(self.normalize(x))
-        return self.head.mode(params) if deterministic else self.head.sample(params)
+        action: Tensor = self.head.mode(params) if deterministic else self.head.sample(params)
+        return action

@@ -35,7 +35,10 @@ class Rollout:
     @classmethod
     def allocate(cls, num_steps: int, vec: VecEnv, policy: ActorCritic, device: torch.device) -> Rollout:
         t, n = num_steps, vec.num_envs
-        zeros = lambda *shape, dtype=torch.float32: torch.zeros(shape, dtype=dtype, device=device)
+
+        def zeros(*shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
+            return torch.zeros(shape, dtype=dtype, device=device)
+
         return cls(
             obs=zeros(t, n, *policy.obs_shape),
             actions=zeros(t, n, *policy.head.action_shape, dtype=policy.head.action_dtype),

@@ -21,7 +21,7 @@ from ppokit import checkpoint as ckpt
 from ppokit.advantages import gae
 from ppokit.config import RunConfig, from_dict, to_dict
 from ppokit.envs import EnvFactory, VecEnv, make_vec_env, restore, snapshot
-from ppokit.errors import ConfigError, NonFiniteError
+from ppokit.errors import CheckpointError, ConfigError, NonFiniteError
 from ppokit.evaluation import EvalResult, evaluate
 from ppokit.loggers import JsonlLogger, Logger, Loggers, ProgressLogger, TensorBoardLogger
 from ppokit.losses import explained_variance
@@ -141,9 +141,7 @@ def _loop(
             _check_finite(metrics, state)
             loggers.log(state.global_step, metrics)
 
-            stop = interrupt.requested or (
-                stop_after is not None and state.update - first_update >= stop_after
-            )
+            stop = interrupt.requested or (stop_after is not None and state.update - first_update >= stop_after)
             if stop or state.update % config.checkpoint_every == 0 or state.update == config.num_updates:
                 _save(run_dir, config, state, vec)
             if stop:
@@ -191,9 +189,7 @@ def _initial_state(config: RunConfig, vec: VecEnv, device: torch.device) -> Trai
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.algo.learning_rate, eps=config.algo.adam_eps)
     obs, _ = vec.env.reset(seed=config.seed)
     shuffle = torch.Generator().manual_seed(config.seed)
-    return TrainState(
-        policy, optimizer, RolloutState.start(obs), RunningNorm((), config.env.norm_reward), shuffle
-    )
+    return TrainState(policy, optimizer, RolloutState.start(obs), RunningNorm((), config.env.norm_reward), shuffle)
 
 
 def _save(run_dir: Path, config: RunConfig, state: TrainState, vec: VecEnv) -> None:
@@ -216,17 +212,13 @@ def _save(run_dir: Path, config: RunConfig, state: TrainState, vec: VecEnv) -> N
 def _load_state(state: TrainState, saved: dict[str, Any], vec: VecEnv, config: RunConfig) -> None:
     spaces = {"observation": str(vec.obs_space), "action": str(vec.action_space)}
     if saved.get("spaces") != spaces:
-        raise ckpt.CheckpointError(
-            f"checkpoint: spaces {saved.get('spaces')} do not match the env's {spaces}"
-        )
+        raise CheckpointError(f"checkpoint: spaces {saved.get('spaces')} do not match the env's {spaces}")
     try:
         state.policy.load_state_dict(saved["policy"])
         state.optimizer.load_state_dict(saved["optimizer"])
         state.return_norm.load_state_dict(saved["return_norm"])
     except (RuntimeError, ValueError, KeyError) as e:
-        raise ckpt.CheckpointError(
-            f"checkpoint: weights do not fit this config ({str(e).splitlines()[0]})"
-        ) from None
+        raise CheckpointError(f"checkpoint: weights do not fit this config ({str(e).splitlines()[0]})") from None
     state.global_step, state.update = int(saved["global_step"]), int(saved["update"])
     ckpt.set_rng_states(saved["rng"], state.shuffle)
     env_state = saved.get("env_state")
@@ -252,9 +244,7 @@ def _prepare_run_dir(config: RunConfig, resuming: bool) -> Path:
     else:
         run_dir = Path(config.run_dir)
     if not resuming and (run_dir / "checkpoints" / "last.pt").exists():
-        raise ConfigError(
-            "run_dir", f"{run_dir} already holds a run; resume it with --resume or pick another"
-        )
+        raise ConfigError("run_dir", f"{run_dir} already holds a run; resume it with --resume or pick another")
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     return run_dir
 

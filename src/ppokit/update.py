@@ -43,7 +43,10 @@ class Batch:
 
     @classmethod
     def from_rollout(cls, r: Rollout, advantages: Tensor) -> Batch:
-        flat = lambda x: x.reshape(-1, *x.shape[2:])
+
+        def flat(x: Tensor) -> Tensor:
+            return x.reshape(-1, *x.shape[2:])
+
         return cls(
             obs=flat(r.obs),
             actions=flat(r.actions),
@@ -90,7 +93,7 @@ def ppo_update(
             loss = pg_loss + algo.vf_coef * v_loss - ent_coef * ent
 
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch stub gap
             grad_norm = torch.nn.utils.clip_grad_norm_(params, algo.max_grad_norm)
             optimizer.step()
 
