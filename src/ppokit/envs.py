@@ -59,6 +59,13 @@ class VecEnv:
 def make_vec_env(config: EnvConfig, num_envs: int | None = None, env_factory: EnvFactory | None = None) -> VecEnv:
     """Build ``num_envs`` (default ``config.num_envs``) copies of the env, NEXT_STEP autoreset."""
     n = num_envs or config.num_envs
+    try:
+        return _checked(_build(config, n, env_factory), n)
+    except gym.error.DependencyNotInstalled as e:
+        raise ConfigError("env.id", f"{config.id} needs a package that is not installed ({e})") from None
+
+
+def _build(config: EnvConfig, n: int, env_factory: EnvFactory | None) -> VectorEnv:
     mode = config.vectorization
     if env_factory is not None:
         if mode == "native":
@@ -79,6 +86,10 @@ def make_vec_env(config: EnvConfig, num_envs: int | None = None, env_factory: En
                 vectorization_mode="async" if mode == "async" else "sync",
                 vector_kwargs={"autoreset_mode": AutoresetMode.NEXT_STEP},
             )
+    return env
+
+
+def _checked(env: VectorEnv, n: int) -> VecEnv:
     autoreset = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
     if autoreset != AutoresetMode.NEXT_STEP:
         env.close()

@@ -67,15 +67,16 @@ def train(
         folder = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
         config = replace(from_dict(saved["config"]), run_dir=str(folder))
     config.validate()
-    run_dir = _prepare_run_dir(config, resuming=saved is not None)
+    run_dir = _run_dir(config, resuming=saved is not None)
     _seed_everything(config.seed)
     device = torch.device(config.device)
     vec = make_vec_env(config.env, env_factory=env_factory)
     try:
-        state = _initial_state(config, vec, device)
+        state = _initial_state(config, vec, device)  # checks the spaces before anything is written
         if saved is not None:
             _load_state(state, saved, vec, config)
         else:
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
             ckpt.atomic_write_text(run_dir / "config.toml", _toml(to_dict(config)))
         buf = Rollout.allocate(config.algo.num_steps, vec, state.policy, device)
         loggers = _make_loggers(config, run_dir, state)
@@ -237,7 +238,7 @@ def _load_state(state: TrainState, saved: dict[str, Any], vec: VecEnv, config: R
 # --- Run folder, loggers, seeding ----------------------------------------------------------
 
 
-def _prepare_run_dir(config: RunConfig, resuming: bool) -> Path:
+def _run_dir(config: RunConfig, resuming: bool) -> Path:
     if config.run_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path("runs") / f"{config.env.id.replace('/', '_')}__{config.seed}__{stamp}"
@@ -245,7 +246,6 @@ def _prepare_run_dir(config: RunConfig, resuming: bool) -> Path:
         run_dir = Path(config.run_dir)
     if not resuming and (run_dir / "checkpoints" / "last.pt").exists():
         raise ConfigError("run_dir", f"{run_dir} already holds a run; resume it with --resume or pick another")
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
