@@ -1,0 +1,161 @@
+"""The CLI end to end, in subprocesses: train, Ctrl-C, resume, eval, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import ppokit as ppokit_api
+from ppokit import checkpoint as ckpt
+from tests.conftest import tiny_config
+
+TINY = ["--num-envs", "4", "--num-steps", "16", "--minibatch-size", "32", "--update-epochs", "2",
+        "--no-progress", "--no-tensorboard", "--eval-episodes", "2", "--seed", "5"]  # fmt: skip
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def ppokit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ppokit", *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=ENV
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("ppokit: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_train_then_eval(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = ppokit("train", *TINY, "--total-steps", "256", "--run-dir", str(run))
+    assert result.returncode == 0, result.stderr
+    assert f"Run folder: {run}" in result.stdout
+    assert "Final evaluation (2 episodes, deterministic): return" in result.stdout
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 4
+
+    result = ppokit("eval", str(run), "--episodes", "3")
+    assert result.returncode == 0, result.stderr
+    assert "3 episodes (deterministic): return mean" in result.stdout
+    written = json.loads((run / "eval-deterministic-3.json").read_text())
+    assert len(written["returns"]) == 3
+    assert {"eval_return_mean", "eval_return_std", "eval_return_min", "eval_return_max"} <= written.keys()
+
+    out = tmp_path / "sampled.json"
+    result = ppokit("eval", str(run / "checkpoints" / "last.pt"), "--sampled", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["deterministic"] is False
+
+
+def test_toml_config_with_flag_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text("seed = 9\ntotal_steps = 128\n[algo]\nlearning_rate = 0.001\nnum_steps = 16\n")
+    run = tmp_path / "run"
+    result = ppokit("train", "--config", str(config), *TINY, "--learning-rate", "0.002", "--run-dir", str(run))
+    assert result.returncode == 0, result.stderr
+    saved = (run / "config.toml").read_text()
+    assert "learning_rate = 0.002" in saved  # the flag beats the file
+    assert "seed = 5" in saved  # TINY's --seed beats the file's 9
+    assert "total_steps = 128" in saved  # the file beats the preset
+
+
+def test_ctrl_c_writes_checkpoint_exits_zero_and_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ppokit", "train", *TINY, "--total-steps", "200000", "--run-dir", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    metrics = run / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "resume with: ppokit train --resume" in stdout
+    data = ckpt.load(run)
+    logged = len(metrics.read_text().splitlines())
+    assert data["update"] == logged >= 3
+    assert data["update"] < 200000 // 64
+
+
+def test_resume_finishes_an_interrupted_run(tmp_path: Path) -> None:
+    ppokit_api.train(tiny_config(tmp_path / "run"), stop_after=2)
+    result = ppokit("train", "--resume", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert "Final evaluation" in result.stdout
+    assert ckpt.load(tmp_path / "run")["update"] == 6
+
+
+def test_presets_are_listed_with_sources() -> None:
+    result = ppokit("presets")
+    assert result.returncode == 0
+    for name in ("CartPole-v1", "Pendulum-v1", "LunarLander-v3"):
+        assert name in result.stdout
+    assert result.stdout.count("source:") == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--env", "CartPole-v2"], ["env.id", "CartPole-v1"]),
+        (["--clip-coef", "0"], ["clip_coef", "allowed: (0.0, 1.0)"]),
+        (["--gamma", "1.5"], ["gamma", "(0.0, 1.0]"]),
+        (["--minibatch-size", "100"], ["minibatch_size", "does not divide"]),
+        (["--update-epochs", "40"], ["update_epochs", "--allow-unsafe"]),
+        (["--clip-coef", "0.5"], ["clip_coef", "--allow-unsafe"]),
+        (["--env", "Blackjack-v1", "--preset", "none"], ["observation_space", "Box"]),
+        (["--preset", "Walker"], ["preset", "CartPole-v1, Pendulum-v1, LunarLander-v3"]),
+        (["--config", "/nonexistent.toml"], ["config", "does not exist"]),
+    ],
+)
+def test_bad_train_input_is_one_line_exit_2(tmp_path: Path, args: list[str], fragments: list[str]) -> None:
+    result = ppokit("train", "--no-progress", "--run-dir", str(tmp_path / "run"), *args)
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_bad_toml_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[algo]\nclip = 0.1\n")
+    assert_one_line_error(ppokit("train", "--config", str(config)), "algo.clip", "unknown key")
+
+
+def test_unsafe_allowed_with_flag(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = [*TINY, "--update-epochs", "31", "--allow-unsafe", "--total-steps", "64", "--run-dir", str(run)]
+    result = ppokit("train", *args)
+    assert result.returncode == 0, result.stderr
+
+
+def test_bad_checkpoints_for_eval(tmp_path: Path) -> None:
+    assert_one_line_error(ppokit("eval", str(tmp_path / "missing.pt")), "does not exist")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00garbage")
+    assert_one_line_error(ppokit("eval", str(corrupt)), "corrupt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    assert_one_line_error(ppokit("eval", str(tmp_path / "foreign.pt")), "not a ppokit checkpoint")
+    assert corrupt.read_bytes() == b"\x00garbage"  # nothing written over
+
+
+def test_resume_of_a_folder_without_run(tmp_path: Path) -> None:
+    assert_one_line_error(ppokit("train", "--resume", str(tmp_path)), "does not exist")
+
+
+def test_help_documents_every_option() -> None:
+    result = ppokit("train", "--help")
+    assert result.returncode == 0
+    for flag in ("--env", "--seed", "--total-steps", "--preset", "--run-dir", "--resume", "--device",
+                 "--clip-coef", "--target-kl", "--norm-obs", "--hidden-sizes", "--allow-unsafe"):  # fmt: skip
+        assert flag in result.stdout
+    assert "(default: 0.2)" in result.stdout  # clip_coef's help shows its default

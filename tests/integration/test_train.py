@@ -1,0 +1,219 @@
+"""The trainer as a system: smoke, determinism, checkpoints, resume, non-finite stops."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import ppokit
+from ppokit import checkpoint as ckpt
+from ppokit.errors import CheckpointError, ConfigError, NonFiniteError
+from tests.conftest import tiny_config
+
+TIME_KEYS = {"sps"}
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIME_KEYS} for line in lines]
+
+
+def test_smoke_writes_a_complete_run_folder(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "run", tensorboard=True)
+    result = ppokit.train(config)
+    assert result.run_dir == tmp_path / "run"
+    assert result.updates == config.num_updates == 6
+    assert result.global_step == 6 * 64
+    metrics = read_metrics(result.run_dir)
+    assert len(metrics) == 6
+    expected = {"policy_loss", "value_loss", "entropy", "approx_kl", "approx_kl_k1", "clip_fraction",
+                "explained_variance", "grad_norm", "learning_rate", "ent_coef", "minibatch_steps",
+                "episode_return_mean", "episode_return_std", "episode_return_min", "episode_return_max",
+                "episode_length_mean", "global_step", "update"}  # fmt: skip
+    assert expected <= metrics[0].keys()
+    assert metrics[0]["minibatch_steps"] == 2 * 2
+    assert metrics[0]["learning_rate"] == pytest.approx(2.5e-4)
+    assert metrics[-1]["learning_rate"] < metrics[0]["learning_rate"]  # annealed
+    assert (result.run_dir / "config.toml").is_file()
+    assert (result.run_dir / "checkpoints" / "last.pt").is_file()
+    assert list((result.run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    evaluation = json.loads((result.run_dir / "eval.json").read_text())
+    assert evaluation["eval_episodes"] == 2 and evaluation["deterministic"] is True
+    assert result.evaluation is not None and len(result.evaluation.returns) == 2
+
+
+def test_same_seed_same_metrics(tmp_path: Path) -> None:
+    a = ppokit.train(tiny_config(tmp_path / "a"))
+    b = ppokit.train(tiny_config(tmp_path / "b"))
+    assert read_metrics(a.run_dir) == read_metrics(b.run_dir)
+    assert a.evaluation is not None and b.evaluation is not None
+    assert a.evaluation.returns == b.evaluation.returns
+
+
+def test_other_seed_other_metrics(tmp_path: Path) -> None:
+    a = ppokit.train(tiny_config(tmp_path / "a"))
+    b = ppokit.train(tiny_config(tmp_path / "b", seed=4))
+    assert read_metrics(a.run_dir) != read_metrics(b.run_dir)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"id": "Pendulum-v1", "norm_obs": True, "norm_reward": True, "vectorization": "sync"},
+        {"vectorization": "sync", "target_kl": 0.001},
+    ],
+    ids=["cartpole-native", "pendulum-normalized", "cartpole-sync-target-kl"],
+)
+def test_stopped_and_resumed_run_logs_the_same_metrics(tmp_path: Path, overrides: dict[str, object]) -> None:
+    straight = ppokit.train(tiny_config(tmp_path / "straight", **overrides))
+    first = ppokit.train(tiny_config(tmp_path / "resumed", **overrides), stop_after=3)
+    assert first.interrupted and first.updates == 3
+    assert len(read_metrics(first.run_dir)) == 3
+    second = ppokit.train(ppokit.RunConfig(), resume=first.run_dir)
+    assert not second.interrupted and second.updates == 6
+    assert read_metrics(second.run_dir) == read_metrics(straight.run_dir)
+    assert second.evaluation is not None and straight.evaluation is not None
+    assert second.evaluation.returns == straight.evaluation.returns
+
+
+def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "run", checkpoint_every=2)
+    ppokit.train(config, stop_after=3)  # checkpoints at update 2 and at the stop (3)
+    data = ckpt.load(tmp_path / "run")
+    assert data["update"] == 3
+    # Simulate a crash after update 4 was logged but before it was saved.
+    with (tmp_path / "run" / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"global_step": 256, "update": 4.0}) + "\n")
+    ppokit.train(ppokit.RunConfig(), resume=tmp_path / "run")
+    updates = [m["update"] for m in read_metrics(tmp_path / "run")]
+    assert updates == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
+def test_checkpoint_holds_everything_to_resume(tmp_path: Path) -> None:
+    ppokit.train(tiny_config(tmp_path / "run", norm_obs=True, norm_reward=True), stop_after=2)
+    data = ckpt.load(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert data["format"] == "ppokit-checkpoint" and data["version"] == 1
+    assert data["global_step"] == 128 and data["update"] == 2
+    assert {"torch", "shuffle", "numpy", "python"} <= data["rng"].keys()
+    assert "obs_norm.mean" in data["policy"] and data["policy"]["obs_norm.count"] > 100
+    assert data["return_norm"]["count"] > 100
+    assert data["optimizer"]["state"]
+    assert data["env_state"] is not None
+    assert data["config"]["env"]["norm_obs"] is True
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
+    ppokit.train(tiny_config(tmp_path / "run"), stop_after=1)
+    torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)  # raises if not plain data
+
+
+def test_atomic_write_leaves_old_file_when_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "file.txt"
+    ckpt.atomic_write_text(target, "old")
+
+    def failing_replace(src: str, dst: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt.os, "replace", failing_replace)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.atomic_write_text(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]  # no temp file left behind
+
+
+def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
+    ppokit.train(tiny_config(tmp_path / "run"), stop_after=1)
+    before = (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(ConfigError, match=r"run_dir: .* already holds a run"):
+        ppokit.train(tiny_config(tmp_path / "run"))
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").read_bytes() == before
+
+
+class NaNRewardAfter(gym.Wrapper[np.ndarray, int, np.ndarray, int]):
+    """CartPole whose reward turns NaN after a number of steps."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.countdown = steps
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, object]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.countdown -= 1
+        return obs, float("nan") if self.countdown < 0 else float(reward), terminated, truncated, info
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "run", checkpoint_every=1, vectorization="sync")
+    with pytest.raises(NonFiniteError, match=r"non-finite \w+ at update 3") as info:
+        ppokit.train(config, env_factory=lambda: NaNRewardAfter(16 * 2 + 5))
+    assert info.value.update == 3
+    data = ckpt.load(tmp_path / "run")
+    assert data["update"] == 2
+    assert all(torch.isfinite(v).all() for v in data["policy"].values())
+
+
+def test_unsupported_observation_space_is_refused_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"observation_space: .*Tuple.* allowed: Box"):
+        ppokit.train(tiny_config(tmp_path / "run", id="Blackjack-v1"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_env_factory_with_discrete_start_and_box_actions(tmp_path: Path) -> None:
+    result = ppokit.train(
+        tiny_config(tmp_path / "run", vectorization="sync"),
+        env_factory=lambda: gym.make("Pendulum-v1"),
+    )
+    assert result.evaluation is not None and len(result.evaluation.returns) == 2
+
+
+def test_load_returns_policy_applying_saved_normalization(tmp_path: Path) -> None:
+    ppokit.train(tiny_config(tmp_path / "run", norm_obs=True))
+    policy = ppokit.load(tmp_path / "run")
+    assert policy.model.obs_norm.count > 100
+    obs, _ = gym.make("CartPole-v1").reset(seed=0)
+    action = policy.act(obs, deterministic=True)
+    assert action.shape == () and int(action) in (0, 1)
+    batch = policy.act(np.stack([obs, obs]), deterministic=True)
+    assert batch.shape == (2,) and batch[0] == batch[1] == action
+    # The same network without normalization sees other inputs: normalization is applied.
+    raw = policy.model(torch.as_tensor(obs[None]))[0]
+    normalized = policy.model(policy.model.normalize(torch.as_tensor(obs[None])))[0]
+    assert not torch.allclose(raw, normalized)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not a checkpoint", "corrupt or not a ppokit checkpoint"),
+        (None, "does not exist"),
+    ],
+)
+def test_bad_checkpoint_files(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "x.pt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        ppokit.load(path)
+
+
+def test_foreign_and_mismatched_checkpoints(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a ppokit checkpoint"):
+        ppokit.load(foreign)
+    ppokit.train(tiny_config(tmp_path / "run"), stop_after=1)
+    data = ckpt.load(tmp_path / "run")
+    data["config"]["policy"]["hidden_sizes"] = [8]
+    ckpt.save(tmp_path / "mismatch.pt", data)
+    with pytest.raises(CheckpointError, match="weights do not fit"):
+        ppokit.load(tmp_path / "mismatch.pt")
+    data["version"] = 99
+    torch.save(data, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="format version 99"):
+        ppokit.load(tmp_path / "future.pt")
