@@ -30,8 +30,8 @@ def gae(
             f"next_values {tuple(next_values.shape)}, terminated {tuple(terminated.shape)}, "
             f"dones {tuple(dones.shape)}"
         )
-    not_terminated = 1.0 - terminated.float()
-    not_done = 1.0 - dones.float()
+    not_terminated = 1.0 - terminated.to(values.dtype)
+    not_done = 1.0 - dones.to(values.dtype)
     deltas = rewards + gamma * not_terminated * next_values - values
     advantages = torch.empty_like(values)
     carry = torch.zeros_like(values[0])

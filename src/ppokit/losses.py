@@ -66,7 +66,9 @@ def explained_variance(y_pred: Tensor, y_true: Tensor, mask: Tensor) -> float:
     NaN when Var[y] is 0."""
     m = mask.bool()
     y, p = y_true[m].double(), y_pred[m].double()
+    if y.numel() == 0:
+        return float("nan")
     var_y = y.var(unbiased=False)
-    if y.numel() == 0 or var_y == 0:
+    if var_y == 0:
         return float("nan")
     return float(1.0 - (y - p).var(unbiased=False) / var_y)

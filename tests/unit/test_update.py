@@ -1,0 +1,230 @@
+"""ppo_update on tiny synthetic batches, and Batch.from_rollout."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from ppokit.config import AlgoConfig, PolicyConfig
+from ppokit.policy import ActorCritic
+from ppokit.rollout import Rollout
+from ppokit.update import Batch, ppo_update
+
+OBS_DIM = 4
+OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float32)
+ACTION_SPACES = {
+    "discrete": gym.spaces.Discrete(3),
+    "box": gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
+}
+METRIC_KEYS = {
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "approx_kl_k1",
+    "clip_fraction",
+    "grad_norm",
+    "loss",
+    "minibatch_steps",
+    "kl_early_stop",
+}
+
+
+def make_policy(kind: str = "discrete", seed: int = 0) -> ActorCritic:
+    torch.manual_seed(seed)
+    return ActorCritic(OBS_SPACE, ACTION_SPACES[kind], PolicyConfig(hidden_sizes=(16, 16)))
+
+
+def make_batch(policy: ActorCritic, size: int = 16, seed: int = 0) -> Batch:
+    """A batch as the behaviour policy would have produced it: the ratio starts at 1."""
+    gen = torch.Generator().manual_seed(seed)
+    obs = torch.randn(size, OBS_DIM, generator=gen)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        params, values = policy(obs)
+        actions = policy.head.sample(params)
+        logprobs = policy.head.log_prob(params, actions)
+    advantages = torch.randn(size, generator=gen)
+    return Batch(
+        obs=obs,
+        actions=actions,
+        logprobs=logprobs,
+        values=values,
+        advantages=advantages,
+        returns=values + advantages,
+        mask=torch.ones(size),
+    )
+
+
+def run_update(
+    policy: ActorCritic, batch: Batch, algo: AlgoConfig, lr: float = 1e-2, seed: int = 0
+) -> dict[str, float]:
+    optimizer = torch.optim.Adam(policy.parameters(), lr=lr, eps=algo.adam_eps)
+    return ppo_update(policy, optimizer, batch, algo, algo.ent_coef, torch.Generator().manual_seed(seed))
+
+
+def flat_params(policy: ActorCritic) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in policy.parameters()])
+
+
+# --- metrics and step counts -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["discrete", "box"])
+def test_ppo_update_returns_every_metric(kind: str) -> None:
+    policy = make_policy(kind)
+    before = flat_params(policy)
+    metrics = run_update(policy, make_batch(policy), AlgoConfig(update_epochs=2, minibatch_size=4))
+    assert set(metrics) == METRIC_KEYS
+    assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
+    assert metrics["kl_early_stop"] == 0.0
+    assert metrics["grad_norm"] > 0.0
+    assert 0.0 <= metrics["clip_fraction"] <= 1.0
+    assert metrics["approx_kl"] >= 0.0
+    assert not torch.equal(flat_params(policy), before)
+
+
+@pytest.mark.parametrize(
+    ("size", "minibatch_size", "epochs"),
+    [(16, 4, 3), (16, 8, 1), (16, 16, 4), (12, 3, 2)],
+)
+def test_minibatch_steps_without_target_kl(size: int, minibatch_size: int, epochs: int) -> None:
+    policy = make_policy()
+    algo = AlgoConfig(update_epochs=epochs, minibatch_size=minibatch_size, target_kl=None)
+    metrics = run_update(policy, make_batch(policy, size), algo)
+    assert metrics["minibatch_steps"] == epochs * (size // minibatch_size)
+    assert metrics["kl_early_stop"] == 0.0
+
+
+def test_first_minibatch_starts_at_ratio_one() -> None:
+    """One step on one full-batch minibatch: the diagnostics are those of the first evaluation."""
+    policy = make_policy()
+    metrics = run_update(policy, make_batch(policy), AlgoConfig(update_epochs=1, minibatch_size=16))
+    assert metrics["minibatch_steps"] == 1.0
+    assert metrics["approx_kl"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["approx_kl_k1"] == pytest.approx(0.0, abs=1e-5)
+    assert metrics["clip_fraction"] == 0.0
+
+
+def test_target_kl_tiny_stops_early() -> None:
+    policy = make_policy()
+    algo = AlgoConfig(update_epochs=4, minibatch_size=4, target_kl=1e-12)
+    metrics = run_update(policy, make_batch(policy), algo)
+    assert metrics["kl_early_stop"] == 1.0
+    assert 1.0 <= metrics["minibatch_steps"] < 4 * 4
+    assert all(math.isfinite(v) for v in metrics.values())
+
+
+def test_target_kl_large_does_not_stop() -> None:
+    policy = make_policy()
+    algo = AlgoConfig(update_epochs=4, minibatch_size=4, target_kl=1e3)
+    metrics = run_update(policy, make_batch(policy), algo)
+    assert metrics["kl_early_stop"] == 0.0
+    assert metrics["minibatch_steps"] == 16.0
+
+
+def test_target_kl_stops_before_the_offending_step() -> None:
+    """A batch whose behaviour policy differs already: the first check stops with no step taken."""
+    policy = make_policy()
+    batch = make_batch(policy)
+    batch.logprobs = batch.logprobs - 0.5  # ratio e^0.5: k3 = e^0.5 - 1 - 0.5 ~ 0.149 > 0.01
+    before = flat_params(policy)
+    metrics = run_update(policy, batch, AlgoConfig(update_epochs=3, minibatch_size=4, target_kl=0.01))
+    assert metrics["kl_early_stop"] == 1.0
+    assert metrics["minibatch_steps"] == 0.0
+    assert torch.equal(flat_params(policy), before)
+    assert all(math.isfinite(v) for v in metrics.values())
+
+
+# --- masking ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["discrete", "box"])
+@pytest.mark.parametrize("norm_adv", [True, False])
+def test_masked_samples_do_not_influence_the_update(kind: str, norm_adv: bool) -> None:
+    base = make_policy(kind)
+    clean = make_batch(base, size=16)
+    mask = torch.tensor([1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 0, 1, 1], dtype=torch.float32)
+    m = mask.bool()
+    clean.mask = mask
+    zeros = copy.deepcopy(clean)
+    for name in ("obs", "actions", "logprobs", "values", "advantages", "returns"):
+        getattr(zeros, name)[~m] = 0
+    garbage = copy.deepcopy(clean)
+    gen = torch.Generator().manual_seed(99)
+    k = int((~m).sum())
+    garbage.obs[~m] = torch.randn(k, OBS_DIM, generator=gen) * 50.0
+    if kind == "discrete":
+        garbage.actions[~m] = torch.randint(0, 3, (k,), generator=gen)
+    else:
+        garbage.actions[~m] = torch.randn(k, 2, generator=gen) * 20.0
+    garbage.logprobs[~m] = torch.randn(k, generator=gen) * 3.0
+    garbage.values[~m] = torch.randn(k, generator=gen) * 100.0
+    garbage.advantages[~m] = torch.randn(k, generator=gen) * 100.0
+    garbage.returns[~m] = torch.randn(k, generator=gen) * 100.0
+
+    algo = AlgoConfig(update_epochs=2, minibatch_size=4, norm_adv=norm_adv, clip_vloss=True)
+    results = {}
+    for name, batch in (("zeros", zeros), ("garbage", garbage)):
+        policy = copy.deepcopy(base)
+        metrics = run_update(policy, batch, algo)
+        results[name] = (flat_params(policy), metrics)
+    torch.testing.assert_close(results["garbage"][0], results["zeros"][0], rtol=1e-5, atol=1e-6)
+    for key in METRIC_KEYS:
+        assert results["garbage"][1][key] == pytest.approx(results["zeros"][1][key], rel=1e-4, abs=1e-6), key
+    assert not torch.allclose(results["zeros"][0], flat_params(base))  # the update did move
+
+    # Control: the same change to one *unmasked* sample does change the update.
+    control = copy.deepcopy(zeros)
+    control.advantages[0] += 100.0
+    control.returns[0] += 100.0
+    policy = copy.deepcopy(base)
+    run_update(policy, control, algo)
+    assert not torch.allclose(flat_params(policy), results["zeros"][0], rtol=1e-5, atol=1e-6)
+
+
+def test_ppo_update_is_deterministic_given_the_generator() -> None:
+    base = make_policy()
+    batch = make_batch(base)
+    algo = AlgoConfig(update_epochs=2, minibatch_size=4)
+    a, b, c = (copy.deepcopy(base) for _ in range(3))
+    run_update(a, batch, algo, seed=5)
+    run_update(b, batch, algo, seed=5)
+    run_update(c, batch, algo, seed=6)
+    assert torch.equal(flat_params(a), flat_params(b))
+    assert not torch.equal(flat_params(a), flat_params(c))  # a different minibatch order
+
+
+# --- Batch.from_rollout ----------------------------------------------------------------------
+
+
+def test_batch_from_rollout_flattens_time_major_and_masks_advantages() -> None:
+    t, n = 3, 2
+    values = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    valid = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    rollout = Rollout(
+        obs=torch.arange(t * n * OBS_DIM, dtype=torch.float32).reshape(t, n, OBS_DIM),
+        actions=torch.tensor([[0, 1], [2, 0], [1, 2]]),
+        logprobs=torch.full((t, n), -1.0),
+        values=values,
+        rewards=torch.zeros(t, n),
+        terminated=torch.zeros(t, n),
+        truncated=torch.zeros(t, n),
+        valid=valid,
+        next_value=torch.zeros(n),
+    )
+    adv = torch.tensor([[0.5, -0.5], [9.0, 1.5], [2.0, 7.0]])
+    batch = Batch.from_rollout(rollout, adv)
+    assert len(batch) == 6
+    # Row t * N + n is step t of env n.
+    assert batch.actions.tolist() == [0, 1, 2, 0, 1, 2]
+    assert torch.equal(batch.obs[3], rollout.obs[1, 1])
+    assert batch.mask.tolist() == [1.0, 1.0, 0.0, 1.0, 1.0, 0.0]
+    assert batch.advantages.tolist() == [0.5, -0.5, 0.0, 1.5, 2.0, 0.0]  # zero on autoreset steps
+    # returns = A + V: 0.5 + 1, -0.5 + 2, 9 + 3, 1.5 + 4, 2 + 5, 7 + 6
+    assert batch.returns.tolist() == [1.5, 1.5, 12.0, 5.5, 7.0, 13.0]
