@@ -53,6 +53,7 @@ class AlgoConfig:
     gamma: float = _f(0.99, "Discount factor, in (0, 1].")
     gae_lambda: float = _f(0.95, "GAE lambda, in [0, 1].")
     clip_coef: float = _f(0.2, "PPO clip range epsilon for the probability ratio.")
+    anneal_clip: bool = _f(False, "Anneal clip_coef linearly to 0 over training (as rl-zoo's lin_0.2).")
     clip_vloss: bool = _f(True, "Clip the value loss with the same epsilon (max of both forms).")
     vf_coef: float = _f(0.5, "Weight of the value loss.")
     ent_coef: float = _f(0.01, "Weight of the entropy bonus at the start of training.")

@@ -116,6 +116,7 @@ def _loop(
             progress = state.update / config.num_updates
             lr = algo.learning_rate * (1.0 - progress if algo.anneal_lr else 1.0)
             ent_coef = _linear(algo.ent_coef, algo.ent_coef_final, progress)
+            clip_coef = algo.clip_coef * (1.0 - progress if algo.anneal_clip else 1.0)
             for group in state.optimizer.param_groups:
                 group["lr"] = lr
 
@@ -126,7 +127,7 @@ def _loop(
             advantages = gae(buf.rewards, buf.values, buf.next_values, buf.terminated, dones,
                              algo.gamma, algo.gae_lambda)  # fmt: skip
             batch = Batch.from_rollout(buf, advantages)
-            metrics = ppo_update(state.policy, state.optimizer, batch, algo, ent_coef, state.shuffle)
+            metrics = ppo_update(state.policy, state.optimizer, batch, algo, ent_coef, clip_coef, state.shuffle)
             elapsed = time.perf_counter() - start
             state.update += 1
             state.global_step += config.batch_size
@@ -136,6 +137,7 @@ def _loop(
                 "explained_variance": explained_variance(batch.values, batch.returns, batch.mask),
                 "learning_rate": lr,
                 "ent_coef": ent_coef,
+                "clip_coef": clip_coef,
                 "sps": config.batch_size / elapsed,
                 "update": float(state.update),
             }

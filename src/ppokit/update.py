@@ -67,9 +67,12 @@ def ppo_update(
     batch: Batch,
     algo: AlgoConfig,
     ent_coef: float,
+    clip_coef: float,
     generator: torch.Generator,
 ) -> dict[str, float]:
-    """Run the epochs; return the metrics averaged over the minibatch steps taken."""
+    """Run the epochs; return the metrics averaged over the minibatch steps taken.
+
+    ``ent_coef`` and ``clip_coef`` are this update's values of their schedules."""
     size, mb_size = len(batch), algo.minibatch_size
     params = [p for p in policy.parameters() if p.requires_grad]
     totals = torch.zeros(len(_STEP_METRICS), dtype=torch.float64, device=batch.obs.device)
@@ -83,11 +86,11 @@ def ppo_update(
             adv = batch.advantages[idx]
             if algo.norm_adv:
                 adv = losses.normalize_advantages(adv, mask)
-            pg_loss, diag = losses.clipped_surrogate(logp, batch.logprobs[idx], adv, algo.clip_coef, mask)
+            pg_loss, diag = losses.clipped_surrogate(logp, batch.logprobs[idx], adv, clip_coef, mask)
             if algo.target_kl is not None and float(diag["approx_kl"]) > algo.target_kl:
                 kl_stop = True  # the policy left the trust region: stop before this step
                 break
-            v_clip = algo.clip_coef if algo.clip_vloss else None
+            v_clip = clip_coef if algo.clip_vloss else None
             v_loss = losses.value_loss(value, batch.values[idx], batch.returns[idx], v_clip, mask)
             ent = losses.entropy_bonus(entropy, mask)
             loss = pg_loss + algo.vf_coef * v_loss - ent_coef * ent

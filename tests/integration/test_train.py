@@ -217,3 +217,12 @@ def test_foreign_and_mismatched_checkpoints(tmp_path: Path) -> None:
     torch.save(data, tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="format version 99"):
         ppokit.load(tmp_path / "future.pt")
+
+
+def test_box2d_env_trains_and_resume_warns_that_episodes_restart(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "run", id="LunarLander-v3", total_steps=128, checkpoint_every=1)
+    ppokit.train(config, stop_after=1)
+    assert ckpt.load(tmp_path / "run")["env_state"] is None  # Box2D worlds are not plain data
+    with pytest.warns(UserWarning, match="episodes in flight .* restart"):
+        result = ppokit.train(ppokit.RunConfig(), resume=tmp_path / "run")
+    assert result.updates == 2 and result.evaluation is not None

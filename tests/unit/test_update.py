@@ -65,7 +65,9 @@ def run_update(
     policy: ActorCritic, batch: Batch, algo: AlgoConfig, lr: float = 1e-2, seed: int = 0
 ) -> dict[str, float]:
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr, eps=algo.adam_eps)
-    return ppo_update(policy, optimizer, batch, algo, algo.ent_coef, torch.Generator().manual_seed(seed))
+    return ppo_update(
+        policy, optimizer, batch, algo, algo.ent_coef, algo.clip_coef, torch.Generator().manual_seed(seed)
+    )
 
 
 def flat_params(policy: ActorCritic) -> torch.Tensor:
