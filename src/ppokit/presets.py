@@ -22,10 +22,10 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "CartPole-v1": Preset(
         "CartPole-v1",
-        "rl-baselines3-zoo hyperparams/ppo.yml (CartPole-v1); clip range kept constant",
+        "rl-baselines3-zoo hyperparams/ppo.yml (CartPole-v1): lr and clip range both annealed linearly",
         {"num_envs": 8, "num_steps": 32, "minibatch_size": 256, "update_epochs": 20,
-         "gae_lambda": 0.8, "gamma": 0.98, "learning_rate": 1e-3, "ent_coef": 0.0,
-         "total_steps": 100_000},
+         "gae_lambda": 0.8, "gamma": 0.98, "learning_rate": 1e-3, "anneal_clip": True,
+         "ent_coef": 0.0, "total_steps": 100_000},
     ),
     "Pendulum-v1": Preset(
         "Pendulum-v1",
