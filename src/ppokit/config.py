@@ -74,15 +74,33 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class DiagnosticsConfig:
+    enabled: bool = _f(True, "Watch the metrics during training and warn with advice.")
+    kl_max: float = _f(0.05, "Warn when approx KL exceeds this.")
+    kl_patience: int = _f(2, "Consecutive updates above kl_max before warning.")
+    clip_fraction_min: float = _f(0.001, "Warn when the clip fraction stays below this (clipping never binds).")
+    clip_fraction_max: float = _f(0.4, "Warn when the clip fraction stays above this (drift).")
+    clip_fraction_patience: int = _f(10, "Consecutive updates outside the clip-fraction band before warning.")
+    explained_variance_min: float = _f(0.0, "Warn when explained variance stays below this.")
+    explained_variance_patience: int = _f(5, "Consecutive updates below explained_variance_min before warning.")
+    entropy_collapse_ratio: float = _f(0.1, "Warn when entropy falls below this fraction of its start...")
+    entropy_collapse_before: float = _f(0.25, "...within this fraction of training.")
+    grad_norm_max: float = _f(50.0, "Warn when the gradient norm (before clipping) exceeds this.")
+    grad_norm_patience: int = _f(2, "Consecutive updates above grad_norm_max before warning.")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     seed: int = _f(1, "Seed for torch, numpy and the environments.")
     total_steps: int = _f(100_000, "Environment steps to train for (all envs together).")
     device: str = _f("cpu", "Torch device: cpu, cuda, cuda:N.")
     run_dir: str | None = _f(None, "Run folder; default runs/<env>__<seed>__<time>.")
-    eval_episodes: int = _f(20, "Episodes of the final evaluation.")
+    eval_episodes: int = _f(20, "Episodes of the final evaluation (and of each periodic one).")
+    eval_every: int = _f(0, "Evaluate every this many env steps on separate envs, keep best.pt (0: off).")
     eval_deterministic: bool = _f(True, "Final evaluation acts with the distribution's mode.")
     checkpoint_every: int = _f(50, "Write a checkpoint every this many updates (and at the end).")
     tensorboard: bool = _f(True, "Write TensorBoard event files in the run folder.")
@@ -107,6 +125,9 @@ class RunConfig:
         _validate_env(self.env)
         _validate_algo(self.algo, self.allow_unsafe)
         _validate_policy(self.policy)
+        _validate_diagnostics(self.diagnostics)
+        if self.eval_every < 0:
+            raise ConfigError("eval_every", f"{self.eval_every}; allowed: 0 (off) or a step count >= 1")
         _positive_int("total_steps", self.total_steps)
         _positive_int("eval_episodes", self.eval_episodes)
         _positive_int("checkpoint_every", self.checkpoint_every)
@@ -188,6 +209,21 @@ def _validate_policy(policy: PolicyConfig) -> None:
     _in_range("init_log_std", policy.init_log_std, -20.0, 2.0, False, False)
 
 
+def _validate_diagnostics(d: DiagnosticsConfig) -> None:
+    for name in ("kl_patience", "clip_fraction_patience", "explained_variance_patience", "grad_norm_patience"):
+        _positive_int(name, getattr(d, name))
+    _in_range("kl_max", d.kl_max, 0.0, math.inf, True, True)
+    _in_range("clip_fraction_min", d.clip_fraction_min, 0.0, 1.0, False, False)
+    _in_range("clip_fraction_max", d.clip_fraction_max, 0.0, 1.0, False, False)
+    _in_range("entropy_collapse_ratio", d.entropy_collapse_ratio, 0.0, 1.0, False, False)
+    _in_range("entropy_collapse_before", d.entropy_collapse_before, 0.0, 1.0, False, False)
+    _in_range("grad_norm_max", d.grad_norm_max, 0.0, math.inf, True, True)
+    if d.clip_fraction_min >= d.clip_fraction_max:
+        raise ConfigError(
+            "clip_fraction_min", f"{d.clip_fraction_min} must be below clip_fraction_max ({d.clip_fraction_max})"
+        )
+
+
 def check_env_id(env_id: str) -> None:
     """Raise ConfigError for an unregistered env id, suggesting the closest registered ids."""
     import gymnasium as gym
@@ -206,7 +242,7 @@ def check_env_id(env_id: str) -> None:
 
 # --- Conversion to and from plain dicts (TOML files, checkpoints) -------------------------
 
-SECTIONS = {"env": EnvConfig, "algo": AlgoConfig, "policy": PolicyConfig}
+SECTIONS = {"env": EnvConfig, "algo": AlgoConfig, "policy": PolicyConfig, "diagnostics": DiagnosticsConfig}
 T = TypeVar("T")
 
 

@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.console import Console
 
 from ppokit import checkpoint as ckpt
 from ppokit.advantages import gae
 from ppokit.config import RunConfig, from_dict, to_dict
+from ppokit.diagnostics import Diagnostics, in_annealing_tail
 from ppokit.envs import EnvFactory, VecEnv, make_vec_env, restore, snapshot
 from ppokit.errors import CheckpointError, ConfigError, NonFiniteError
 from ppokit.evaluation import EvalResult, evaluate
@@ -28,6 +30,8 @@ from ppokit.losses import explained_variance
 from ppokit.policy import ActorCritic, RunningNorm
 from ppokit.rollout import Episodes, Rollout, RolloutState, collect
 from ppokit.update import Batch, ppo_update
+
+_console = Console(stderr=True)
 
 
 @dataclass
@@ -39,8 +43,11 @@ class TrainState:
     rollout: RolloutState
     return_norm: RunningNorm
     shuffle: torch.Generator
+    diagnostics: Diagnostics
     global_step: int = 0
     update: int = 0
+    train_time: float = 0.0  # wall-clock seconds spent training, over all sessions of the run
+    best_eval: float | None = None  # best periodic evaluation mean so far (best.pt)
 
 
 @dataclass
@@ -81,7 +88,7 @@ def train(
         buf = Rollout.allocate(config.algo.num_steps, vec, state.policy, device)
         loggers = _make_loggers(config, run_dir, state)
         try:
-            metrics, interrupted = _loop(config, vec, state, buf, loggers, run_dir, stop_after)
+            metrics, interrupted = _loop(config, vec, state, buf, loggers, run_dir, stop_after, env_factory)
         finally:
             loggers.close()
     finally:
@@ -108,6 +115,7 @@ def _loop(
     loggers: Loggers,
     run_dir: Path,
     stop_after: int | None,
+    env_factory: EnvFactory | None,
 ) -> tuple[dict[str, float], bool]:
     algo, metrics = config.algo, {}
     first_update = state.update
@@ -121,6 +129,7 @@ def _loop(
                 group["lr"] = lr
 
             start = time.perf_counter()
+            previous_step = state.global_step
             episodes = collect(state.policy, vec, buf, state.rollout, state.return_norm,
                                algo.gamma, config.env.clip_reward)  # fmt: skip
             dones = torch.maximum(buf.terminated, buf.truncated)
@@ -131,6 +140,7 @@ def _loop(
             elapsed = time.perf_counter() - start
             state.update += 1
             state.global_step += config.batch_size
+            state.train_time += elapsed
 
             metrics |= _episode_metrics(episodes)
             metrics |= {
@@ -139,17 +149,39 @@ def _loop(
                 "ent_coef": ent_coef,
                 "clip_coef": clip_coef,
                 "sps": config.batch_size / elapsed,
+                "time_elapsed": state.train_time,
                 "update": float(state.update),
             }
+            in_tail = in_annealing_tail(lr, algo.learning_rate, clip_coef, algo.clip_coef)
+            for warning in state.diagnostics.observe(state.update, metrics, progress, in_tail):
+                _console.print(f"[yellow]ppokit health:[/yellow] {warning}", highlight=False)
             _check_finite(metrics, state)
             loggers.log(state.global_step, metrics)
+            if config.eval_every and state.global_step // config.eval_every > previous_step // config.eval_every:
+                _periodic_eval(config, state, run_dir, vec, env_factory)
 
             stop = interrupt.requested or (stop_after is not None and state.update - first_update >= stop_after)
             if stop or state.update % config.checkpoint_every == 0 or state.update == config.num_updates:
-                _save(run_dir, config, state, vec)
+                _save(run_dir / "checkpoints" / "last.pt", config, state, vec)
+                ckpt.atomic_write_text(run_dir / "diagnostics.json", json.dumps(state.diagnostics.summary(), indent=2))
             if stop:
                 return metrics, True
     return metrics, False
+
+
+def _periodic_eval(
+    config: RunConfig, state: TrainState, run_dir: Path, vec: VecEnv, env_factory: EnvFactory | None
+) -> None:
+    """Evaluate on separate envs (normalization frozen); keep the best policy as best.pt."""
+    result = evaluate(state.policy, config.env, config.eval_episodes, config.eval_deterministic,
+                      config.seed + state.update, env_factory)  # fmt: skip
+    record = {"global_step": state.global_step, "update": state.update, "time_elapsed": state.train_time,
+              "deterministic": result.deterministic, **result.summary()}  # fmt: skip
+    with (run_dir / "evals.jsonl").open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    if state.best_eval is None or result.mean > state.best_eval:
+        state.best_eval = result.mean
+        _save(run_dir / "checkpoints" / "best.pt", config, state, vec)
 
 
 def _episode_metrics(episodes: Episodes) -> dict[str, float]:
@@ -192,10 +224,11 @@ def _initial_state(config: RunConfig, vec: VecEnv, device: torch.device) -> Trai
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.algo.learning_rate, eps=config.algo.adam_eps)
     obs, _ = vec.env.reset(seed=config.seed)
     shuffle = torch.Generator().manual_seed(config.seed)
-    return TrainState(policy, optimizer, RolloutState.start(obs), RunningNorm((), config.env.norm_reward), shuffle)
+    return TrainState(policy, optimizer, RolloutState.start(obs), RunningNorm((), config.env.norm_reward), shuffle,
+                      Diagnostics(config.diagnostics))  # fmt: skip
 
 
-def _save(run_dir: Path, config: RunConfig, state: TrainState, vec: VecEnv) -> None:
+def _save(path: Path, config: RunConfig, state: TrainState, vec: VecEnv) -> None:
     r = state.rollout
     payload: dict[str, Any] = {
         "config": to_dict(config),
@@ -205,11 +238,14 @@ def _save(run_dir: Path, config: RunConfig, state: TrainState, vec: VecEnv) -> N
         "rng": ckpt.rng_states(state.shuffle),
         "global_step": state.global_step,
         "update": state.update,
+        "train_time": state.train_time,
+        "best_eval": state.best_eval,
+        "diagnostics": state.diagnostics.state(),
         "rollout": {k: torch.from_numpy(np.array(getattr(r, k))) for k in vars(r)},
         "env_state": snapshot(vec),
         "spaces": {"observation": str(vec.obs_space), "action": str(vec.action_space)},
     }
-    ckpt.save(run_dir / "checkpoints" / "last.pt", payload)
+    ckpt.save(path, payload)
 
 
 def _load_state(state: TrainState, saved: dict[str, Any], vec: VecEnv, config: RunConfig) -> None:
@@ -223,6 +259,8 @@ def _load_state(state: TrainState, saved: dict[str, Any], vec: VecEnv, config: R
     except (RuntimeError, ValueError, KeyError) as e:
         raise CheckpointError(f"checkpoint: weights do not fit this config ({str(e).splitlines()[0]})") from None
     state.global_step, state.update = int(saved["global_step"]), int(saved["update"])
+    state.train_time, state.best_eval = float(saved["train_time"]), saved["best_eval"]
+    state.diagnostics.load_state(saved["diagnostics"])
     ckpt.set_rng_states(saved["rng"], state.shuffle)
     env_state = saved.get("env_state")
     if env_state is not None and restore(vec, env_state):
@@ -253,6 +291,8 @@ def _run_dir(config: RunConfig, resuming: bool) -> Path:
 
 def _make_loggers(config: RunConfig, run_dir: Path, state: TrainState) -> Loggers:
     keep = state.update if state.update > 0 else None
+    if keep is not None and (run_dir / "evals.jsonl").exists():
+        JsonlLogger(run_dir / "evals.jsonl", keep_until_update=keep).close()  # drop evals after the checkpoint
     loggers: list[Logger] = [JsonlLogger(run_dir / "metrics.jsonl", keep_until_update=keep)]
     if config.tensorboard:
         loggers.append(TensorBoardLogger(run_dir / "tensorboard"))

@@ -15,7 +15,7 @@ from ppokit import checkpoint as ckpt
 from ppokit.errors import CheckpointError, ConfigError, NonFiniteError
 from tests.conftest import tiny_config
 
-TIME_KEYS = {"sps"}
+TIME_KEYS = {"sps", "time_elapsed"}
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:

@@ -1,0 +1,169 @@
+"""Health checks over the per-update metrics, each with the advice a practitioner would give.
+
+A rule watches one metric. When its condition holds for ``patience`` consecutive updates it
+warns once; it warns again only after the condition has cleared and come back (one warning
+per *episode* of the condition, not one per update). Every episode is kept for the run's
+summary (``diagnostics.json``, the report).
+
+Rules about the size of updates (KL, clip fraction) are not checked in the annealing tail,
+once the learning rate or the clip range has been annealed below a quarter of its start:
+there updates shrink by design.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ppokit.config import DiagnosticsConfig
+
+TAIL_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    metric: str
+    describe: str  # the condition, for messages: "{value} > {threshold}"
+    advice: str
+    patience: int
+    check: Callable[[float, dict[str, float]], bool]  # (value, metrics) -> condition holds
+    skip_in_tail: bool = False
+
+
+def rules_for(config: DiagnosticsConfig) -> list[Rule]:
+    """The rules with the thresholds of ``config`` (sources: the PPO debugging checklists of
+    Engstrom et al. 2020, Andrychowicz et al. 2021 "What matters in on-policy RL", and
+    the 37 implementation details of PPO, Huang et al. 2022)."""
+    c = config
+    return [
+        Rule("kl_high", "approx_kl", f"approx KL above {c.kl_max}",
+             "the policy moves too far per update: lower the learning rate or clip_coef, "
+             "fewer epochs, or set target_kl", c.kl_patience,
+             lambda v, m: v > c.kl_max, skip_in_tail=True),
+        Rule("clip_fraction_low", "clip_fraction", f"clip fraction below {c.clip_fraction_min}",
+             "clipping never binds, updates are tiny: raise the learning rate or the epochs",
+             c.clip_fraction_patience, lambda v, m: v < c.clip_fraction_min, skip_in_tail=True),
+        Rule("clip_fraction_high", "clip_fraction", f"clip fraction above {c.clip_fraction_max}",
+             "the policy drifts out of the trust region: lower the learning rate or the epochs",
+             c.clip_fraction_patience, lambda v, m: v > c.clip_fraction_max, skip_in_tail=True),
+        Rule("value_broken", "explained_variance",
+             f"explained variance below {c.explained_variance_min}",
+             "the value function predicts worse than a constant: check value_loss and the "
+             "reward scale (try norm_reward), vf_coef, or clip_vloss off",
+             c.explained_variance_patience, lambda v, m: v < c.explained_variance_min),
+        Rule("entropy_collapse", "entropy",
+             f"entropy below {c.entropy_collapse_ratio} of its start in the first "
+             f"{c.entropy_collapse_before:.0%} of training",
+             "the policy turned deterministic early and stops exploring: raise ent_coef",
+             1, lambda v, m: m.get("_entropy_ratio", 1.0) < c.entropy_collapse_ratio
+             and m.get("_progress", 1.0) < c.entropy_collapse_before),
+        Rule("grad_norm_exploding", "grad_norm", f"grad norm above {c.grad_norm_max}",
+             "gradients explode: lower the learning rate, check the reward scale and "
+             "observation normalization, keep max_grad_norm", c.grad_norm_patience,
+             lambda v, m: v > c.grad_norm_max),
+        Rule("non_finite", "loss", "a loss or gradient is NaN or inf",
+             "training cannot continue: lower the learning rate, normalize observations "
+             "and rewards, check the env for NaN", 1, lambda v, m: not math.isfinite(v)),
+    ]  # fmt: skip
+
+
+@dataclass
+class Episode:
+    """One stretch of updates during which a rule's condition held."""
+
+    rule: str
+    first_update: int
+    last_update: int
+    worst: float  # the value furthest from healthy seen in the stretch (the last, for NaN)
+    warned: bool = False
+
+
+@dataclass
+class Diagnostics:
+    """Stateful monitor: feed it each update's metrics, get the warnings to print."""
+
+    config: DiagnosticsConfig
+    streaks: dict[str, int] = field(default_factory=dict)
+    episodes: list[Episode] = field(default_factory=list)
+    initial_entropy: float | None = None
+
+    def __post_init__(self) -> None:
+        self.rules = rules_for(self.config)
+
+    def observe(self, update: int, metrics: dict[str, float], progress: float, in_tail: bool) -> list[str]:
+        """Update the streaks with one update's metrics; return the warnings that fire now."""
+        if not self.config.enabled:
+            return []
+        entropy = metrics.get("entropy", math.nan)
+        if self.initial_entropy is None and math.isfinite(entropy):
+            self.initial_entropy = entropy
+        extra = dict(metrics)
+        extra["_progress"] = progress
+        if self.initial_entropy is not None and self.initial_entropy > 0:  # Gaussians can go negative
+            extra["_entropy_ratio"] = entropy / self.initial_entropy
+        warnings: list[str] = []
+        for rule in self.rules:
+            value = metrics.get(rule.metric, math.nan)
+            defined = math.isfinite(value) or rule.name == "non_finite"
+            holds = defined and not (rule.skip_in_tail and in_tail) and rule.check(value, extra)
+            if not holds:
+                self.streaks[rule.name] = 0
+                continue
+            streak = self.streaks.get(rule.name, 0) + 1
+            self.streaks[rule.name] = streak
+            if streak == 1:
+                self.episodes.append(Episode(rule.name, update, update, value))
+            episode = next(e for e in reversed(self.episodes) if e.rule == rule.name)
+            episode.last_update = update
+            episode.worst = _worse(rule.name, episode.worst, value)
+            if streak >= rule.patience and not episode.warned:
+                episode.warned = True
+                warnings.append(
+                    f"update {update}: {rule.describe} ({rule.metric} = {value:.4g}"
+                    f"{f' for {streak} updates' if streak > 1 else ''}): {rule.advice}"
+                )
+        return warnings
+
+    def summary(self) -> dict[str, Any]:
+        """Per rule: the episodes that warned and their update ranges."""
+        warned = [e for e in self.episodes if e.warned]
+        by_rule: dict[str, Any] = {}
+        for rule in self.rules:
+            mine = [e for e in warned if e.rule == rule.name]
+            by_rule[rule.name] = {
+                "condition": rule.describe,
+                "advice": rule.advice,
+                "patience": rule.patience,
+                "warnings": len(mine),
+                "updates_affected": sum(e.last_update - e.first_update + 1 for e in mine),
+                "episodes": [asdict(e) for e in mine],
+            }
+        return {"total_warnings": len(warned), "rules": by_rule}
+
+    def state(self) -> dict[str, Any]:
+        """Plain data for checkpoints."""
+        return {
+            "streaks": dict(self.streaks),
+            "episodes": [asdict(e) for e in self.episodes],
+            "initial_entropy": self.initial_entropy,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.streaks = dict(state["streaks"])
+        self.episodes = [Episode(**e) for e in state["episodes"]]
+        self.initial_entropy = state["initial_entropy"]
+
+
+def _worse(rule: str, a: float, b: float) -> float:
+    if rule in ("clip_fraction_low", "value_broken", "entropy_collapse"):
+        return min(a, b)
+    if rule == "non_finite":
+        return b
+    return max(a, b)
+
+
+def in_annealing_tail(lr: float, lr0: float, clip: float, clip0: float) -> bool:
+    return lr < TAIL_FRACTION * lr0 or clip < TAIL_FRACTION * clip0
