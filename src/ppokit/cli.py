@@ -18,7 +18,7 @@ from ppokit.config import SECTIONS, RunConfig, from_dict, override
 from ppokit.errors import ConfigError, PPOKitError
 from ppokit.presets import PRESETS, get_preset
 
-console = Console()
+console = Console(soft_wrap=True)  # long paths and tables are not wrapped at 80 columns
 # Flags named differently from their field, for the flags users type most.
 _FLAG_NAMES = {"id": "env"}
 
@@ -51,14 +51,59 @@ def _none_or(base: type) -> Any:
     return parse
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+def _add_config_flags(parser: argparse.ArgumentParser, skip: frozenset[str] | set[str] = frozenset()) -> None:
     groups = {"run": RunConfig, **SECTIONS}
     for title, cls in groups.items():
         group = parser.add_argument_group(f"{title} options")
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            if f.name not in SECTIONS:
+            if f.name not in SECTIONS and f.name not in skip:
                 _add_field_flag(group, f, hints)
+
+
+def field_types() -> dict[str, Any]:
+    """Flat field name -> its type hint, over every section."""
+    types_: dict[str, Any] = {}
+    for cls in (RunConfig, *SECTIONS.values()):
+        hints = typing.get_type_hints(cls)
+        types_ |= {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in SECTIONS}
+    return types_
+
+
+def parse_value(name: str, text: str) -> Any:
+    """Parse one ``--set`` value for field ``name`` with the field's type; ConfigError if it fails."""
+    kind = field_types()[name]
+    if get_origin(kind) in (typing.Union, types.UnionType):
+        if text.lower() == "none":
+            return None
+        kind = next(a for a in get_args(kind) if a is not type(None))
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false"):
+                raise ValueError(text)
+            return text.lower() == "true"
+        if get_origin(kind) is tuple:
+            return tuple(int(x) for x in text.split("x"))
+        if get_origin(kind) is typing.Literal:
+            if text not in get_args(kind):
+                raise ValueError(text)
+            return text
+        return kind(text)
+    except ValueError:
+        raise ConfigError(name, f"cannot read {text!r} as {getattr(kind, '__name__', kind)}") from None
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    grid: dict[str, list[Any]] = {}
+    known = field_types()
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not values:
+            raise ConfigError("set", f"{item!r}; allowed: KEY=V1,V2,... e.g. update_epochs=1,4,10,30")
+        if key not in known or key in ("seed", "run_dir"):
+            raise ConfigError("set", f"unknown field {key!r}; allowed: fields of ppokit train --help")
+        grid[key] = [parse_value(key, v) for v in values.split(",")]
+    return grid
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +125,29 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--sampled", action="store_true", help="Sample actions instead of the distribution's mode.")
     ev.add_argument("--seed", type=int, default=0, help="Seed of the evaluation envs (default: 0).")
     ev.add_argument("--output", type=Path, help="Write the results as JSON here (default: in the run folder).")
+
+    exp = verbs.add_parser(
+        "experiment", help="Run a configuration (or a grid of them) over several seeds in parallel processes."
+    )
+    exp.add_argument("--out", type=Path, required=True, help="Experiment folder; the same command resumes it.")
+    exp.add_argument("--seeds", type=int, default=5, help="Number of seeds (default: 5).")
+    exp.add_argument("--seed-start", type=int, default=1, help="First seed; seeds are consecutive (default: 1).")
+    exp.add_argument("--workers", type=int, help="Parallel processes (default: the number of cores).")
+    exp.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="A grid axis: the field and its values, e.g. --set update_epochs=1,4,10,30 (repeatable).",
+    )
+    exp.add_argument("--config", type=Path, help="TOML file, as for train.")
+    exp.add_argument("--preset", help="As for train.")
+    _add_config_flags(exp, skip={"seed", "run_dir", "progress"})
+
+    rep = verbs.add_parser("report", help="Write a report (Markdown or HTML with figures) for a run or experiment.")
+    rep.add_argument("folder", type=Path, help="A run folder or an experiment folder.")
+    rep.add_argument("--format", choices=["md", "html"], default="md", help="Report format (default: md).")
+    rep.add_argument("--threshold", type=float, help="Return threshold for steps-to-threshold (optional).")
 
     verbs.add_parser("presets", help="List the presets and where their numbers come from.")
     return parser
@@ -152,6 +220,46 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiment(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ppokit import experiment as exp
+
+    if args.seeds < 1:
+        raise ConfigError("seeds", f"{args.seeds}; allowed: an integer >= 1")
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError("workers", f"{args.workers}; allowed: an integer >= 1")
+    grid = parse_grid(args.set)
+    seeds = list(range(args.seed_start, args.seed_start + args.seeds))
+    base = resolve_config(args)
+    runs = exp.plan_runs(args.out, base, grid, seeds)  # validates every run before any work
+    exp.load_or_write_spec(args.out, base, grid, seeds)
+    done = sum(exp.run_status(r) == "done" for r in runs)
+    console.print(f"Experiment {args.out}: {len(runs)} runs ({done} already done)")
+
+    def on_result(variant: str, seed: int, score: float) -> None:
+        console.print(f"  {variant} seed {seed}: final eval {score:.2f}")
+
+    summary = exp.run_experiment(args.out, runs, args.workers or exp.default_workers(), on_result)
+    table = Table(title="Final deterministic evaluation over seeds (95% bootstrap CI)")
+    for column in ("variant", "seeds", "mean", "median", "IQM"):
+        table.add_column(column)
+    for variant, s in summary.items():
+        cells = [f"{s[k]['point']:.1f} [{s[k]['low']:.1f}, {s[k]['high']:.1f}]" for k in ("mean", "median", "iqm")]
+        table.add_row(variant, str(len(s["scores"])), *cells)
+    console.print(table)
+    console.print(f"Summary: {args.out / 'summary.json'}; report: ppokit report {args.out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ppokit.report import write_report
+
+    path = write_report(args.folder, fmt=args.format, threshold=args.threshold)
+    console.print(f"Report written to {path}")
+    return 0
+
+
 def _presets() -> int:
     for name, preset in PRESETS.items():
         settings = ", ".join(f"{k}={v}" for k, v in preset.overrides.items())
@@ -166,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.verb == "eval":
             return _eval(args)
+        if args.verb == "experiment":
+            return _experiment(args)
+        if args.verb == "report":
+            return _report(args)
         return _presets()
     except PPOKitError as e:
         print(f"ppokit: error: {e}", file=sys.stderr)

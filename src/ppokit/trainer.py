@@ -154,7 +154,7 @@ def _loop(
             }
             in_tail = in_annealing_tail(lr, algo.learning_rate, clip_coef, algo.clip_coef)
             for warning in state.diagnostics.observe(state.update, metrics, progress, in_tail):
-                _console.print(f"[yellow]ppokit health:[/yellow] {warning}", highlight=False)
+                _console.print(f"[yellow]ppokit health:[/yellow] {warning}", highlight=False, soft_wrap=True)
             _check_finite(metrics, state)
             loggers.log(state.global_step, metrics)
             if config.eval_every and state.global_step // config.eval_every > previous_step // config.eval_every:

@@ -18,8 +18,10 @@ from tests.conftest import tiny_config
 TIME_KEYS = {"sps", "time_elapsed"}
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, float]]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+def read_metrics(run_dir: Path, name: str = "metrics.jsonl") -> list[dict[str, float]]:
+    if not (run_dir / name).exists():
+        return []
+    lines = (run_dir / name).read_text().splitlines()
     return [{k: v for k, v in json.loads(line).items() if k not in TIME_KEYS} for line in lines]
 
 
@@ -66,9 +68,9 @@ def test_other_seed_other_metrics(tmp_path: Path) -> None:
     [
         {},
         {"id": "Pendulum-v1", "norm_obs": True, "norm_reward": True, "vectorization": "sync"},
-        {"vectorization": "sync", "target_kl": 0.001},
+        {"vectorization": "sync", "target_kl": 0.001, "eval_every": 128},
     ],
-    ids=["cartpole-native", "pendulum-normalized", "cartpole-sync-target-kl"],
+    ids=["cartpole-native", "pendulum-normalized", "cartpole-sync-target-kl-evals"],
 )
 def test_stopped_and_resumed_run_logs_the_same_metrics(tmp_path: Path, overrides: dict[str, object]) -> None:
     straight = ppokit.train(tiny_config(tmp_path / "straight", **overrides))
@@ -78,6 +80,8 @@ def test_stopped_and_resumed_run_logs_the_same_metrics(tmp_path: Path, overrides
     second = ppokit.train(ppokit.RunConfig(), resume=first.run_dir)
     assert not second.interrupted and second.updates == 6
     assert read_metrics(second.run_dir) == read_metrics(straight.run_dir)
+    assert read_metrics(second.run_dir, "evals.jsonl") == read_metrics(straight.run_dir, "evals.jsonl")
+    assert (second.run_dir / "diagnostics.json").read_text() == (straight.run_dir / "diagnostics.json").read_text()
     assert second.evaluation is not None and straight.evaluation is not None
     assert second.evaluation.returns == straight.evaluation.returns
 
@@ -226,3 +230,23 @@ def test_box2d_env_trains_and_resume_warns_that_episodes_restart(tmp_path: Path)
     with pytest.warns(UserWarning, match="episodes in flight .* restart"):
         result = ppokit.train(ppokit.RunConfig(), resume=tmp_path / "run")
     assert result.updates == 2 and result.evaluation is not None
+
+
+def test_broken_learning_rate_fires_health_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tiny_config(tmp_path / "run", learning_rate=0.1, anneal_lr=False, max_grad_norm=100.0, total_steps=64 * 40)
+    ppokit.train(config)
+    summary = json.loads((tmp_path / "run" / "diagnostics.json").read_text())
+    assert summary["total_warnings"] >= 1
+    assert summary["rules"]["entropy_collapse"]["warnings"] == 1
+    assert "ppokit health: update" in capsys.readouterr().err
+    assert "raise ent_coef" in summary["rules"]["entropy_collapse"]["advice"]
+
+
+def test_periodic_evaluation_keeps_best_checkpoint(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "run", eval_every=128, total_steps=64 * 6)
+    ppokit.train(config)
+    evals = [json.loads(line) for line in (tmp_path / "run" / "evals.jsonl").read_text().splitlines()]
+    assert [e["global_step"] for e in evals] == [128, 256, 384]
+    best = ckpt.load(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert best["best_eval"] == max(e["eval_return_mean"] for e in evals)
+    assert best["global_step"] in [e["global_step"] for e in evals]

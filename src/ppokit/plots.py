@@ -1,0 +1,476 @@
+"""Figures of runs and experiments: learning curves, training diagnostics, KL per update.
+
+A *group* is one configuration: its name and the run folders of its seeds. Every figure
+takes ``groups: Mapping[str, Sequence[Path]]`` and a PNG path, draws on a
+``matplotlib.figure.Figure`` of its own (the Agg renderer; no pyplot, no global state) and
+returns the path.
+
+Across seeds, each seed's per-update curve is smoothed by a centred moving average over
+``SMOOTH_FRACTION`` of its updates (:func:`smooth`; null/NaN values are skipped), then
+interpolated linearly onto a common grid of ``GRID_POINTS`` x values (:func:`on_grid`; no
+extrapolation: a seed counts only inside its own x range). The thick line is the mean over
+seeds and the band its 95% percentile-bootstrap confidence interval over seeds
+(:func:`mean_band`: the method of ``stats.bootstrap_ci``, vectorized over all grid points at
+once, because one ``bootstrap_ci`` call per point and metric takes seconds per figure). Both
+are drawn only where every seed of the group is defined, so the line never jumps when a
+seed drops out; runs of different lengths (and wall-clock times) show as thin per-seed
+lines beyond it. With one seed there is no band.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
+
+from ppokit.errors import ConfigError
+
+FloatArray = npt.NDArray[np.float64]
+Groups = Mapping[str, Sequence[Path]]
+XAxis = Literal["global_step", "time_elapsed"]
+
+GRID_POINTS = 200
+SMOOTH_FRACTION = 0.02  # of a run's updates, for the moving average of noisy per-update metrics
+DPI = 120
+# Okabe & Ito (2008), "Color universal design": distinguishable with every common colour-vision
+# deficiency. Yellow last: it is faint on white.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
+X_LABELS: dict[str, str] = {"global_step": "environment steps", "time_elapsed": "training wall-clock time (s)"}
+# (metric, panel title, y label) of the diagnostics panel.
+DIAGNOSTICS: tuple[tuple[str, str, str], ...] = (
+    ("approx_kl", "Approx KL (k3)", "nats"),
+    ("clip_fraction", "Clip fraction", "fraction of samples"),
+    ("explained_variance", "Explained variance of V", "1 - Var(R - V) / Var(R)"),
+    ("entropy", "Policy entropy", "nats"),
+    ("policy_loss", "Policy loss (clipped surrogate)", "loss"),
+    ("value_loss", "Value loss", "squared return error"),
+    ("learning_rate", "Learning rate", "Adam step size"),
+    ("grad_norm", "Gradient norm (before clipping)", "L2 norm"),
+)
+NON_NEGATIVE = frozenset({"approx_kl", "clip_fraction", "learning_rate", "grad_norm", "value_loss"})
+# Health-check thresholds drawn on the diagnostics panel: metric -> keys of [diagnostics].
+THRESHOLDS: dict[str, tuple[str, ...]] = {
+    "approx_kl": ("kl_max",),
+    "clip_fraction": ("clip_fraction_min", "clip_fraction_max"),
+    "explained_variance": ("explained_variance_min",),
+    "grad_norm": ("grad_norm_max",),
+}
+DEFAULT_KL_MAX = 0.05
+
+
+# --- reading run folders ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunData:
+    """What a run folder holds, as arrays: one entry per update (NaN where null)."""
+
+    path: Path
+    config: dict[str, Any]
+    metrics: dict[str, FloatArray]
+    evals: dict[str, FloatArray]  # periodic evaluations (evals.jsonl); empty when there are none
+    final_eval: dict[str, Any] | None  # eval.json; None while the run is unfinished
+    diagnostics: dict[str, Any] | None  # diagnostics.json; None when diagnostics were off
+
+    def column(self, key: str) -> FloatArray:
+        """Metric ``key`` per update; all NaN when the run did not log it."""
+        n = len(next(iter(self.metrics.values())))
+        return self.metrics.get(key, np.full(n, np.nan))
+
+
+def is_run(path: Path) -> bool:
+    return (path / "config.toml").is_file() and (path / "metrics.jsonl").is_file()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file; a torn last line (a run killed mid-write) is skipped."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return [r for r in records if isinstance(r, dict)]
+
+
+def _columns(records: list[dict[str, Any]]) -> dict[str, FloatArray]:
+    keys = dict.fromkeys(k for r in records for k, v in r.items() if v is None or isinstance(v, int | float))
+    return {k: np.array([_number(r.get(k)) for r in records], dtype=np.float64) for k in keys}
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def _json_file(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def load_run(path: Path) -> RunData:
+    """Read a run folder; ConfigError when it is not one or has no metrics yet."""
+    path = Path(path)
+    if not is_run(path):
+        raise ConfigError("run", f"{path} is not a run folder (it needs config.toml and metrics.jsonl)")
+    records = read_jsonl(path / "metrics.jsonl")
+    if not records:
+        raise ConfigError("run", f"{path}/metrics.jsonl holds no metrics (did training finish an update?)")
+    try:
+        config = tomllib.loads((path / "config.toml").read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("run", f"{path}/config.toml is not valid TOML ({e})") from None
+    evals = read_jsonl(path / "evals.jsonl") if (path / "evals.jsonl").is_file() else []
+    return RunData(
+        path=path,
+        config=config,
+        metrics=_columns(records),
+        evals=_columns(evals) if evals else {},
+        final_eval=_json_file(path / "eval.json"),
+        diagnostics=_json_file(path / "diagnostics.json"),
+    )
+
+
+def _load_groups(groups: Groups) -> dict[str, list[RunData]]:
+    loaded = {name: [load_run(p) for p in paths] for name, paths in groups.items() if paths}
+    if not loaded:
+        raise ConfigError("groups", "no run folders to plot")
+    return loaded
+
+
+# --- curves across seeds ---------------------------------------------------------------------
+
+
+def smooth(y: FloatArray, window: int) -> FloatArray:
+    """Centred moving average over ``window`` points (odd; shrinks at the ends), NaN-aware.
+
+    A point that is NaN stays NaN (no value is invented where none was logged).
+    """
+    if window <= 1 or y.size == 0:
+        return y.copy()
+    half = window // 2
+    finite = np.isfinite(y)
+    sums = np.concatenate([[0.0], np.cumsum(np.where(finite, y, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(finite)])
+    i = np.arange(y.size)
+    lo, hi = np.maximum(i - half, 0), np.minimum(i + half + 1, y.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (sums[hi] - sums[lo]) / (counts[hi] - counts[lo])
+    return np.where(finite, out, np.nan)
+
+
+def smoothing_window(updates: int) -> int:
+    """The odd number of updates that ``SMOOTH_FRACTION`` of ``updates`` spans (at least 1)."""
+    return 2 * int(SMOOTH_FRACTION * updates / 2) + 1
+
+
+def on_grid(x: FloatArray, y: FloatArray, grid: FloatArray) -> FloatArray:
+    """``y(x)`` interpolated linearly at ``grid``; NaN outside the finite points' x range."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    order = np.argsort(x[ok], kind="stable")
+    xs, ys = x[ok][order], y[ok][order]
+    out = np.full(grid.shape, np.nan)
+    if xs.size == 0:
+        return out
+    inside = (grid >= xs[0]) & (grid <= xs[-1])
+    out[inside] = np.interp(grid[inside], xs, ys)
+    return out
+
+
+def mean_band(
+    curves: FloatArray, confidence: float = 0.95, n_resamples: int = 1000, seed: int = 0
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Mean over seeds of ``curves [S, G]`` and its percentile-bootstrap CI, per grid point.
+
+        mean_g = mean_{s : finite} curves[s, g]
+        band_g = percentiles (1 -+ confidence) / 2 of mean_g over resamples of the S seeds
+
+    Each resample draws S seeds with replacement (the same draw for every grid point, which
+    keeps the band smooth). All three are NaN where any seed is undefined, and the band also
+    where there is a single seed.
+    """
+    if curves.ndim != 2:
+        raise ValueError(f"curves: expected [seeds, grid], got shape {curves.shape}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN is the answer
+        mean = np.nanmean(curves, axis=0)
+        seeds = curves.shape[0]
+        idx = np.random.default_rng(seed).integers(0, seeds, size=(n_resamples, seeds))
+        boot = np.nanmean(curves[idx], axis=1)  # [B, G]
+        alpha = 100 * (1 - confidence) / 2
+        low, high = np.nanpercentile(boot, [alpha, 100 - alpha], axis=0)
+    partial = ~np.isfinite(curves).all(axis=0)
+    mean[partial] = np.nan
+    low[partial | (curves.shape[0] < 2)], high[partial | (curves.shape[0] < 2)] = np.nan, np.nan
+    return mean, low, high
+
+
+def _grid(xs: Sequence[FloatArray], points: int = GRID_POINTS) -> FloatArray:
+    finite = [x[np.isfinite(x)] for x in xs]
+    finite = [x for x in finite if x.size]
+    if not finite:
+        return np.zeros(0)
+    lo, hi = min(float(x.min()) for x in finite), max(float(x.max()) for x in finite)
+    return np.linspace(lo, hi, points) if hi > lo else np.array([lo])
+
+
+def group_curves(runs: Sequence[RunData], x: str, y: str, smoothed: bool = True) -> tuple[FloatArray, FloatArray]:
+    """``(grid [G], curves [S, G])``: each seed's metric ``y`` (smoothed) against ``x`` on a common grid."""
+    grid = _grid([r.column(x) for r in runs])
+    curves = []
+    for r in runs:
+        values = r.column(y)
+        if smoothed:
+            values = smooth(values, smoothing_window(values.size))
+        curves.append(on_grid(r.column(x), values, grid))
+    return grid, np.stack(curves)
+
+
+def eval_points(run: RunData) -> dict[float, tuple[float, float, float]]:
+    """global_step -> (time_elapsed, return mean) of the periodic evaluations and the final one.
+
+    The final evaluation (``eval.json``) is placed at the run's last update.
+    """
+    points: dict[float, tuple[float, float, float]] = {}
+    for step, time, ret in zip(
+        run.evals.get("global_step", ()),
+        run.evals.get("time_elapsed", ()),
+        run.evals.get("eval_return_mean", ()),
+        strict=False,
+    ):
+        points[float(step)] = (float(step), float(time), float(ret))
+    if run.final_eval is not None:
+        step, time = float(run.column("global_step")[-1]), float(run.column("time_elapsed")[-1])
+        points.setdefault(step, (step, time, _number(run.final_eval.get("eval_return_mean"))))
+    return {k: v for k, v in points.items() if all(math.isfinite(x) for x in v)}
+
+
+# --- drawing helpers -------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained", facecolor="white")
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, facecolor="white")
+    return path
+
+
+def _color(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def _short(value: float, _pos: int | None = None) -> str:
+    """Tick label: 20000 -> 20k, 1500000 -> 1.5M."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.4g}{suffix}"
+    return f"{value:.4g}"
+
+
+def _compact_y(ax: Axes) -> None:
+    """Tick labels without matplotlib's offset text ("1e-4" above the axis, which collides with
+    the title): plain numbers, or scientific notation on every tick for tiny or huge scales."""
+
+    def label(value: float, _pos: int | None = None) -> str:
+        scale = max(abs(v) for v in ax.get_ylim())
+        if value == 0:
+            return "0"
+        if scale < 1e-2 or scale >= 1e5:
+            return f"{value:.1e}".replace("e-0", "e-").replace("e+0", "e")
+        return f"{value:.4g}"
+
+    ax.yaxis.set_major_formatter(FuncFormatter(label))
+
+
+def _style_x(ax: Axes, x: str) -> None:
+    ax.set_xlabel(X_LABELS.get(x, x))
+    if x == "global_step":
+        ax.xaxis.set_major_formatter(FuncFormatter(_short))
+    ax.grid(True, alpha=0.3, linewidth=0.6)
+
+
+def _draw_mean_band(ax: Axes, grid: FloatArray, curves: FloatArray, color: str, label: str | None) -> None:
+    mean, low, high = mean_band(curves)
+    ax.fill_between(grid, low, high, color=color, alpha=0.2, linewidth=0)
+    ax.plot(grid, mean, color=color, linewidth=1.8, label=label)
+
+
+def _no_data(ax: Axes) -> None:
+    ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", color="0.5")
+
+
+def _has_data(curves: FloatArray) -> bool:
+    return bool(np.isfinite(curves).any())
+
+
+def _label(name: str, runs: Sequence[RunData]) -> str:
+    return f"{name} (n={len(runs)} seed{'s' if len(runs) != 1 else ''})"
+
+
+def _env_ids(loaded: Mapping[str, Sequence[RunData]]) -> str:
+    ids = sorted({str(r.config.get("env", {}).get("id", "?")) for rs in loaded.values() for r in rs})
+    return ", ".join(ids)
+
+
+def _threshold_line(ax: Axes, value: float, text: str) -> None:
+    """A dotted horizontal threshold that does not stretch the axis to reach it."""
+    ylim = ax.get_ylim()
+    ax.axhline(value, color="0.35", linestyle=":", linewidth=1.2, label=text)
+    ax.set_ylim(ylim)
+
+
+def _legend_below(fig: Figure, handles: list[Any], labels: list[str], max_cols: int = 4) -> None:
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), max_cols), frameon=False)
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+def learning_curves(groups: Groups, path: Path, x: XAxis | Sequence[XAxis] = ("global_step", "time_elapsed")) -> Path:
+    """Episode return of each group against env steps and wall-clock time (one panel per ``x``).
+
+    Solid: training episodes (``episode_return_mean``, sampled actions), thin per seed, thick
+    the mean over seeds with its 95% bootstrap CI band. Dashed with markers: the periodic
+    evaluations (``evals.jsonl``) and the final one (``eval.json``), mean over seeds.
+    """
+    xs: list[XAxis] = [x] if isinstance(x, str) else list(x)  # type: ignore[list-item]  # str is a Sequence
+    loaded = _load_groups(groups)
+    fig = _figure(6.0 * len(xs) if len(xs) > 1 else 10.0, 6.0)
+    axes = fig.subplots(1, len(xs), squeeze=False)[0]
+    any_eval = False
+    for ax, key in zip(axes, xs, strict=True):
+        for i, (name, runs) in enumerate(loaded.items()):
+            color = _color(i)
+            grid, curves = group_curves(runs, key, "episode_return_mean")
+            for seed_curve in curves:
+                ax.plot(grid, seed_curve, color=color, linewidth=0.7, alpha=0.35)
+            _draw_mean_band(ax, grid, curves, color, _label(name, runs))
+            any_eval |= _draw_evals(ax, runs, key, color)
+        _style_x(ax, key)
+        ax.set_ylabel("episode return")
+        ax.set_title(f"Return vs {X_LABELS[key].replace(' (s)', '')}")
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles.append(Line2D([], [], color="0.2", linewidth=1.8))
+    labels.append("training return (smoothed): mean, 95% CI; thin: each seed")
+    if any_eval:
+        handles.append(Line2D([], [], color="0.2", linestyle="--", marker="o", markersize=4))
+        labels.append("evaluation return (periodic, final): mean")
+    _legend_below(fig, handles, labels, max_cols=3)
+    fig.suptitle(f"Learning curves: {_env_ids(loaded)}", fontsize="large")
+    return _save(fig, path)
+
+
+def _draw_evals(ax: Axes, runs: Sequence[RunData], x: str, color: str) -> bool:
+    """Mean evaluation return over the seeds at each eval step that every seed reached.
+
+    Seeds evaluate at the same env steps (``eval_every``), so points are matched by step; on
+    the wall-clock axis a point sits at the seeds' mean time of that step.
+    """
+    per_run = [eval_points(r) for r in runs]
+    steps = sorted(set.intersection(*(set(p) for p in per_run)))
+    if not steps:
+        return False
+    coordinate = 0 if x == "global_step" else 1
+    xs = [float(np.mean([p[s][coordinate] for p in per_run])) for s in steps]
+    ys = [float(np.mean([p[s][2] for p in per_run])) for s in steps]
+    ax.plot(xs, ys, color=color, linestyle="--", marker="o", markersize=3.5, linewidth=1.3)
+    return True
+
+
+def diagnostics_panel(groups: Groups, path: Path) -> Path:
+    """Small multiples of the training diagnostics against env steps, one colour per group.
+
+    Each panel: mean over seeds with a 95% bootstrap CI band. Dotted grey: the health
+    check's warning threshold (``[diagnostics]`` of the first run), where it is in view.
+    """
+    loaded = _load_groups(groups)
+    fig = _figure(15.0, 7.5)
+    axes = fig.subplots(2, 4, sharex=True).ravel()
+    thresholds = next(iter(loaded.values()))[0].config.get("diagnostics", {})
+    for ax, (metric, title, unit) in zip(axes, DIAGNOSTICS, strict=True):
+        drawn = False
+        for i, (name, runs) in enumerate(loaded.items()):
+            grid, curves = group_curves(runs, "global_step", metric)
+            if _has_data(curves):
+                _draw_mean_band(ax, grid, curves, _color(i), _label(name, runs))
+                drawn = True
+        if not drawn:
+            _no_data(ax)
+        elif thresholds.get("enabled", True):
+            for key in THRESHOLDS.get(metric, ()):
+                if isinstance(thresholds.get(key), int | float):
+                    _threshold_line(ax, float(thresholds[key]), "health-check warning threshold")
+        if drawn and metric in NON_NEGATIVE:
+            ax.set_ylim(bottom=0)
+        ax.set_title(title, fontsize="medium")
+        ax.set_ylabel(unit)
+        _style_x(ax, "global_step")
+        _compact_y(ax)
+    for ax in axes[:4]:
+        ax.set_xlabel("")
+    handles, labels = _unique_legend(axes)
+    _legend_below(fig, handles, labels)
+    fig.suptitle(f"Training diagnostics: {_env_ids(loaded)} (mean over seeds, 95% CI band)", fontsize="large")
+    return _save(fig, path)
+
+
+def _unique_legend(axes: Sequence[Axes]) -> tuple[list[Any], list[str]]:
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    return list(seen.values()), list(seen)
+
+
+def kl_per_update(groups: Groups, path: Path) -> Path:
+    """Mean approx KL (k3) per update for each group on a log scale, with the kl_max threshold.
+
+    x is the update index (one rollout and its K epochs), so configurations with different
+    epochs K compare update for update. Band: 95% bootstrap CI over seeds. Dotted grey: the
+    diagnostics' ``kl_max`` (default 0.05); dash-dot in the group's colour: its ``target_kl``.
+    """
+    loaded = _load_groups(groups)
+    fig = _figure(10.0, 6.0)
+    ax = fig.subplots()
+    kl_max: set[float] = set()
+    for i, (name, runs) in enumerate(loaded.items()):
+        color = _color(i)
+        updates = max(len(r.column("approx_kl")) for r in runs)
+        curves = np.full((len(runs), updates), np.nan)
+        for s, run in enumerate(runs):
+            kl = run.column("approx_kl")
+            curves[s, : kl.size] = np.where(kl > 0, kl, np.nan)  # log scale: k3 can be exactly 0
+        _draw_mean_band(ax, np.arange(1, updates + 1, dtype=np.float64), curves, color, _label(name, runs))
+        kl_max.add(float(runs[0].config.get("diagnostics", {}).get("kl_max", DEFAULT_KL_MAX)))
+        target = runs[0].config.get("algo", {}).get("target_kl")
+        if isinstance(target, int | float):
+            ax.axhline(float(target), color=color, linestyle="-.", linewidth=1.0, label=f"{name}: target_kl {target}")
+    for value in sorted(kl_max):
+        ax.axhline(value, color="0.35", linestyle=":", linewidth=1.4, label=f"kl_max = {value:g} (warning threshold)")
+    ax.set_yscale("log")
+    ax.set_xlabel("update (one rollout + its epochs)")
+    ax.set_ylabel("approx KL (k3 estimator), nats, log scale")
+    ax.set_title(f"Approx KL per update: {_env_ids(loaded)} (mean over seeds, 95% CI band)")
+    ax.grid(True, which="major", alpha=0.3, linewidth=0.6)
+    _legend_below(fig, *ax.get_legend_handles_labels(), max_cols=3)
+    return _save(fig, path)

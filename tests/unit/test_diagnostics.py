@@ -1,0 +1,98 @@
+"""Each health rule driven with synthetic metrics: threshold, patience, once per episode."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ppokit.config import DiagnosticsConfig
+from ppokit.diagnostics import Diagnostics, in_annealing_tail
+
+HEALTHY = {
+    "approx_kl": 0.01,
+    "clip_fraction": 0.1,
+    "explained_variance": 0.8,
+    "entropy": 0.6,
+    "grad_norm": 1.0,
+    "loss": 0.1,
+}
+
+
+def feed(diag: Diagnostics, rows: list[dict[str, float]], progress: float = 0.5, tail: bool = False) -> list[str]:
+    fired: list[str] = []
+    for i, row in enumerate(rows, start=1):
+        fired += diag.observe(i, {**HEALTHY, **row}, progress, tail)
+    return fired
+
+
+@pytest.mark.parametrize(
+    ("rule", "metric", "bad", "patience"),
+    [
+        ("kl_high", "approx_kl", 0.2, 2),
+        ("clip_fraction_low", "clip_fraction", 0.0, 10),
+        ("clip_fraction_high", "clip_fraction", 0.6, 10),
+        ("value_broken", "explained_variance", -0.5, 5),
+        ("grad_norm_exploding", "grad_norm", 500.0, 2),
+        ("non_finite", "loss", math.nan, 1),
+    ],
+)
+def test_rule_fires_after_patience_once_per_episode(rule: str, metric: str, bad: float, patience: int) -> None:
+    diag = Diagnostics(DiagnosticsConfig())
+    assert feed(diag, [{}] * 3) == []
+    # One update short of the patience: silent (unless the patience is 1).
+    short = feed(diag, [{metric: bad}] * (patience - 1) + [{}])
+    assert short == []
+    # A long episode warns exactly once, at the update where the patience is reached.
+    fired = feed(diag, [{metric: bad}] * (patience + 5))
+    assert len(fired) == 1
+    assert f"update {patience}:" in fired[0]
+    # Cleared, then back: a second episode, a second warning.
+    fired = feed(diag, [{}] + [{metric: bad}] * patience)
+    assert len(fired) == 1
+    summary = diag.summary()["rules"][rule]
+    assert summary["warnings"] == 2
+    assert summary["advice"] and summary["episodes"][0]["first_update"] == 1
+    assert diag.summary()["total_warnings"] == 2
+
+
+def test_entropy_collapse_only_early_and_relative_to_start() -> None:
+    diag = Diagnostics(DiagnosticsConfig())
+    assert diag.observe(1, {**HEALTHY, "entropy": 0.69}, 0.01, False) == []
+    fired = diag.observe(2, {**HEALTHY, "entropy": 0.05}, 0.1, False)
+    assert len(fired) == 1 and "raise ent_coef" in fired[0]
+    late = Diagnostics(DiagnosticsConfig())
+    late.observe(1, {**HEALTHY, "entropy": 0.69}, 0.01, False)
+    assert late.observe(2, {**HEALTHY, "entropy": 0.05}, 0.9, False) == []  # converging late is fine
+
+
+def test_update_size_rules_are_skipped_in_the_annealing_tail() -> None:
+    diag = Diagnostics(DiagnosticsConfig())
+    assert feed(diag, [{"clip_fraction": 0.0, "approx_kl": 0.5}] * 20, tail=True) == []
+    assert in_annealing_tail(lr=0.1, lr0=1.0, clip=0.2, clip0=0.2)
+    assert in_annealing_tail(lr=1.0, lr0=1.0, clip=0.01, clip0=0.2)
+    assert not in_annealing_tail(lr=0.5, lr0=1.0, clip=0.2, clip0=0.2)
+
+
+def test_thresholds_and_patience_are_configurable() -> None:
+    diag = Diagnostics(DiagnosticsConfig(kl_max=0.5, kl_patience=1))
+    assert feed(diag, [{"approx_kl": 0.2}] * 5) == []
+    assert len(feed(diag, [{"approx_kl": 0.6}])) == 1
+
+
+def test_disabled_never_warns() -> None:
+    diag = Diagnostics(DiagnosticsConfig(enabled=False))
+    assert feed(diag, [{"approx_kl": 1.0, "loss": math.inf}] * 10) == []
+
+
+def test_undefined_metric_is_not_a_violation() -> None:
+    diag = Diagnostics(DiagnosticsConfig())
+    assert feed(diag, [{"explained_variance": math.nan}] * 10) == []
+
+
+def test_state_round_trip_continues_streaks() -> None:
+    a = Diagnostics(DiagnosticsConfig())
+    feed(a, [{"approx_kl": 0.2}])
+    b = Diagnostics(DiagnosticsConfig())
+    b.load_state(a.state())
+    assert len(b.observe(2, {**HEALTHY, "approx_kl": 0.2}, 0.5, False)) == 1  # patience 2 reached across
