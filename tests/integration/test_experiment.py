@@ -67,7 +67,7 @@ def test_existing_experiment_with_other_spec_is_refused(tmp_path: Path) -> None:
 
 def test_every_grid_point_is_validated_before_work(tmp_path: Path) -> None:
     base = tiny_config(tmp_path / "unused")
-    with pytest.raises(ConfigError, match="update_epochs.*--allow-unsafe"):
+    with pytest.raises(ConfigError, match=r"update_epochs.*--allow-unsafe"):
         exp.plan_runs(tmp_path / "exp", base, {"update_epochs": [4, 40]}, [1])
     assert not (tmp_path / "exp").exists()
 

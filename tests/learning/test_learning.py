@@ -6,6 +6,7 @@ each test runs one fixed seed.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,5 @@ def test_cartpole_preset_solves(tmp_path: Path) -> None:
     assert result.evaluation is not None and result.evaluation.deterministic
     assert len(result.evaluation.returns) == 20
     assert result.evaluation.mean >= 475.0, result.evaluation.returns
+    diagnostics = json.loads((result.run_dir / "diagnostics.json").read_text())
+    assert diagnostics["total_warnings"] == 0, diagnostics  # a healthy run raises no health warning
