@@ -14,7 +14,7 @@ from typing import Any, get_args, get_origin
 
 from rich.console import Console
 
-from ppokit.config import SECTIONS, RunConfig, from_dict, override
+from ppokit.config import SECTIONS, RunConfig, from_dict, override, to_dict
 from ppokit.errors import ConfigError, PPOKitError
 from ppokit.presets import PRESETS, get_preset
 
@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--preset", help="As for train.")
     _add_config_flags(exp, skip={"seed", "run_dir", "progress"})
 
+    plan = verbs.add_parser("plan", help="Print the configuration ppokit would use for an env and budget, and why.")
+    plan.add_argument("--steps", type=int, required=True, help="Env steps of the budget.")
+    plan.add_argument("--preset", help="Start from this preset (default: the env's, if any; none for derived).")
+    _add_config_flags(plan, skip={"total_steps", "run_dir", "progress"})
+
     rep = verbs.add_parser("report", help="Write a report (Markdown or HTML with figures) for a run or experiment.")
     rep.add_argument("folder", type=Path, help="A run folder or an experiment folder.")
     rep.add_argument("--format", choices=["md", "html"], default="md", help="Report format (default: md).")
@@ -153,10 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _given_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the user gave as flags (absent flags are not in ``args``)."""
+    return {name: getattr(args, name) for name in field_types() if hasattr(args, name)}
+
+
 def resolve_config(args: argparse.Namespace) -> RunConfig:
     """defaults < preset < --config file < flags."""
-    given = {f.name for cls in (RunConfig, *SECTIONS.values()) for f in dataclasses.fields(cls)} & vars(args).keys()
-    flags = {name: getattr(args, name) for name in given}
+    flags = _given_flags(args)
     file_data: dict[str, Any] = {}
     if args.config is not None:
         try:
@@ -252,6 +261,56 @@ def _experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ppokit.plan import make_plan, plan_rows
+
+    user = _given_flags(args)
+    env_id = user.pop("id", RunConfig().env.id)
+    if args.steps < 1:
+        raise ConfigError("steps", f"{args.steps}; allowed: an integer >= 1")
+    plan = make_plan(env_id, args.steps, user, args.preset)
+    table = Table(title=f"Training plan: {env_id}, {args.steps:,} steps")
+    for column in ("setting", "value", "why"):
+        table.add_column(column, overflow="fold")
+    for row in plan_rows(plan):
+        table.add_row(*row)
+    console.print(table)
+    watch = Table(title="Health diagnostics watched during training")
+    for column in ("rule", "warns when", "patience (updates)"):
+        watch.add_column(column)
+    for name, condition, patience in plan.watch:
+        watch.add_row(name, condition, str(patience))
+    console.print(watch)
+    for note in plan.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    console.print(f"Run it: ppokit train {' '.join(train_flags(plan.config))}")
+    return 0
+
+
+def train_flags(config: RunConfig) -> list[str]:
+    """The ``ppokit train`` flags that reproduce ``config`` (fields that differ from the defaults)."""
+    defaults = to_dict(RunConfig())
+    flat_defaults = {k: v for section in defaults.values() if isinstance(section, dict) for k, v in section.items()}
+    flat_defaults |= {k: v for k, v in defaults.items() if not isinstance(v, dict)}
+    current = to_dict(config)
+    flat = {k: v for section in current.values() if isinstance(section, dict) for k, v in section.items()}
+    flat |= {k: v for k, v in current.items() if not isinstance(v, dict)}
+    flags = ["--preset", "none"]
+    for name, value in flat.items():
+        if flat_defaults.get(name) == value:
+            continue
+        flag = "--" + _FLAG_NAMES.get(name, name).replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list):
+            flags += [flag, *map(str, value)]
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
 def _report(args: argparse.Namespace) -> int:
     from ppokit.report import write_report
 
@@ -278,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             return _experiment(args)
         if args.verb == "report":
             return _report(args)
+        if args.verb == "plan":
+            return _plan(args)
         return _presets()
     except PPOKitError as e:
         print(f"ppokit: error: {e}", file=sys.stderr)

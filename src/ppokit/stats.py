@@ -196,7 +196,9 @@ def bootstrap_ci(
     Several tasks (a list of 1-D arrays): the stratified bootstrap of rliable (Agarwal et al.
     2021, sec. 4): each resample draws seeds with replacement within each task independently
     and applies ``statistic`` to all tasks' scores concatenated; the point estimate is
-    ``statistic(concatenate(scores))``. A task of identical scores thus adds no width.
+    ``statistic(concatenate(scores))``. A task of identical scores thus adds no width. Put
+    the tasks' scores on a common scale first (e.g. normalized by a reference score), or
+    the task with the largest returns dominates the aggregate.
 
     ``method="bca"`` uses the bias-corrected and accelerated interval (Efron 1987) and falls
     back to percentile where BCa is undefined. With one score, or scores that are all equal

@@ -173,15 +173,14 @@ def test_flat_list_is_one_task_and_list_of_arrays_is_tasks() -> None:
 
 
 def test_stratified_constant_task_adds_no_width() -> None:
-    # Task A is constant 0 with 2 seeds, task B has 4 seeds. Every stratified resample is
-    # (2 * 0 + 4 * mean(B*)) / 6, so the CI is exactly 4/6 of B's own CI.
-    task_a, task_b = [0.0, 0.0], [10.0, 13.0, 21.0, 37.0]
-    alone = bootstrap_ci(task_b, mean, n_resamples=1000)
-    both = bootstrap_ci([task_a, task_b], mean, n_resamples=1000)
-    assert both.point == pytest.approx(81.0 / 6.0)  # mean of the concatenation, not of task means
-    assert both.n == 6
-    assert both.low == pytest.approx(4.0 / 6.0 * alone.low)
-    assert both.high == pytest.approx(4.0 / 6.0 * alone.high)
+    # Task A: 5 seeds all at 0; task B: the 20 seeds of RNG_SCORES. Every stratified resample
+    # is (5 * 0 + 20 * mean(B*)) / 25, so the CI is 20/25 of B's own CI. A constant task is
+    # held out of the resampling, so B sees the same draws as alone and the match is exact.
+    alone = bootstrap_ci(RNG_SCORES, mean, n_resamples=1000)
+    both = bootstrap_ci([np.zeros(5), RNG_SCORES], mean, n_resamples=1000)
+    assert both.point == pytest.approx(0.8 * np.mean(RNG_SCORES))  # mean of the concatenation
+    assert both.n == 25
+    assert (both.low, both.high) == pytest.approx((0.8 * alone.low, 0.8 * alone.high), rel=1e-12)
 
 
 def test_stratified_tasks_of_one_seed_are_held_fixed() -> None:

@@ -1,0 +1,80 @@
+"""ppokit plan: the configuration and its reasons, refusals, flags, and the flags round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from ppokit.cli import build_parser, main, resolve_config, train_flags
+from ppokit.errors import ConfigError
+from ppokit.plan import MIN_UPDATES, make_plan, plan_rows
+
+
+def test_env_with_preset_uses_it_and_says_so() -> None:
+    plan = make_plan("CartPole-v1", 100_000, {})
+    assert plan.config.algo.update_epochs == 20 and plan.config.env.num_envs == 8
+    assert plan.reasons["update_epochs"].startswith("preset CartPole-v1: rl-baselines3-zoo")
+    assert plan.reasons["total_steps"] == "your budget"
+
+
+def test_discrete_env_without_preset_is_derived_from_its_spaces() -> None:
+    plan = make_plan("Acrobot-v1", 1_000_000, {})
+    assert plan.config.algo.ent_coef == 0.01 and plan.config.algo.num_steps == 128
+    assert plan.config.env.norm_obs is False  # Acrobot's observation space is bounded
+    assert "discrete actions" in plan.reasons["ent_coef"]
+    assert "500 steps" in plan.reasons["gamma"]
+
+
+def test_continuous_env_gets_normalization_and_no_entropy_bonus() -> None:
+    plan = make_plan("MountainCarContinuous-v0", 1_000_000, {}, preset="none")
+    assert plan.config.env.norm_obs and plan.config.env.norm_reward
+    assert plan.config.algo.ent_coef == 0.0 and plan.config.algo.num_steps == 2048
+
+
+def test_small_budget_shortens_rollouts_and_says_why() -> None:
+    plan = make_plan("Acrobot-v1", 20_000, {})
+    assert plan.config.num_updates >= MIN_UPDATES
+    assert plan.config.batch_size % plan.config.algo.minibatch_size == 0
+    assert "budget of 20,000 steps" in plan.reasons["num_steps"]
+
+
+def test_user_settings_win_and_are_marked() -> None:
+    plan = make_plan("CartPole-v1", 100_000, {"learning_rate": 3e-4})
+    assert plan.config.algo.learning_rate == 3e-4
+    assert plan.reasons["learning_rate"] == "set by you"
+
+
+@pytest.mark.parametrize(("field", "value"), [("update_epochs", 31), ("clip_coef", 0.4)])
+def test_unsafe_trust_region_refused_unless_allowed(field: str, value: float) -> None:
+    with pytest.raises(ConfigError, match="--allow-unsafe"):
+        make_plan("CartPole-v1", 100_000, {field: value})
+    assert make_plan("CartPole-v1", 100_000, {field: value, "allow_unsafe": True})
+
+
+def test_flags_missing_safeguards() -> None:
+    plan = make_plan("CartPole-v1", 100_000, {"norm_adv": False, "enabled": False})
+    notes = " ".join(plan.notes)
+    assert "advantage normalization is off" in notes
+    assert "diagnostics are off" in notes
+
+
+def test_rows_include_the_rollout_arithmetic_and_diagnostics_are_listed() -> None:
+    plan = make_plan("CartPole-v1", 100_000, {})
+    rows = {name: (value, why) for name, value, why in plan_rows(plan)}
+    assert rows["rollout"][0] == "8 x 32 = 256 steps"
+    assert "390 updates" in rows["rollout"][1]
+    assert {name for name, _, _ in plan.watch} >= {"kl_high", "clip_fraction_low", "value_broken"}
+
+
+@pytest.mark.parametrize(("env_id", "steps"), [("Acrobot-v1", 50_000), ("Pendulum-v1", 200_000)])
+def test_printed_train_flags_reproduce_the_plan(env_id: str, steps: int) -> None:
+    plan = make_plan(env_id, steps, {})
+    args = build_parser().parse_args(["train", *train_flags(plan.config)])
+    assert resolve_config(args) == plan.config
+
+
+def test_plan_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--env", "Acrobot-v1", "--steps", "100000"]) == 0
+    out = capsys.readouterr().out
+    assert "Training plan: Acrobot-v1" in out and "Run it: ppokit train --preset none" in out
+    assert main(["plan", "--env", "CartPole-v1", "--steps", "100000", "--update-epochs", "40"]) == 2
+    assert "--allow-unsafe" in capsys.readouterr().err
