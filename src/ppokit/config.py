@@ -75,7 +75,7 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class DiagnosticsConfig:
-    enabled: bool = _f(True, "Watch the metrics during training and warn with advice.")
+    health_checks: bool = _f(True, "Watch the metrics during training and warn with advice.")
     kl_max: float = _f(0.05, "Warn when approx KL exceeds this.")
     kl_patience: int = _f(2, "Consecutive updates above kl_max before warning.")
     clip_fraction_min: float = _f(0.001, "Warn when the clip fraction stays below this (clipping never binds).")

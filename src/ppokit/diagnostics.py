@@ -95,7 +95,7 @@ class Diagnostics:
 
     def observe(self, update: int, metrics: dict[str, float], progress: float, in_tail: bool) -> list[str]:
         """Update the streaks with one update's metrics; return the warnings that fire now."""
-        if not self.config.enabled:
+        if not self.config.health_checks:
             return []
         entropy = metrics.get("entropy", math.nan)
         if self.initial_entropy is None and math.isfinite(entropy):

@@ -105,7 +105,7 @@ def make_plan(env_id: str, total_steps: int, user: dict[str, Any], preset: str |
     plan = Plan(config, why)
     if not config.algo.norm_adv:
         plan.notes.append("advantage normalization is off: PPO's step size then depends on the reward scale")
-    if not config.diagnostics.enabled:
+    if not config.diagnostics.health_checks:
         plan.notes.append("health diagnostics are off: KL and clip fraction will not be watched")
     if config.algo.target_kl is None:
         plan.notes.append("no target_kl: epochs are never cut short; the KL warning still watches")

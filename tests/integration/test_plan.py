@@ -51,7 +51,7 @@ def test_unsafe_trust_region_refused_unless_allowed(field: str, value: float) ->
 
 
 def test_flags_missing_safeguards() -> None:
-    plan = make_plan("CartPole-v1", 100_000, {"norm_adv": False, "enabled": False})
+    plan = make_plan("CartPole-v1", 100_000, {"norm_adv": False, "health_checks": False})
     notes = " ".join(plan.notes)
     assert "advantage normalization is off" in notes
     assert "diagnostics are off" in notes

@@ -81,7 +81,7 @@ def test_thresholds_and_patience_are_configurable() -> None:
 
 
 def test_disabled_never_warns() -> None:
-    diag = Diagnostics(DiagnosticsConfig(enabled=False))
+    diag = Diagnostics(DiagnosticsConfig(health_checks=False))
     assert feed(diag, [{"approx_kl": 1.0, "loss": math.inf}] * 10) == []
 
 
