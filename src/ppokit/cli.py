@@ -188,7 +188,10 @@ def _train(args: argparse.Namespace) -> int:
     from ppokit.trainer import train
 
     if args.resume is not None:
-        result = train(RunConfig(), resume=args.resume)
+        ignored = [*_given_flags(args), *(["config"] if args.config else []), *(["preset"] if args.preset else [])]
+        if ignored:
+            raise ConfigError("resume", f"a resumed run keeps its saved config; drop {', '.join(ignored)}")
+        result = train(resume=args.resume)
     else:
         result = train(resolve_config(args).validate())
     if result.interrupted:

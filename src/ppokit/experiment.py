@@ -106,7 +106,7 @@ def _execute(run: RunSpec) -> tuple[str, int, float]:
 
     torch.set_num_threads(1)
     if run_status(run) == "interrupted":
-        result = train(RunConfig(), resume=run.run_dir)
+        result = train(resume=run.run_dir)
     else:
         if run.run_dir.exists():  # a run that died before its first checkpoint: start it again
             for leftover in ("metrics.jsonl", "evals.jsonl", "config.toml", "diagnostics.json"):

@@ -62,17 +62,23 @@ class TrainResult:
 
 
 def train(
-    config: RunConfig,
+    config: RunConfig | None = None,
     env_factory: EnvFactory | None = None,
     resume: str | Path | None = None,
     stop_after: int | None = None,
 ) -> TrainResult:
-    """Train PPO. ``resume``: a run folder or checkpoint to continue (its config is used).
-    ``stop_after``: stop with a checkpoint after this many updates in this call."""
+    """Train PPO with ``config`` (default: the defaults, CartPole-v1).
+
+    ``resume``: a run folder or checkpoint to continue; its saved config is used and
+    ``config`` must be None. ``stop_after``: stop with a checkpoint after this many updates
+    in this call (time-sliced jobs)."""
     saved = ckpt.load(resume) if resume is not None else None
     if saved is not None and resume is not None:
+        if config is not None:
+            raise ConfigError("resume", "a resumed run uses its saved config; pass config=None")
         folder = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
         config = replace(from_dict(saved["config"]), run_dir=str(folder))
+    config = config or RunConfig()
     config.validate()
     run_dir = _run_dir(config, resuming=saved is not None)
     _seed_everything(config.seed)

@@ -152,6 +152,11 @@ def test_resume_of_a_folder_without_run(tmp_path: Path) -> None:
     assert_one_line_error(ppokit("train", "--resume", str(tmp_path)), "does not exist")
 
 
+def test_resume_refuses_flags_it_would_ignore(tmp_path: Path) -> None:
+    result = ppokit("train", "--resume", str(tmp_path), "--total-steps", "5000")
+    assert_one_line_error(result, "resume", "keeps its saved config", "total_steps")
+
+
 def test_help_documents_every_option() -> None:
     result = ppokit("train", "--help")
     assert result.returncode == 0

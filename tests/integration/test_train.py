@@ -77,7 +77,7 @@ def test_stopped_and_resumed_run_logs_the_same_metrics(tmp_path: Path, overrides
     first = ppokit.train(tiny_config(tmp_path / "resumed", **overrides), stop_after=3)
     assert first.interrupted and first.updates == 3
     assert len(read_metrics(first.run_dir)) == 3
-    second = ppokit.train(ppokit.RunConfig(), resume=first.run_dir)
+    second = ppokit.train(resume=first.run_dir)
     assert not second.interrupted and second.updates == 6
     assert read_metrics(second.run_dir) == read_metrics(straight.run_dir)
     assert read_metrics(second.run_dir, "evals.jsonl") == read_metrics(straight.run_dir, "evals.jsonl")
@@ -94,7 +94,7 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path: Path) -> Non
     # Simulate a crash after update 4 was logged but before it was saved.
     with (tmp_path / "run" / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({"global_step": 256, "update": 4.0}) + "\n")
-    ppokit.train(ppokit.RunConfig(), resume=tmp_path / "run")
+    ppokit.train(resume=tmp_path / "run")
     updates = [m["update"] for m in read_metrics(tmp_path / "run")]
     assert updates == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
 
@@ -228,7 +228,7 @@ def test_box2d_env_trains_and_resume_warns_that_episodes_restart(tmp_path: Path)
     ppokit.train(config, stop_after=1)
     assert ckpt.load(tmp_path / "run")["env_state"] is None  # Box2D worlds are not plain data
     with pytest.warns(UserWarning, match="episodes in flight .* restart"):
-        result = ppokit.train(ppokit.RunConfig(), resume=tmp_path / "run")
+        result = ppokit.train(resume=tmp_path / "run")
     assert result.updates == 2 and result.evaluation is not None
 
 
