@@ -29,9 +29,6 @@ def _add_field_flag(group: argparse._ArgumentGroup, f: dataclasses.Field[Any], h
     kind = hints[f.name]
     help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})"
     common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
-    optional = get_origin(kind) in (typing.Union, types.UnionType) and type(None) in get_args(kind)
-    if optional:
-        kind = next(a for a in get_args(kind) if a is not type(None))
     if kind is bool:
         group.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
     elif get_origin(kind) is typing.Literal:
@@ -39,15 +36,18 @@ def _add_field_flag(group: argparse._ArgumentGroup, f: dataclasses.Field[Any], h
     elif get_origin(kind) is tuple:
         group.add_argument(flag, type=int, nargs="+", metavar="N", **common)
     else:
-        base = {int: int, float: float, str: str}[kind]
-        group.add_argument(flag, type=_none_or(base) if optional else base, metavar=name.upper(), **common)
+        group.add_argument(flag, type=_flag_parser(f.name), metavar=name.upper(), **common)
 
 
-def _none_or(base: type) -> Any:
+def _flag_parser(field_name: str) -> Any:
+    """An argparse ``type`` that reads a value the way ``--set`` does (``none`` for optional fields)."""
+
     def parse(text: str) -> Any:
-        return None if text.lower() == "none" else base(text)
+        try:
+            return parse_value(field_name, text)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
 
-    parse.__name__ = base.__name__
     return parse
 
 
