@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import tomllib
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import Formatter, FuncFormatter
 
 from ppokit.errors import ConfigError
 
@@ -198,26 +197,22 @@ def mean_band(
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Mean over seeds of ``curves [S, G]`` and its percentile-bootstrap CI, per grid point.
 
-        mean_g = mean_{s : finite} curves[s, g]
-        band_g = percentiles (1 -+ confidence) / 2 of mean_g over resamples of the S seeds
+        mean_g = (1 / S) sum_s curves[s, g]
+        band_g = the (1 -+ confidence) / 2 percentiles of mean_g over resamples of the S seeds
 
     Each resample draws S seeds with replacement (the same draw for every grid point, which
-    keeps the band smooth). All three are NaN where any seed is undefined, and the band also
-    where there is a single seed.
+    keeps the band smooth). All three are NaN where any seed is undefined (NaN), and the
+    band also when there is a single seed.
     """
     if curves.ndim != 2:
         raise ValueError(f"curves: expected [seeds, grid], got shape {curves.shape}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN is the answer
-        mean = np.nanmean(curves, axis=0)
-        seeds = curves.shape[0]
-        idx = np.random.default_rng(seed).integers(0, seeds, size=(n_resamples, seeds))
-        boot = np.nanmean(curves[idx], axis=1)  # [B, G]
-        alpha = 100 * (1 - confidence) / 2
-        low, high = np.nanpercentile(boot, [alpha, 100 - alpha], axis=0)
-    partial = ~np.isfinite(curves).all(axis=0)
-    mean[partial] = np.nan
-    low[partial | (curves.shape[0] < 2)], high[partial | (curves.shape[0] < 2)] = np.nan, np.nan
+    seeds = curves.shape[0]
+    mean = curves.mean(axis=0)
+    idx = np.random.default_rng(seed).integers(0, seeds, size=(n_resamples, seeds))
+    alpha = 100 * (1 - confidence) / 2
+    low, high = np.percentile(curves[idx].mean(axis=1), [alpha, 100 - alpha], axis=0)  # over [B, G]
+    undefined = ~np.isfinite(mean) | (seeds < 2)
+    low[undefined], high[undefined] = np.nan, np.nan
     return mean, low, high
 
 
@@ -242,6 +237,11 @@ def group_curves(runs: Sequence[RunData], x: str, y: str, smoothed: bool = True)
     return grid, np.stack(curves)
 
 
+def final_eval_mean(run: RunData) -> float:
+    """The mean return of the run's final evaluation (eval.json); NaN when it has none."""
+    return _number((run.final_eval or {}).get("eval_return_mean"))
+
+
 def eval_points(run: RunData) -> dict[float, tuple[float, float, float]]:
     """global_step -> (time_elapsed, return mean) of the periodic evaluations and the final one.
 
@@ -257,7 +257,7 @@ def eval_points(run: RunData) -> dict[float, tuple[float, float, float]]:
         points[float(step)] = (float(step), float(time), float(ret))
     if run.final_eval is not None:
         step, time = float(run.column("global_step")[-1]), float(run.column("time_elapsed")[-1])
-        points.setdefault(step, (step, time, _number(run.final_eval.get("eval_return_mean"))))
+        points.setdefault(step, (step, time, final_eval_mean(run)))
     return {k: v for k, v in points.items() if all(math.isfinite(x) for x in v)}
 
 
@@ -287,19 +287,28 @@ def _short(value: float, _pos: int | None = None) -> str:
     return f"{value:.4g}"
 
 
-def _compact_y(ax: Axes) -> None:
-    """Tick labels without matplotlib's offset text ("1e-4" above the axis, which collides with
-    the title): plain numbers, or scientific notation on every tick for tiny or huge scales."""
+class CompactFormatter(Formatter):
+    """Tick labels without matplotlib's offset text ("1e-4" above the axis, which collides
+    with the title): plain numbers, or scientific notation on every tick for tiny or huge
+    values, with the fewest decimals that still write every tick exactly."""
 
-    def label(value: float, _pos: int | None = None) -> str:
-        scale = max(abs(v) for v in ax.get_ylim())
-        if value == 0:
+    def __init__(self) -> None:
+        self.ticks: list[float] = []
+
+    def set_locs(self, locs: list[float]) -> None:
+        self.ticks = [float(v) for v in locs]
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        locs = [v for v in self.ticks if v != 0] or [x]
+        scale = max(abs(v) for v in locs)
+        kind = "e" if scale < 1e-2 or scale >= 1e5 else "f"
+        step = float(np.min(np.diff(sorted(self.ticks)))) if len(self.ticks) > 1 else scale
+        for decimals in range(10):
+            if all(abs(float(f"{v:.{decimals}{kind}}") - v) <= 1e-3 * step for v in locs):
+                break
+        if x == 0:
             return "0"
-        if scale < 1e-2 or scale >= 1e5:
-            return f"{value:.1e}".replace("e-0", "e-").replace("e+0", "e")
-        return f"{value:.4g}"
-
-    ax.yaxis.set_major_formatter(FuncFormatter(label))
+        return f"{x:.{decimals}{kind}}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
 
 
 def _style_x(ax: Axes, x: str) -> None:
@@ -327,7 +336,8 @@ def _label(name: str, runs: Sequence[RunData]) -> str:
     return f"{name} (n={len(runs)} seed{'s' if len(runs) != 1 else ''})"
 
 
-def _env_ids(loaded: Mapping[str, Sequence[RunData]]) -> str:
+def env_ids(loaded: Mapping[str, Sequence[RunData]]) -> str:
+    """The env ids of the runs, comma-separated."""
     ids = sorted({str(r.config.get("env", {}).get("id", "?")) for rs in loaded.values() for r in rs})
     return ", ".join(ids)
 
@@ -346,14 +356,20 @@ def _legend_below(fig: Figure, handles: list[Any], labels: list[str], max_cols: 
 # --- figures ---------------------------------------------------------------------------------
 
 
-def learning_curves(groups: Groups, path: Path, x: XAxis | Sequence[XAxis] = ("global_step", "time_elapsed")) -> Path:
+def learning_curves(
+    groups: Groups,
+    path: Path,
+    x: XAxis | Sequence[XAxis] = ("global_step", "time_elapsed"),
+    threshold: float | None = None,
+) -> Path:
     """Episode return of each group against env steps and wall-clock time (one panel per ``x``).
 
     Solid: training episodes (``episode_return_mean``, sampled actions), thin per seed, thick
     the mean over seeds with its 95% bootstrap CI band. Dashed with markers: the periodic
-    evaluations (``evals.jsonl``) and the final one (``eval.json``), mean over seeds.
+    evaluations (``evals.jsonl``) and the final one (``eval.json``), mean over seeds. Dotted
+    grey: ``threshold``, when given.
     """
-    xs: list[XAxis] = [x] if isinstance(x, str) else list(x)  # type: ignore[list-item]  # str is a Sequence
+    xs: list[XAxis] = [x] if isinstance(x, str) else list(x)
     loaded = _load_groups(groups)
     fig = _figure(6.0 * len(xs) if len(xs) > 1 else 10.0, 6.0)
     axes = fig.subplots(1, len(xs), squeeze=False)[0]
@@ -362,21 +378,24 @@ def learning_curves(groups: Groups, path: Path, x: XAxis | Sequence[XAxis] = ("g
         for i, (name, runs) in enumerate(loaded.items()):
             color = _color(i)
             grid, curves = group_curves(runs, key, "episode_return_mean")
-            for seed_curve in curves:
+            for seed_curve in curves if len(runs) > 1 else ():
                 ax.plot(grid, seed_curve, color=color, linewidth=0.7, alpha=0.35)
             _draw_mean_band(ax, grid, curves, color, _label(name, runs))
             any_eval |= _draw_evals(ax, runs, key, color)
+        if threshold is not None:
+            ax.axhline(threshold, color="0.35", linestyle=":", linewidth=1.4, label=f"threshold {threshold:g}")
         _style_x(ax, key)
         ax.set_ylabel("episode return")
         ax.set_title(f"Return vs {X_LABELS[key].replace(' (s)', '')}")
     handles, labels = axes[0].get_legend_handles_labels()
     handles.append(Line2D([], [], color="0.2", linewidth=1.8))
-    labels.append("training return (smoothed): mean, 95% CI; thin: each seed")
+    seeds = any(len(runs) > 1 for runs in loaded.values())
+    labels.append("training return (smoothed)" + (": mean, 95% CI; thin: each seed" if seeds else ""))
     if any_eval:
         handles.append(Line2D([], [], color="0.2", linestyle="--", marker="o", markersize=4))
-        labels.append("evaluation return (periodic, final): mean")
+        labels.append("evaluation return (periodic, final)" + (": mean" if seeds else ""))
     _legend_below(fig, handles, labels, max_cols=3)
-    fig.suptitle(f"Learning curves: {_env_ids(loaded)}", fontsize="large")
+    fig.suptitle(f"Learning curves: {env_ids(loaded)}", fontsize="large")
     return _save(fig, path)
 
 
@@ -416,21 +435,21 @@ def diagnostics_panel(groups: Groups, path: Path) -> Path:
                 drawn = True
         if not drawn:
             _no_data(ax)
-        elif thresholds.get("enabled", True):
+        elif thresholds.get("health_checks", thresholds.get("enabled", True)):  # older runs: "enabled"
             for key in THRESHOLDS.get(metric, ()):
                 if isinstance(thresholds.get(key), int | float):
                     _threshold_line(ax, float(thresholds[key]), "health-check warning threshold")
-        if drawn and metric in NON_NEGATIVE:
-            ax.set_ylim(bottom=0)
+        if drawn and metric in NON_NEGATIVE:  # from 0, a little below so a line at 0 stays visible
+            ax.set_ylim(bottom=-0.02 * ax.get_ylim()[1])
         ax.set_title(title, fontsize="medium")
         ax.set_ylabel(unit)
         _style_x(ax, "global_step")
-        _compact_y(ax)
+        ax.yaxis.set_major_formatter(CompactFormatter())
     for ax in axes[:4]:
         ax.set_xlabel("")
     handles, labels = _unique_legend(axes)
     _legend_below(fig, handles, labels)
-    fig.suptitle(f"Training diagnostics: {_env_ids(loaded)} (mean over seeds, 95% CI band)", fontsize="large")
+    fig.suptitle(f"Training diagnostics: {env_ids(loaded)} (mean over seeds, 95% CI band)", fontsize="large")
     return _save(fig, path)
 
 
@@ -470,7 +489,7 @@ def kl_per_update(groups: Groups, path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("update (one rollout + its epochs)")
     ax.set_ylabel("approx KL (k3 estimator), nats, log scale")
-    ax.set_title(f"Approx KL per update: {_env_ids(loaded)} (mean over seeds, 95% CI band)")
+    ax.set_title(f"Approx KL per update: {env_ids(loaded)} (mean over seeds, 95% CI band)")
     ax.grid(True, which="major", alpha=0.3, linewidth=0.6)
     _legend_below(fig, *ax.get_legend_handles_labels(), max_cols=3)
     return _save(fig, path)
