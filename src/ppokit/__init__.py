@@ -6,6 +6,9 @@ from ppokit.errors import CheckpointError, ConfigError, NonFiniteError, PPOKitEr
 from ppokit.evaluation import EvalResult
 from ppokit.presets import PRESETS
 from ppokit.trainer import TrainResult, train
+from ppokit.verification_envs import register_envs as _register_verification_envs
+
+_register_verification_envs()  # ppokit/Bandit-v0, ppokit/GridWorld-v0
 
 __all__ = [
     "PRESETS",

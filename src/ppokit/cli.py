@@ -20,7 +20,7 @@ from ppokit.presets import PRESETS, get_preset
 
 console = Console(soft_wrap=True)  # long paths and tables are not wrapped at 80 columns
 # Flags named differently from their field, for the flags users type most.
-_FLAG_NAMES = {"id": "env"}
+_FLAG_NAMES = {"id": "env", "method": "algo"}
 
 
 def _add_field_flag(group: argparse._ArgumentGroup, f: dataclasses.Field[Any], hints: dict[str, Any]) -> None:

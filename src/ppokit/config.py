@@ -17,6 +17,9 @@ from ppokit.errors import ConfigError
 
 Vectorization = Literal["auto", "native", "sync", "async"]
 Activation = Literal["tanh", "relu"]
+Method = Literal["ppo", "ppo-kl", "a2c", "reinforce", "grpo"]
+METHODS = ("ppo", "ppo-kl", "a2c", "reinforce", "grpo")
+CRITIC_FREE = ("reinforce", "grpo")  # methods that learn no value function
 VECTORIZATIONS = ("auto", "native", "sync", "async")
 ACTIVATIONS = ("tanh", "relu")
 # The PPO paper's trust region stops meaning anything past these (see `allow_unsafe`).
@@ -45,6 +48,11 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class AlgoConfig:
+    method: Method = _f(
+        "ppo",
+        "ppo (clipped), ppo-kl (adaptive KL penalty), a2c (one epoch, one minibatch, no clipping), "
+        "reinforce (Monte-Carlo returns, no critic), grpo (group-relative returns, no critic).",
+    )
     num_steps: int = _f(128, "Steps collected per env per rollout (T).")
     update_epochs: int = _f(4, "Epochs over each rollout (K).")
     minibatch_size: int = _f(128, "Samples per minibatch; must divide num_envs * num_steps.")
@@ -62,6 +70,17 @@ class AlgoConfig:
     max_grad_norm: float = _f(0.5, "Clip the global gradient norm to this value.")
     target_kl: float | None = _f(None, "Stop the update's epochs when a minibatch's approx KL (k3) exceeds this.")
     adam_eps: float = _f(1e-5, "Adam epsilon.")
+    kl_coef: float = _f(1.0, "ppo-kl: the penalty weight beta at the start (the PPO paper's initial beta).")
+    kl_target: float = _f(0.01, "ppo-kl: the KL the adaptive beta aims at (doubled above 1.5x, halved below /1.5).")
+    kl_adaptive: bool = _f(True, "ppo-kl: adapt beta after each update; off keeps beta = kl_coef.")
+    ref_kl_coef: float = _f(0.0, "Weight of a KL(pi || pi_initial) penalty towards the frozen initial policy (k3).")
+    adaptive_clip: bool = _f(False, "Scale clip_coef down when KL > 1.5 clip_kl_target, up when < /1.5.")
+    clip_kl_target: float = _f(0.01, "adaptive_clip: the KL that the clip range aims at.")
+    clip_min: float = _f(0.05, "adaptive_clip: the smallest clip range.")
+    clip_max: float = _f(0.3, "adaptive_clip: the largest clip range.")
+    reinforce_baseline: bool = _f(True, "reinforce: subtract the batch's mean return (a baseline) from returns.")
+    group_size: int = _f(8, "grpo: episodes per group, started from the same initial state (num_envs % G == 0).")
+    group_scale_std: bool = _f(True, "grpo: divide by the group's return std; off is Dr. GRPO.")
 
 
 @dataclass(frozen=True)
@@ -120,12 +139,30 @@ class RunConfig:
     def num_updates(self) -> int:
         return max(1, self.total_steps // self.batch_size)
 
+    @property
+    def epochs(self) -> int:
+        """Epochs per rollout: a2c and reinforce take one."""
+        return 1 if self.algo.method in ("a2c", "reinforce") else self.algo.update_epochs
+
+    @property
+    def minibatch_size(self) -> int:
+        """Samples per minibatch: a2c and reinforce take the whole batch at once."""
+        return self.batch_size if self.algo.method in ("a2c", "reinforce") else self.algo.minibatch_size
+
     def validate(self) -> RunConfig:
         """Raise ConfigError for the first invalid field; return self when all are valid."""
         _validate_env(self.env)
         _validate_algo(self.algo, self.allow_unsafe)
         _validate_policy(self.policy)
         _validate_diagnostics(self.diagnostics)
+        if self.algo.method == "grpo" and self.env.vectorization == "native":
+            raise ConfigError("vectorization", "grpo seeds each env's reset; allowed: auto, sync, async")
+        if self.algo.method == "grpo" and self.env.num_envs % self.algo.group_size:
+            raise ConfigError(
+                "num_envs",
+                f"{self.env.num_envs} is not a multiple of group_size {self.algo.group_size}; "
+                "allowed: n_groups * group_size envs",
+            )
         if self.eval_every < 0:
             raise ConfigError("eval_every", f"{self.eval_every}; allowed: 0 (off) or a step count >= 1")
         _positive_int("total_steps", self.total_steps)
@@ -170,6 +207,22 @@ def _validate_env(env: EnvConfig) -> None:
 
 
 def _validate_algo(algo: AlgoConfig, allow_unsafe: bool) -> None:
+    if algo.method not in METHODS:
+        raise ConfigError("algo", f"unknown algorithm {algo.method!r}; allowed: {', '.join(METHODS)}")
+    if algo.group_size < 2:
+        raise ConfigError("group_size", f"{algo.group_size}; allowed: >= 2 (a group needs episodes to compare)")
+    _in_range("kl_coef", algo.kl_coef, 0.0, math.inf, False, True)
+    _in_range("kl_target", algo.kl_target, 0.0, math.inf, True, True)
+    _in_range("ref_kl_coef", algo.ref_kl_coef, 0.0, math.inf, False, True)
+    _in_range("clip_kl_target", algo.clip_kl_target, 0.0, math.inf, True, True)
+    if algo.adaptive_clip and not allow_unsafe and algo.clip_max > MAX_SAFE_CLIP:
+        raise ConfigError("clip_max", f"{algo.clip_max}; allowed: <= {MAX_SAFE_CLIP}, or pass --allow-unsafe")
+    if algo.adaptive_clip and not (0.0 < algo.clip_min <= algo.clip_coef <= algo.clip_max):
+        raise ConfigError(
+            "clip_min",
+            f"adaptive_clip needs 0 < clip_min <= clip_coef <= clip_max; got "
+            f"{algo.clip_min} <= {algo.clip_coef} <= {algo.clip_max}",
+        )
     _positive_int("num_steps", algo.num_steps)
     _positive_int("update_epochs", algo.update_epochs)
     _positive_int("minibatch_size", algo.minibatch_size)

@@ -72,3 +72,54 @@ def explained_variance(y_pred: Tensor, y_true: Tensor, mask: Tensor) -> float:
     if var_y == 0:
         return float("nan")
     return float(1.0 - (y - p).var(unbiased=False) / var_y)
+
+
+def kl_penalty_surrogate(
+    logp: Tensor, logp_old: Tensor, adv: Tensor, beta: float, mask: Tensor
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO's adaptive-KL objective (Schulman et al. 2017, eq. 8), negated for minimization.
+
+        L = -E[ r A - beta * KL(pi_old || pi) ]
+
+    with the KL estimated per sample by k3 = (r - 1) - log r (samples come from pi_old).
+    """
+    log_ratio = logp - logp_old
+    ratio = log_ratio.exp()
+    k3 = (ratio - 1.0) - log_ratio
+    loss = -masked_mean(ratio * adv - beta * k3, mask)
+    with torch.no_grad():
+        diagnostics = {
+            "clip_fraction": torch.zeros((), device=logp.device),
+            "approx_kl_k1": masked_mean(-log_ratio, mask),
+            "approx_kl": masked_mean(k3, mask),
+        }
+    return loss, diagnostics
+
+
+def adapt_kl_coef(beta: float, kl: float, target: float) -> float:
+    """The PPO paper's rule (section 4): halve beta when KL < target / 1.5, double it when
+    KL > 1.5 * target, else keep it."""
+    if kl < target / 1.5:
+        return beta / 2.0
+    if kl > target * 1.5:
+        return beta * 2.0
+    return beta
+
+
+def adapt_clip_coef(eps: float, kl: float, target: float, low: float, high: float) -> float:
+    """Adaptive clip range: shrink eps by 1.5 when KL > 1.5 * target, grow it by 1.5 when
+    KL < target / 1.5, and keep it within [low, high]."""
+    if kl > target * 1.5:
+        eps /= 1.5
+    elif kl < target / 1.5:
+        eps *= 1.5
+    return min(max(eps, low), high)
+
+
+def reference_kl(logp: Tensor, logp_ref: Tensor, mask: Tensor) -> Tensor:
+    """KL(pi || pi_ref) with the k3 estimator as GRPO uses it (Shao et al. 2024, eq. 4):
+
+    KL ~ E[ pi_ref/pi - log(pi_ref/pi) - 1 ]   (>= 0 per sample)
+    """
+    log_ratio = logp_ref - logp
+    return masked_mean(log_ratio.exp() - log_ratio - 1.0, mask)

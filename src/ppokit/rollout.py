@@ -150,3 +150,43 @@ def collect(
         state.obs, state.reset_next = next_obs, done
     buf.next_value.copy_(policy.value(torch.as_tensor(state.obs, dtype=torch.float32).to(device)))
     return episodes
+
+
+@torch.inference_mode()
+def collect_episodes(policy: ActorCritic, vec: VecEnv, buf: Rollout, seeds: list[int]) -> tuple[Episodes, Tensor]:
+    """GRPO's rollout: every env plays exactly one episode from ``reset(seed=seeds[i])``.
+
+    Envs of a group get the same seed, so their episodes start from the same state. Steps
+    after an env's episode ended are marked invalid; an episode still running after T steps
+    is cut there (its return is partial: choose num_steps >= the episode length). Returns
+    the episodes and each env's raw return ``[N]``.
+    """
+    device = buf.obs.device
+    obs, _ = vec.env.reset(seed=seeds)  # type: ignore[arg-type]  # Sync/AsyncVectorEnv take one seed per env
+    running = np.ones(vec.num_envs, bool)
+    returns = np.zeros(vec.num_envs)
+    lengths = np.zeros(vec.num_envs, np.int64)
+    for t in range(buf.obs.shape[0]):
+        obs_t = torch.as_tensor(obs, dtype=torch.float32).to(device)
+        policy.obs_norm.update(obs_t[torch.from_numpy(running).to(device)])
+        x_t = policy.normalize(obs_t)
+        params, value_t = policy(x_t)
+        action_t = policy.head.sample(params)
+        buf.obs[t], buf.actions[t], buf.values[t] = x_t, action_t, value_t
+        buf.logprobs[t] = policy.head.log_prob(params, action_t)
+        obs, reward, terminated, truncated, _ = vec.env.step(vec.to_env_actions(action_t.cpu().numpy()))
+        buf.valid[t] = torch.from_numpy(running).to(device, torch.float32)
+        reward = np.asarray(reward, dtype=np.float64) * running
+        buf.rewards[t] = torch.from_numpy(reward).to(device, torch.float32)
+        buf.terminated[t] = torch.from_numpy(terminated & running).to(device, torch.float32)
+        buf.truncated[t] = torch.from_numpy(truncated & running).to(device, torch.float32)
+        returns += reward
+        lengths += running
+        running &= ~np.logical_or(terminated, truncated)
+        if not running.any():
+            buf.valid[t + 1 :] = 0.0
+            break
+    buf.next_value.zero_()
+    finished = ~running
+    episodes = Episodes(returns[finished].tolist(), lengths[finished].tolist())
+    return episodes, torch.from_numpy(returns).to(device, torch.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -19,17 +20,17 @@ import torch
 from rich.console import Console
 
 from ppokit import checkpoint as ckpt
-from ppokit.advantages import gae
-from ppokit.config import RunConfig, from_dict, to_dict
+from ppokit.advantages import discounted_returns, gae, group_relative_advantages
+from ppokit.config import CRITIC_FREE, EnvConfig, RunConfig, from_dict, to_dict
 from ppokit.diagnostics import Diagnostics, in_annealing_tail
 from ppokit.envs import EnvFactory, VecEnv, make_vec_env, restore, snapshot
 from ppokit.errors import CheckpointError, ConfigError, NonFiniteError
 from ppokit.evaluation import EvalResult, evaluate
 from ppokit.loggers import JsonlLogger, Logger, Loggers, ProgressLogger, TensorBoardLogger
-from ppokit.losses import explained_variance
+from ppokit.losses import adapt_clip_coef, adapt_kl_coef, explained_variance, masked_mean, reference_kl
 from ppokit.policy import ActorCritic, RunningNorm
-from ppokit.rollout import Episodes, Rollout, RolloutState, collect
-from ppokit.update import Batch, ppo_update
+from ppokit.rollout import Episodes, Rollout, RolloutState, collect, collect_episodes
+from ppokit.update import Batch, Coefs, ppo_update
 
 _console = Console(stderr=True)
 
@@ -44,6 +45,9 @@ class TrainState:
     return_norm: RunningNorm
     shuffle: torch.Generator
     diagnostics: Diagnostics
+    initial_policy: ActorCritic  # frozen copy of the policy at update 0 (KL from initial)
+    kl_coef: float = 0.0  # ppo-kl's adaptive beta
+    clip_coef: float = 0.0  # the adaptive clip range's current value
     global_step: int = 0
     update: int = 0
     train_time: float = 0.0  # wall-clock seconds spent training, over all sessions of the run
@@ -83,9 +87,11 @@ def train(
     run_dir = _run_dir(config, resuming=saved is not None)
     _seed_everything(config.seed)
     device = torch.device(config.device)
-    vec = make_vec_env(config.env, env_factory=env_factory)
+    vec = make_vec_env(_env_config(config), env_factory=env_factory)
     try:
         state = _initial_state(config, vec, device)  # checks the spaces before anything is written
+        if config.algo.method == "grpo":
+            _check_shared_start(vec, config)
         if saved is not None:
             _load_state(state, saved, vec, config)
         else:
@@ -131,29 +137,39 @@ def _loop(
             lr = algo.learning_rate * (1.0 - progress if algo.anneal_lr else 1.0)
             ent_coef = _linear(algo.ent_coef, algo.ent_coef_final, progress)
             clip_coef = algo.clip_coef * (1.0 - progress if algo.anneal_clip else 1.0)
+            if algo.adaptive_clip:
+                clip_coef = state.clip_coef
             for group in state.optimizer.param_groups:
                 group["lr"] = lr
+            coefs = Coefs(ent_coef, clip_coef, state.kl_coef, algo.ref_kl_coef)
 
             start = time.perf_counter()
             previous_step = state.global_step
-            episodes = collect(state.policy, vec, buf, state.rollout, state.return_norm,
-                               algo.gamma, config.env.clip_reward)  # fmt: skip
-            dones = torch.maximum(buf.terminated, buf.truncated)
-            advantages = gae(buf.rewards, buf.values, buf.next_values, buf.terminated, dones,
-                             algo.gamma, algo.gae_lambda)  # fmt: skip
-            batch = Batch.from_rollout(buf, advantages)
-            metrics = ppo_update(state.policy, state.optimizer, batch, algo, ent_coef, clip_coef, state.shuffle)
+            episodes, batch = _collect_batch(config, state, vec, buf)
+            metrics = ppo_update(state.policy, state.optimizer, batch, algo, coefs, config.epochs,
+                                 config.minibatch_size, state.shuffle)  # fmt: skip
             elapsed = time.perf_counter() - start
+            kl_measured = metrics["approx_kl_final"]
+            if algo.method == "ppo-kl" and algo.kl_adaptive:
+                state.kl_coef = adapt_kl_coef(state.kl_coef, kl_measured, algo.kl_target)
+            if algo.adaptive_clip:
+                state.clip_coef = adapt_clip_coef(
+                    state.clip_coef, kl_measured, algo.clip_kl_target, algo.clip_min, algo.clip_max
+                )
             state.update += 1
             state.global_step += config.batch_size
             state.train_time += elapsed
 
             metrics |= _episode_metrics(episodes)
             metrics |= {
-                "explained_variance": explained_variance(batch.values, batch.returns, batch.mask),
+                "explained_variance": math.nan
+                if algo.method in CRITIC_FREE
+                else explained_variance(batch.values, batch.returns, batch.mask),
                 "learning_rate": lr,
                 "ent_coef": ent_coef,
                 "clip_coef": clip_coef,
+                "kl_coef": coefs.kl,
+                "kl_from_init": float(reference_kl(batch.logprobs, batch.ref_logprobs, batch.mask)),
                 "sps": config.batch_size / elapsed,
                 "time_elapsed": state.train_time,
                 "update": float(state.update),
@@ -188,6 +204,52 @@ def _periodic_eval(
     if state.best_eval is None or result.mean > state.best_eval:
         state.best_eval = result.mean
         _save(run_dir / "checkpoints" / "best.pt", config, state, vec)
+
+
+def _collect_batch(config: RunConfig, state: TrainState, vec: VecEnv, buf: Rollout) -> tuple[Episodes, Batch]:
+    """Collect a rollout and turn it into a batch with the method's advantages:
+    GAE with a critic (ppo, ppo-kl, a2c), Monte-Carlo returns (reinforce), group-relative
+    episode returns (grpo)."""
+    algo = config.algo
+    if algo.method == "grpo":
+        groups = vec.num_envs // algo.group_size
+        seeds = [_group_seed(config, state.update, g) for g in range(groups) for _ in range(algo.group_size)]
+        episodes, returns = collect_episodes(state.policy, vec, buf, seeds)
+        per_env = group_relative_advantages(returns.view(groups, algo.group_size), algo.group_scale_std)
+        advantages = per_env.view(1, -1).expand_as(buf.rewards)
+        return episodes, Batch.from_rollout(buf, advantages, buf.values, buf.valid, state.initial_policy)
+    episodes = collect(state.policy, vec, buf, state.rollout, state.return_norm, algo.gamma, config.env.clip_reward)
+    dones = torch.maximum(buf.terminated, buf.truncated)
+    if algo.method == "reinforce":
+        returns, complete = discounted_returns(buf.rewards, dones, algo.gamma)
+        mask = buf.valid * complete
+        baseline = masked_mean(returns, mask) if algo.reinforce_baseline else 0.0
+        return episodes, Batch.from_rollout(buf, returns - baseline, returns, mask, state.initial_policy)
+    advantages = gae(buf.rewards, buf.values, buf.next_values, buf.terminated, dones, algo.gamma, algo.gae_lambda)
+    return episodes, Batch.from_rollout(buf, advantages, advantages + buf.values, buf.valid, state.initial_policy)
+
+
+def _env_config(config: RunConfig) -> EnvConfig:
+    """GRPO resets each env with its group's seed: that needs envs seeded one by one (sync)."""
+    if config.algo.method == "grpo" and config.env.vectorization == "auto":
+        return replace(config.env, vectorization="sync")
+    return config.env
+
+
+def _check_shared_start(vec: VecEnv, config: RunConfig) -> None:
+    """GRPO compares episodes from one start state: envs reset with one seed must agree."""
+    obs, _ = vec.env.reset(seed=[config.seed] * vec.num_envs)  # type: ignore[arg-type]  # one seed per env
+    if not np.allclose(obs, obs[:1]):
+        raise ConfigError(
+            "algo",
+            f"grpo needs envs that reset(seed) to one start state; {config.env.id} started from "
+            "different observations with the same seed",
+        )
+
+
+def _group_seed(config: RunConfig, update: int, group: int) -> int:
+    """The reset seed shared by the envs of one GRPO group: new every update, reproducible."""
+    return (config.seed * 1_000_003 + update * 10_007 + group) % 2**31
 
 
 def _episode_metrics(episodes: Episodes) -> dict[str, float]:
@@ -230,8 +292,9 @@ def _initial_state(config: RunConfig, vec: VecEnv, device: torch.device) -> Trai
     optimizer = torch.optim.Adam(policy.parameters(), lr=config.algo.learning_rate, eps=config.algo.adam_eps)
     obs, _ = vec.env.reset(seed=config.seed)
     shuffle = torch.Generator().manual_seed(config.seed)
+    initial = copy.deepcopy(policy).requires_grad_(False)
     return TrainState(policy, optimizer, RolloutState.start(obs), RunningNorm((), config.env.norm_reward), shuffle,
-                      Diagnostics(config.diagnostics))  # fmt: skip
+                      Diagnostics(config.diagnostics), initial, config.algo.kl_coef, config.algo.clip_coef)  # fmt: skip
 
 
 def _save(path: Path, config: RunConfig, state: TrainState, vec: VecEnv) -> None:
@@ -239,6 +302,9 @@ def _save(path: Path, config: RunConfig, state: TrainState, vec: VecEnv) -> None
     payload: dict[str, Any] = {
         "config": to_dict(config),
         "policy": state.policy.state_dict(),
+        "initial_policy": state.initial_policy.state_dict(),
+        "kl_coef": state.kl_coef,
+        "clip_coef": state.clip_coef,
         "optimizer": state.optimizer.state_dict(),
         "return_norm": state.return_norm.state_dict(),
         "rng": ckpt.rng_states(state.shuffle),
@@ -260,6 +326,8 @@ def _load_state(state: TrainState, saved: dict[str, Any], vec: VecEnv, config: R
         raise CheckpointError(f"checkpoint: spaces {saved.get('spaces')} do not match the env's {spaces}")
     try:
         state.policy.load_state_dict(saved["policy"])
+        state.initial_policy.load_state_dict(saved["initial_policy"])
+        state.kl_coef, state.clip_coef = float(saved["kl_coef"]), float(saved["clip_coef"])
         state.optimizer.load_state_dict(saved["optimizer"])
         state.return_norm.load_state_dict(saved["return_norm"])
     except (RuntimeError, ValueError, KeyError) as e:

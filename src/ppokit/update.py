@@ -1,7 +1,9 @@
-"""The PPO update: K epochs of shuffled minibatches over one flattened rollout.
+"""The policy update: epochs of shuffled minibatches over one flattened rollout.
 
-Every metric is averaged over all minibatch steps actually taken (a target-KL stop ends the
-update early; ``minibatch_steps`` says how many were taken).
+One update serves every method; they differ only in the policy-loss function and whether a
+value loss is trained (``policy_loss_for``). Every metric is averaged over all minibatch
+steps actually taken (a target-KL stop ends the update early; ``minibatch_steps`` says how
+many were taken).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ppokit import losses
-from ppokit.config import AlgoConfig
+from ppokit.config import CRITIC_FREE, AlgoConfig
 from ppokit.policy import ActorCritic
 from ppokit.rollout import Rollout
 
@@ -31,7 +33,10 @@ _STEP_METRICS = (
 
 @dataclass
 class Batch:
-    """A rollout flattened to ``[B = T * N, ...]`` with its advantages and returns."""
+    """A rollout flattened to ``[B = T * N, ...]`` with its advantages and returns.
+
+    ``ref_logprobs``: log-probabilities of the actions under the frozen initial policy,
+    for the KL-from-initial metric and the optional penalty towards it."""
 
     obs: Tensor
     actions: Tensor
@@ -40,25 +45,54 @@ class Batch:
     advantages: Tensor
     returns: Tensor
     mask: Tensor
+    ref_logprobs: Tensor
 
     @classmethod
-    def from_rollout(cls, r: Rollout, advantages: Tensor) -> Batch:
-
+    def from_rollout(
+        cls, r: Rollout, advantages: Tensor, returns: Tensor, mask: Tensor, reference: ActorCritic
+    ) -> Batch:
         def flat(x: Tensor) -> Tensor:
             return x.reshape(-1, *x.shape[2:])
 
+        obs, actions = flat(r.obs), flat(r.actions)
+        with torch.no_grad():
+            ref_logprobs, _, _ = reference.evaluate(obs, actions)
         return cls(
-            obs=flat(r.obs),
-            actions=flat(r.actions),
+            obs=obs,
+            actions=actions,
             logprobs=flat(r.logprobs),
             values=flat(r.values),
-            advantages=flat(advantages * r.valid),
-            returns=flat(advantages + r.values),
-            mask=flat(r.valid),
+            advantages=flat(advantages * mask),
+            returns=flat(returns),
+            mask=flat(mask),
+            ref_logprobs=ref_logprobs,
         )
 
     def __len__(self) -> int:
         return self.obs.shape[0]
+
+
+@dataclass(frozen=True)
+class Coefs:
+    """This update's values of the schedules and adaptive coefficients."""
+
+    ent: float
+    clip: float
+    kl: float = 0.0  # ppo-kl's beta
+    ref_kl: float = 0.0  # weight of the KL(pi || pi_initial) penalty
+
+
+def policy_loss(
+    method: str, logp: Tensor, logp_old: Tensor, adv: Tensor, coefs: Coefs, mask: Tensor
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The policy-loss function of each method (the one place where methods differ)."""
+    if method in ("ppo", "grpo"):
+        return losses.clipped_surrogate(logp, logp_old, adv, coefs.clip, mask)
+    if method == "ppo-kl":
+        return losses.kl_penalty_surrogate(logp, logp_old, adv, coefs.kl, mask)
+    # a2c, reinforce: the plain policy gradient -E[r A] (beta = 0); at r = 1, one epoch of
+    # one minibatch, its gradient is -E[A grad log pi] (Williams 1992; Mnih et al. 2016).
+    return losses.kl_penalty_surrogate(logp, logp_old, adv, 0.0, mask)
 
 
 def ppo_update(
@@ -66,34 +100,41 @@ def ppo_update(
     optimizer: torch.optim.Optimizer,
     batch: Batch,
     algo: AlgoConfig,
-    ent_coef: float,
-    clip_coef: float,
+    coefs: Coefs,
+    epochs: int,
+    minibatch_size: int,
     generator: torch.Generator,
 ) -> dict[str, float]:
-    """Run the epochs; return the metrics averaged over the minibatch steps taken.
-
-    ``ent_coef`` and ``clip_coef`` are this update's values of their schedules."""
-    size, mb_size = len(batch), algo.minibatch_size
+    """Run the epochs; return the metrics averaged over the minibatch steps taken, plus
+    ``approx_kl_final``: KL(pi_old || pi_new) over the whole batch after the update (k3)."""
+    size = len(batch)
     params = [p for p in policy.parameters() if p.requires_grad]
     totals = torch.zeros(len(_STEP_METRICS), dtype=torch.float64, device=batch.obs.device)
+    learns_value = algo.method not in CRITIC_FREE
     steps, kl_stop = 0, False
-    for _epoch in range(algo.update_epochs):
+    for _epoch in range(epochs):
         order = torch.randperm(size, generator=generator).to(batch.obs.device)
-        for start in range(0, size, mb_size):
-            idx = order[start : start + mb_size]
+        for start in range(0, size, minibatch_size):
+            idx = order[start : start + minibatch_size]
             mask = batch.mask[idx]
             logp, entropy, value = policy.evaluate(batch.obs[idx], batch.actions[idx])
             adv = batch.advantages[idx]
             if algo.norm_adv:
                 adv = losses.normalize_advantages(adv, mask)
-            pg_loss, diag = losses.clipped_surrogate(logp, batch.logprobs[idx], adv, clip_coef, mask)
+            pg_loss, diag = policy_loss(algo.method, logp, batch.logprobs[idx], adv, coefs, mask)
             if algo.target_kl is not None and float(diag["approx_kl"]) > algo.target_kl:
                 kl_stop = True  # the policy left the trust region: stop before this step
                 break
-            v_clip = clip_coef if algo.clip_vloss else None
-            v_loss = losses.value_loss(value, batch.values[idx], batch.returns[idx], v_clip, mask)
+            v_clip = coefs.clip if algo.clip_vloss else None
+            v_loss = (
+                losses.value_loss(value, batch.values[idx], batch.returns[idx], v_clip, mask)
+                if learns_value
+                else torch.zeros((), device=value.device)
+            )
             ent = losses.entropy_bonus(entropy, mask)
-            loss = pg_loss + algo.vf_coef * v_loss - ent_coef * ent
+            loss = pg_loss + algo.vf_coef * v_loss - coefs.ent * ent
+            if coefs.ref_kl > 0:
+                loss = loss + coefs.ref_kl * losses.reference_kl(logp, batch.ref_logprobs[idx], mask)
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]  # torch stub gap
@@ -110,4 +151,8 @@ def ppo_update(
     metrics = dict(zip(_STEP_METRICS, means, strict=True))
     metrics["minibatch_steps"] = float(steps)
     metrics["kl_early_stop"] = float(kl_stop)
+    with torch.no_grad():
+        logp_new, _, _ = policy.evaluate(batch.obs, batch.actions)
+        log_ratio = logp_new - batch.logprobs
+        metrics["approx_kl_final"] = float(losses.masked_mean(log_ratio.exp() - 1.0 - log_ratio, batch.mask))
     return metrics

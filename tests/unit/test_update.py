@@ -13,7 +13,7 @@ import torch
 from ppokit.config import AlgoConfig, PolicyConfig
 from ppokit.policy import ActorCritic
 from ppokit.rollout import Rollout
-from ppokit.update import Batch, ppo_update
+from ppokit.update import Batch, Coefs, ppo_update
 
 OBS_DIM = 4
 OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float32)
@@ -22,6 +22,7 @@ ACTION_SPACES = {
     "box": gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
 }
 METRIC_KEYS = {
+    "approx_kl_final",
     "policy_loss",
     "value_loss",
     "entropy",
@@ -58,6 +59,7 @@ def make_batch(policy: ActorCritic, size: int = 16, seed: int = 0) -> Batch:
         advantages=advantages,
         returns=values + advantages,
         mask=torch.ones(size),
+        ref_logprobs=logprobs.clone(),
     )
 
 
@@ -65,9 +67,9 @@ def run_update(
     policy: ActorCritic, batch: Batch, algo: AlgoConfig, lr: float = 1e-2, seed: int = 0
 ) -> dict[str, float]:
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr, eps=algo.adam_eps)
-    return ppo_update(
-        policy, optimizer, batch, algo, algo.ent_coef, algo.clip_coef, torch.Generator().manual_seed(seed)
-    )
+    coefs = Coefs(algo.ent_coef, algo.clip_coef)
+    generator = torch.Generator().manual_seed(seed)
+    return ppo_update(policy, optimizer, batch, algo, coefs, algo.update_epochs, algo.minibatch_size, generator)
 
 
 def flat_params(policy: ActorCritic) -> torch.Tensor:
@@ -88,6 +90,7 @@ def test_ppo_update_returns_every_metric(kind: str) -> None:
     assert metrics["grad_norm"] > 0.0
     assert 0.0 <= metrics["clip_fraction"] <= 1.0
     assert metrics["approx_kl"] >= 0.0
+    assert metrics["approx_kl_final"] > 0.0  # the policy moved
     assert not torch.equal(flat_params(policy), before)
 
 
@@ -221,7 +224,8 @@ def test_batch_from_rollout_flattens_time_major_and_masks_advantages() -> None:
         next_value=torch.zeros(n),
     )
     adv = torch.tensor([[0.5, -0.5], [9.0, 1.5], [2.0, 7.0]])
-    batch = Batch.from_rollout(rollout, adv)
+    reference = make_policy("discrete")
+    batch = Batch.from_rollout(rollout, adv, adv + values, valid, reference)
     assert len(batch) == 6
     # Row t * N + n is step t of env n.
     assert batch.actions.tolist() == [0, 1, 2, 0, 1, 2]
@@ -230,3 +234,43 @@ def test_batch_from_rollout_flattens_time_major_and_masks_advantages() -> None:
     assert batch.advantages.tolist() == [0.5, -0.5, 0.0, 1.5, 2.0, 0.0]  # zero on autoreset steps
     # returns = A + V: 0.5 + 1, -0.5 + 2, 9 + 3, 1.5 + 4, 2 + 5, 7 + 6
     assert batch.returns.tolist() == [1.5, 1.5, 12.0, 5.5, 7.0, 13.0]
+    expected_ref, _, _ = reference.evaluate(batch.obs, batch.actions)
+    assert torch.allclose(batch.ref_logprobs, expected_ref)  # under the frozen reference policy
+
+
+# --- methods ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["reinforce", "grpo"])
+def test_critic_free_methods_leave_the_critic_untouched(method: str) -> None:
+    policy = make_policy("discrete")
+    critic_before = [p.detach().clone() for p in policy.critic_out.parameters()]
+    metrics = run_update(policy, make_batch(policy), AlgoConfig(method=method, update_epochs=2, minibatch_size=8))
+    assert metrics["value_loss"] == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(critic_before, policy.critic_out.parameters(), strict=True))
+
+
+def test_ppo_kl_loss_is_used_for_ppo_kl() -> None:
+    policy = make_policy("discrete")
+    batch = make_batch(policy)
+    metrics = run_update(policy, batch, AlgoConfig(method="ppo-kl", update_epochs=3, minibatch_size=8))
+    assert metrics["clip_fraction"] == 0.0  # the KL-penalty objective does not clip
+    assert metrics["approx_kl_final"] > 0.0
+
+
+def test_reference_penalty_pulls_towards_the_initial_policy() -> None:
+    algo = AlgoConfig(update_epochs=10, minibatch_size=16, norm_adv=False)
+    free, anchored = make_policy("discrete"), make_policy("discrete")
+    batch = make_batch(free)
+    optimizer = torch.optim.Adam(free.parameters(), lr=5e-2)
+    gen = torch.Generator().manual_seed(0)
+    ppo_update(free, optimizer, batch, algo, Coefs(0.0, 0.2, ref_kl=0.0), 10, 16, gen)
+    optimizer = torch.optim.Adam(anchored.parameters(), lr=5e-2)
+    gen = torch.Generator().manual_seed(0)
+    ppo_update(anchored, optimizer, batch, algo, Coefs(0.0, 0.2, ref_kl=50.0), 10, 16, gen)
+
+    def kl_to_ref(policy: ActorCritic) -> float:
+        logp, _, _ = policy.evaluate(batch.obs, batch.actions)
+        return float(((batch.ref_logprobs - logp).exp() - (batch.ref_logprobs - logp) - 1).mean())
+
+    assert kl_to_ref(anchored) < kl_to_ref(free)
