@@ -34,7 +34,8 @@ def _add_field_flag(group: argparse._ArgumentGroup, f: dataclasses.Field[Any], h
     elif get_origin(kind) is typing.Literal:
         group.add_argument(flag, choices=list(get_args(kind)), **common)
     elif get_origin(kind) is tuple:
-        group.add_argument(flag, type=int, nargs="+", metavar="N", **common)
+        item = get_args(kind)[0]
+        group.add_argument(flag, type=item, nargs="+", metavar="N" if item is int else "KEY", **common)
     else:
         group.add_argument(flag, type=_flag_parser(f.name), metavar=name.upper(), **common)
 
@@ -83,7 +84,8 @@ def parse_value(name: str, text: str) -> Any:
                 raise ValueError(text)
             return text.lower() == "true"
         if get_origin(kind) is tuple:
-            return tuple(int(x) for x in text.split("x"))
+            item = get_args(kind)[0]
+            return tuple(item(x) for x in text.split("x" if item is int else "+"))
         if get_origin(kind) is typing.Literal:
             if text not in get_args(kind):
                 raise ValueError(text)

@@ -46,7 +46,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 from torch import Tensor, nn
 
 from ppokit import checkpoint as ckpt
-from ppokit.config import RunConfig, override, to_dict
+from ppokit.config import RunConfig, from_dict, override, to_dict
 from ppokit.errors import ConfigError
 from ppokit.evaluation import evaluate
 from ppokit.plots import PALETTE, group_curves, load_run, mean_band
@@ -103,8 +103,15 @@ class SB3Setup:
 
 
 def to_sb3(config: RunConfig) -> SB3Setup:
-    """Map a ppokit config onto SB3's PPO, field by field (table: ``docs/compare.md``)."""
+    """Map a ppokit config onto SB3's PPO, field by field (table: ``docs/compare.md``).
+
+    ConfigError for what SB3's PPO has no counterpart of: a method other than ``ppo``, a KL
+    penalty towards the initial policy, an adaptive clip range."""
     algo, env, pol = config.algo, config.env, config.policy
+    for name, value, plain in (("method", algo.method, "ppo"), ("ref_kl_coef", algo.ref_kl_coef, 0.0),
+                               ("adaptive_clip", algo.adaptive_clip, False)):  # fmt: skip
+        if value != plain:
+            raise ConfigError(name, f"{value!r} has no counterpart in SB3's PPO; allowed for compare: {plain!r}")
     updates = config.num_updates
 
     def schedule(value: float, anneal: bool) -> float | LinearSchedule:
@@ -377,7 +384,7 @@ def _run_jobs(
         saved = run_dir / "result.json"
         if saved.is_file():
             data = json.loads(saved.read_text())
-            if data.pop("config") != json.loads(json.dumps(to_dict(config))):
+            if not _same_config(data.pop("config"), config):
                 raise ConfigError("out", f"{run_dir} holds a run of another configuration; pick another --out")
             records.append(RunRecord(**data))
             continue
@@ -392,6 +399,14 @@ def _run_jobs(
                 if on_result is not None:
                     on_result(record)
     return records
+
+
+def _same_config(saved: dict[str, Any], config: RunConfig) -> bool:
+    """Whether a saved config dict is ``config`` (fields added since take their defaults)."""
+    try:
+        return from_dict(saved) == config
+    except ConfigError:  # a field that no longer exists
+        return False
 
 
 def _summarize(base: RunConfig, seeds: list[int], out: Path, records: list[RunRecord]) -> ComparisonResult:

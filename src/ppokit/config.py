@@ -44,6 +44,9 @@ class EnvConfig:
     norm_reward: bool = _f(False, "Scale rewards by the running std of the discounted return (as in SB3/CleanRL).")
     clip_obs: float = _f(10.0, "Clip normalized observations to [-clip_obs, clip_obs].")
     clip_reward: float = _f(10.0, "Clip scaled rewards to [-clip_reward, clip_reward].")
+    info_metrics: tuple[str, ...] = _f(
+        (), "Numeric keys of the env's step info to average per rollout and log as info_<key> (e.g. regret)."
+    )
 
 
 @dataclass(frozen=True)

@@ -95,8 +95,8 @@ class Diagnostics:
 
     def observe(self, update: int, metrics: dict[str, float], progress: float, in_tail: bool) -> list[str]:
         """Update the streaks with one update's metrics; return the warnings that fire now."""
-        if not self.config.health_checks:
-            return []
+        if not self.config.health_checks or metrics.get("minibatch_steps", 1.0) == 0:
+            return []  # off, or no update happened (a rollout of autoreset steps only)
         entropy = metrics.get("entropy", math.nan)
         if self.initial_entropy is None and math.isfinite(entropy):
             self.initial_entropy = entropy

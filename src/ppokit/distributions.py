@@ -31,6 +31,13 @@ class ActionHead(Protocol):
     def mode(self, params: Tensor) -> Tensor: ...
     def log_prob(self, params: Tensor, actions: Tensor) -> Tensor: ...
     def entropy(self, params: Tensor) -> Tensor: ...
+    def kl(self, params: Tensor, other: ActionHead, other_params: Tensor) -> Tensor: ...
+
+
+def _categorical_kl(logits_p: Tensor, logits_q: Tensor) -> Tensor:
+    """KL(p || q) = sum_a p(a) (log p(a) - log q(a))."""
+    logp, logq = torch.log_softmax(logits_p, -1), torch.log_softmax(logits_q, -1)
+    return (logp.exp() * (logp - logq)).sum(-1)
 
 
 def _sample_categorical(logits: Tensor) -> Tensor:
@@ -67,6 +74,9 @@ class CategoricalHead(nn.Module):
     def entropy(self, params: Tensor) -> Tensor:
         return _categorical_entropy(params)
 
+    def kl(self, params: Tensor, other: ActionHead, other_params: Tensor) -> Tensor:
+        return _categorical_kl(params, other_params)
+
 
 class MultiCategoricalHead(nn.Module):
     """MultiDiscrete(nvec): independent categoricals; log-probs and entropies add up."""
@@ -97,6 +107,10 @@ class MultiCategoricalHead(nn.Module):
     def entropy(self, params: Tensor) -> Tensor:
         return torch.stack([_categorical_entropy(lg) for lg in self._split(params)], -1).sum(-1)
 
+    def kl(self, params: Tensor, other: ActionHead, other_params: Tensor) -> Tensor:
+        pairs = zip(self._split(params), self._split(other_params), strict=True)
+        return torch.stack([_categorical_kl(p, q) for p, q in pairs], -1).sum(-1)
+
 
 class DiagGaussianHead(nn.Module):
     """Box(d): ``params`` are the mean; the log std is a learned, state-independent vector.
@@ -125,6 +139,14 @@ class DiagGaussianHead(nn.Module):
     def entropy(self, params: Tensor) -> Tensor:
         per_dim = self.log_std + 0.5 * (1.0 + _LOG_2PI)
         return per_dim.sum().expand(params.shape[:-1])
+
+    def kl(self, params: Tensor, other: ActionHead, other_params: Tensor) -> Tensor:
+        """KL(N(mu_p, s_p) || N(mu_q, s_q)) = sum_i log(s_q/s_p) + (s_p^2 + (mu_p - mu_q)^2) / (2 s_q^2) - 1/2."""
+        assert isinstance(other, DiagGaussianHead)
+        log_sp, log_sq = self.log_std, other.log_std
+        var_ratio = torch.exp(2 * (log_sp - log_sq))
+        mean_term = (params - other_params).pow(2) * torch.exp(-2 * log_sq)
+        return (log_sq - log_sp + 0.5 * (var_ratio + mean_term) - 0.5).sum(-1)
 
 
 def make_head(space: gym.Space[Any], init_log_std: float = 0.0) -> nn.Module:

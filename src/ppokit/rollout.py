@@ -9,6 +9,7 @@ starts at 1.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,10 +80,20 @@ class RolloutState:
 
 @dataclass
 class Episodes:
-    """Episodes finished during a rollout (raw, unscaled returns)."""
+    """Episodes finished during a rollout (raw, unscaled returns), and the sums and counts
+    of the requested numeric step-info keys over the rollout's valid steps."""
 
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
+    info_sums: dict[str, float] = field(default_factory=dict)
+    info_counts: dict[str, int] = field(default_factory=dict)
+
+    def add_info(self, info: dict[str, Any], keys: tuple[str, ...], valid: np.ndarray) -> None:
+        for key in keys:
+            if key in info:
+                present = np.asarray(info.get(f"_{key}", np.ones(valid.shape, bool))) & valid
+                self.info_sums[key] = self.info_sums.get(key, 0.0) + float(np.sum(np.asarray(info[key])[present]))
+                self.info_counts[key] = self.info_counts.get(key, 0) + int(present.sum())
 
 
 def scale_rewards(
@@ -112,6 +123,7 @@ def collect(
     return_norm: RunningNorm,
     gamma: float,
     clip_reward: float,
+    info_keys: tuple[str, ...] = (),
 ) -> Episodes:
     """Fill ``buf`` with T steps from every env, advancing ``state`` in place."""
     device = buf.obs.device
@@ -128,7 +140,9 @@ def collect(
         buf.values[t] = value_t
 
         valid = ~state.reset_next
-        next_obs, reward, terminated, truncated, _ = vec.env.step(vec.to_env_actions(action_t.cpu().numpy()))
+        next_obs, reward, terminated, truncated, info = vec.env.step(vec.to_env_actions(action_t.cpu().numpy()))
+        if info_keys:
+            episodes.add_info(info, info_keys, valid)
         done = np.logical_or(terminated, truncated)
         reward = np.asarray(reward, dtype=np.float64)
         if return_norm.enabled:
@@ -153,7 +167,9 @@ def collect(
 
 
 @torch.inference_mode()
-def collect_episodes(policy: ActorCritic, vec: VecEnv, buf: Rollout, seeds: list[int]) -> tuple[Episodes, Tensor]:
+def collect_episodes(
+    policy: ActorCritic, vec: VecEnv, buf: Rollout, seeds: list[int], info_keys: tuple[str, ...] = ()
+) -> tuple[Episodes, Tensor]:
     """GRPO's rollout: every env plays exactly one episode from ``reset(seed=seeds[i])``.
 
     Envs of a group get the same seed, so their episodes start from the same state. Steps
@@ -164,6 +180,7 @@ def collect_episodes(policy: ActorCritic, vec: VecEnv, buf: Rollout, seeds: list
     device = buf.obs.device
     obs, _ = vec.env.reset(seed=seeds)  # type: ignore[arg-type]  # Sync/AsyncVectorEnv take one seed per env
     running = np.ones(vec.num_envs, bool)
+    info_totals = Episodes()
     returns = np.zeros(vec.num_envs)
     lengths = np.zeros(vec.num_envs, np.int64)
     for t in range(buf.obs.shape[0]):
@@ -174,7 +191,9 @@ def collect_episodes(policy: ActorCritic, vec: VecEnv, buf: Rollout, seeds: list
         action_t = policy.head.sample(params)
         buf.obs[t], buf.actions[t], buf.values[t] = x_t, action_t, value_t
         buf.logprobs[t] = policy.head.log_prob(params, action_t)
-        obs, reward, terminated, truncated, _ = vec.env.step(vec.to_env_actions(action_t.cpu().numpy()))
+        obs, reward, terminated, truncated, info = vec.env.step(vec.to_env_actions(action_t.cpu().numpy()))
+        if info_keys:
+            info_totals.add_info(info, info_keys, running)
         buf.valid[t] = torch.from_numpy(running).to(device, torch.float32)
         reward = np.asarray(reward, dtype=np.float64) * running
         buf.rewards[t] = torch.from_numpy(reward).to(device, torch.float32)
@@ -188,5 +207,7 @@ def collect_episodes(policy: ActorCritic, vec: VecEnv, buf: Rollout, seeds: list
             break
     buf.next_value.zero_()
     finished = ~running
-    episodes = Episodes(returns[finished].tolist(), lengths[finished].tolist())
+    episodes = Episodes(
+        returns[finished].tolist(), lengths[finished].tolist(), info_totals.info_sums, info_totals.info_counts
+    )
     return episodes, torch.from_numpy(returns).to(device, torch.float32)

@@ -27,7 +27,7 @@ from ppokit.envs import EnvFactory, VecEnv, make_vec_env, restore, snapshot
 from ppokit.errors import CheckpointError, ConfigError, NonFiniteError
 from ppokit.evaluation import EvalResult, evaluate
 from ppokit.loggers import JsonlLogger, Logger, Loggers, ProgressLogger, TensorBoardLogger
-from ppokit.losses import adapt_clip_coef, adapt_kl_coef, explained_variance, masked_mean, reference_kl
+from ppokit.losses import adapt_clip_coef, adapt_kl_coef, explained_variance, masked_mean
 from ppokit.policy import ActorCritic, RunningNorm
 from ppokit.rollout import Episodes, Rollout, RolloutState, collect, collect_episodes
 from ppokit.update import Batch, Coefs, ppo_update
@@ -150,9 +150,10 @@ def _loop(
                                  config.minibatch_size, state.shuffle)  # fmt: skip
             elapsed = time.perf_counter() - start
             kl_measured = metrics["approx_kl_final"]
-            if algo.method == "ppo-kl" and algo.kl_adaptive:
+            updated = metrics["minibatch_steps"] > 0
+            if algo.method == "ppo-kl" and algo.kl_adaptive and updated:
                 state.kl_coef = adapt_kl_coef(state.kl_coef, kl_measured, algo.kl_target)
-            if algo.adaptive_clip:
+            if algo.adaptive_clip and updated:
                 state.clip_coef = adapt_clip_coef(
                     state.clip_coef, kl_measured, algo.clip_kl_target, algo.clip_min, algo.clip_max
                 )
@@ -169,7 +170,7 @@ def _loop(
                 "ent_coef": ent_coef,
                 "clip_coef": clip_coef,
                 "kl_coef": coefs.kl,
-                "kl_from_init": float(reference_kl(batch.logprobs, batch.ref_logprobs, batch.mask)),
+                "kl_from_init": _kl_from_init(state, batch) if updated else math.nan,
                 "sps": config.batch_size / elapsed,
                 "time_elapsed": state.train_time,
                 "update": float(state.update),
@@ -214,11 +215,12 @@ def _collect_batch(config: RunConfig, state: TrainState, vec: VecEnv, buf: Rollo
     if algo.method == "grpo":
         groups = vec.num_envs // algo.group_size
         seeds = [_group_seed(config, state.update, g) for g in range(groups) for _ in range(algo.group_size)]
-        episodes, returns = collect_episodes(state.policy, vec, buf, seeds)
+        episodes, returns = collect_episodes(state.policy, vec, buf, seeds, config.env.info_metrics)
         per_env = group_relative_advantages(returns.view(groups, algo.group_size), algo.group_scale_std)
         advantages = per_env.view(1, -1).expand_as(buf.rewards)
         return episodes, Batch.from_rollout(buf, advantages, buf.values, buf.valid, state.initial_policy)
-    episodes = collect(state.policy, vec, buf, state.rollout, state.return_norm, algo.gamma, config.env.clip_reward)
+    episodes = collect(state.policy, vec, buf, state.rollout, state.return_norm, algo.gamma,
+                       config.env.clip_reward, config.env.info_metrics)  # fmt: skip
     dones = torch.maximum(buf.terminated, buf.truncated)
     if algo.method == "reinforce":
         returns, complete = discounted_returns(buf.rewards, dones, algo.gamma)
@@ -247,12 +249,23 @@ def _check_shared_start(vec: VecEnv, config: RunConfig) -> None:
         )
 
 
+def _kl_from_init(state: TrainState, batch: Batch) -> float:
+    """Mean exact KL(pi || pi_initial) over the batch's (valid) states."""
+    with torch.no_grad():
+        return float(masked_mean(state.policy.kl_to(state.initial_policy, batch.obs), batch.mask))
+
+
 def _group_seed(config: RunConfig, update: int, group: int) -> int:
     """The reset seed shared by the envs of one GRPO group: new every update, reproducible."""
     return (config.seed * 1_000_003 + update * 10_007 + group) % 2**31
 
 
 def _episode_metrics(episodes: Episodes) -> dict[str, float]:
+    info = {f"info_{k}": episodes.info_sums[k] / max(1, n) for k, n in episodes.info_counts.items()}
+    return info | _return_metrics(episodes)
+
+
+def _return_metrics(episodes: Episodes) -> dict[str, float]:
     if not episodes.returns:
         nan = math.nan
         return dict.fromkeys(
@@ -271,6 +284,8 @@ def _episode_metrics(episodes: Episodes) -> dict[str, float]:
 
 def _check_finite(metrics: dict[str, float], state: TrainState) -> None:
     """Stop on NaN/inf in a loss or gradient, or in any parameter, naming the first one."""
+    if metrics["minibatch_steps"] == 0:  # no valid sample, no update: the losses are undefined
+        return
     for name in ("loss", "policy_loss", "value_loss", "entropy", "grad_norm", "approx_kl"):
         if not math.isfinite(metrics[name]):
             raise NonFiniteError(name, state.update)

@@ -8,6 +8,7 @@ many were taken).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -108,6 +109,11 @@ def ppo_update(
     """Run the epochs; return the metrics averaged over the minibatch steps taken, plus
     ``approx_kl_final``: KL(pi_old || pi_new) over the whole batch after the update (k3)."""
     size = len(batch)
+    if not bool(batch.mask.any()):
+        # Every step was an autoreset step (one-step episodes, T = 1): no data, no step,
+        # since even a zero gradient would move Adam's parameters through its momentum.
+        nothing = dict.fromkeys((*_STEP_METRICS, "approx_kl_final"), math.nan)
+        return nothing | {"minibatch_steps": 0.0, "kl_early_stop": 0.0}
     params = [p for p in policy.parameters() if p.requires_grad]
     totals = torch.zeros(len(_STEP_METRICS), dtype=torch.float64, device=batch.obs.device)
     learns_value = algo.method not in CRITIC_FREE

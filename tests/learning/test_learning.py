@@ -7,9 +7,11 @@ each test runs one fixed seed.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
+import torch
 
 import ppokit
 from ppokit.config import RunConfig, override
@@ -37,3 +39,29 @@ def test_pendulum_preset_reaches_documented_threshold(tmp_path: Path) -> None:
     result = ppokit.train(preset_config("Pendulum-v1", tmp_path / "run", seed=1))
     assert result.evaluation is not None and len(result.evaluation.returns) == 20
     assert result.evaluation.mean >= -250.0, result.evaluation.returns
+
+
+BANDIT = {"id": "ppokit/Bandit-v0", "num_envs": 16, "num_steps": 2, "minibatch_size": 16, "group_size": 8,
+          "learning_rate": 0.01, "total_steps": 3200, "info_metrics": ("best_arm_chosen", "regret"),
+          "eval_episodes": 20, "progress": False, "tensorboard": False}  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["ppo", "ppo-kl", "grpo"])
+def test_bandit_best_arm_probability(tmp_path: Path, method: str) -> None:
+    config = override(RunConfig(), {**BANDIT, "method": method, "seed": 1, "run_dir": str(tmp_path / "run")})
+    result = ppokit.train(config.validate())
+    policy = ppokit.load(result.run_dir)
+    probs = torch.softmax(policy.model(policy.model.normalize(torch.ones(1, 1)))[0], dim=-1)[0]
+    assert float(probs[3]) >= 0.95  # arm 3 (mean 0.9) is the best arm
+    assert result.metrics["info_best_arm_chosen"] >= 0.9  # the sampling policy picks it
+    # KL from the uniform initial policy is bounded by log(5), reached only when deterministic.
+    assert 0.5 < result.metrics["kl_from_init"] <= math.log(5) + 1e-3
+
+
+def test_gridworld_ppo_reaches_the_optimal_return(tmp_path: Path) -> None:
+    values = {"id": "ppokit/GridWorld-v0", "num_envs": 8, "num_steps": 64, "minibatch_size": 128,
+              "total_steps": 20_480, "seed": 1, "run_dir": str(tmp_path / "run"), "progress": False,
+              "tensorboard": False}  # fmt: skip
+    result = ppokit.train(override(RunConfig(), values).validate())
+    assert result.evaluation is not None
+    assert result.evaluation.mean == -6.0  # the shortest path: 3 right, 3 down

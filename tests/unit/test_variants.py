@@ -92,3 +92,25 @@ def test_k3_reference_kl_is_nonnegative_and_matches_exact_kl_on_an_enumerable_di
     # reference_kl is the masked sample mean of the same per-action terms.
     samples = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 2, 2])  # frequencies 0.5, 0.3, 0.2
     assert float(reference_kl(logp[samples], logq[samples], torch.ones(10))) == pytest.approx(exact, rel=1e-5)
+
+
+def test_exact_kl_of_each_head_matches_torch_distributions() -> None:
+    from torch.distributions import Categorical, Normal, kl_divergence
+
+    from ppokit.distributions import CategoricalHead, DiagGaussianHead, MultiCategoricalHead
+
+    gen = torch.Generator().manual_seed(0)
+    p, q = torch.randn(5, 4, generator=gen), torch.randn(5, 4, generator=gen)
+    expected = kl_divergence(Categorical(logits=p), Categorical(logits=q))
+    assert torch.allclose(CategoricalHead(4).kl(p, CategoricalHead(4), q), expected, atol=1e-6)
+
+    multi = MultiCategoricalHead([2, 2])
+    expected = kl_divergence(Categorical(logits=p[:, :2]), Categorical(logits=q[:, :2])) + kl_divergence(
+        Categorical(logits=p[:, 2:]), Categorical(logits=q[:, 2:])
+    )
+    assert torch.allclose(multi.kl(p, multi, q), expected, atol=1e-6)
+
+    head_p, head_q = DiagGaussianHead(4, init_log_std=-0.3), DiagGaussianHead(4, init_log_std=0.4)
+    expected = kl_divergence(Normal(p, head_p.log_std.exp()), Normal(q, head_q.log_std.exp())).sum(-1)
+    assert torch.allclose(head_p.kl(p, head_q, q), expected, atol=1e-5)
+    assert torch.allclose(head_p.kl(p, head_p, p), torch.zeros(5), atol=1e-6)  # KL(p || p) = 0
