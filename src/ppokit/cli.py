@@ -10,7 +10,7 @@ import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, NoReturn, get_args, get_origin
 
 from rich.console import Console
 
@@ -18,7 +18,9 @@ from ppokit.config import SECTIONS, RunConfig, from_dict, override, to_dict
 from ppokit.errors import ConfigError, PPOKitError
 from ppokit.presets import PRESETS, get_preset
 
-console = Console(soft_wrap=True)  # long paths and tables are not wrapped at 80 columns
+console = Console(soft_wrap=True)  # long paths are not wrapped
+if not console.is_terminal:
+    console.width = 160  # tables in logs and pipes: wider than rich's 80-column default
 # Flags named differently from their field, for the flags users type most.
 _FLAG_NAMES = {"id": "env", "method": "algo"}
 
@@ -108,8 +110,16 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     return grid
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with ppokit's one-line errors (argparse prints the usage as well by default)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"ppokit: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ppokit", description="Proximal Policy Optimization you can trust.")
+    parser = _Parser(prog="ppokit", description="Proximal Policy Optimization you can trust.")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     train = verbs.add_parser("train", help="Train a policy (flags override --config, which overrides --preset).")
