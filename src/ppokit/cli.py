@@ -166,6 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=["md", "html"], default="md", help="Report format (default: md).")
     rep.add_argument("--threshold", type=float, help="Return threshold for steps-to-threshold (optional).")
 
+    cmp = verbs.add_parser(
+        "compare", help="Train ppokit and Stable-Baselines3's PPO with the same hyperparameters, side by side."
+    )
+    cmp.add_argument("--steps", type=int, required=True, help="Env steps per run, for both libraries.")
+    cmp.add_argument("--seeds", type=int, default=5, help="Seeds 1..S, the same for both (default: 5).")
+    cmp.add_argument("--out", type=Path, required=True, help="Output folder (runs, comparison.md/json/png).")
+    cmp.add_argument("--workers", type=int, help="Parallel processes (default: the number of cores).")
+    cmp.add_argument("--config", type=Path, help="TOML file, as for train.")
+    cmp.add_argument("--preset", help="As for train (default: the env's preset).")
+    _add_config_flags(cmp, skip={"seed", "run_dir", "progress", "total_steps", "eval_episodes", "eval_every"})
+
     verbs.add_parser("presets", help="List the presets and where their numbers come from.")
     return parser
 
@@ -326,6 +337,27 @@ def train_flags(config: RunConfig) -> list[str]:
     return flags
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from ppokit.experiment import default_workers
+
+    if args.steps < 1:
+        raise ConfigError("steps", f"{args.steps}; allowed: an integer >= 1")
+    try:
+        from ppokit.compare import compare, markdown
+    except ImportError:
+        raise ConfigError("compare", "needs Stable-Baselines3: pip install 'ppokit[compare]'") from None
+    config = resolve_config(args)
+
+    def on_result(record: Any) -> None:
+        console.print(f"  {record.library} seed {record.seed}: final eval {record.eval_mean:.2f}")
+
+    result = compare(config.env.id, args.seeds, args.steps, args.out, args.workers or default_workers(),
+                     config, on_result)  # fmt: skip
+    console.print(markdown(result))
+    console.print(f"Written to {args.out}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from ppokit.report import write_report
 
@@ -354,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.verb == "plan":
             return _plan(args)
+        if args.verb == "compare":
+            return _compare(args)
         return _presets()
     except PPOKitError as e:
         print(f"ppokit: error: {e}", file=sys.stderr)

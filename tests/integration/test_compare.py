@@ -12,6 +12,7 @@ from torch import nn
 
 from ppokit.compare import LinearSchedule, RunRecord, SharedTrunk, compare, to_sb3
 from ppokit.config import RunConfig, override
+from ppokit.errors import ConfigError
 from ppokit.policy import ActorCritic
 
 
@@ -63,6 +64,14 @@ def _parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+@pytest.mark.parametrize(
+    ("field", "value"), [("method", "ppo-kl"), ("method", "a2c"), ("ref_kl_coef", 0.1), ("adaptive_clip", True)]
+)
+def test_mapping_refuses_what_sb3_ppo_cannot_do(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=field):
+        to_sb3(_config(**{field: value}))
+
+
 @pytest.mark.parametrize("shared_trunk", [False, True])
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_mapped_sb3_policy_has_ppokits_architecture(env_id: str, shared_trunk: bool) -> None:
@@ -107,3 +116,12 @@ def test_tiny_comparison_end_to_end(tmp_path: Path) -> None:
     again: list[RunRecord] = []
     assert compare("CartPole-v1", 2, 2048, out, workers=2, on_result=again.append).libraries == result.libraries
     assert again == []
+
+
+def test_compare_cli_refuses_bad_input_before_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ppokit.cli import main
+
+    assert main(["compare", "--env", "CartPole-v1", "--steps", "0", "--out", str(tmp_path / "c")]) == 2
+    assert "steps: 0" in capsys.readouterr().err
+    assert main(["compare", "--env", "CartPole-v1", "--steps", "64", "--seeds", "0", "--out", str(tmp_path / "c")]) == 2
+    assert not (tmp_path / "c").exists()
