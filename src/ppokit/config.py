@@ -105,6 +105,9 @@ class DiagnosticsConfig:
     clip_fraction_patience: int = _f(10, "Consecutive updates outside the clip-fraction band before warning.")
     explained_variance_min: float = _f(0.0, "Warn when explained variance stays below this.")
     explained_variance_patience: int = _f(5, "Consecutive updates below explained_variance_min before warning.")
+    value_warmup: float = _f(
+        0.1, "Fraction of training before the explained-variance rule applies (the critic starts untrained)."
+    )
     entropy_collapse_ratio: float = _f(0.1, "Warn when entropy falls below this fraction of its start...")
     entropy_collapse_before: float = _f(0.25, "...within this fraction of training.")
     grad_norm_max: float = _f(50.0, "Warn when the gradient norm (before clipping) exceeds this.")
@@ -274,6 +277,7 @@ def _validate_diagnostics(d: DiagnosticsConfig) -> None:
     _in_range("entropy_collapse_ratio", d.entropy_collapse_ratio, 0.0, 1.0, False, False)
     _in_range("entropy_collapse_before", d.entropy_collapse_before, 0.0, 1.0, False, False)
     _in_range("grad_norm_max", d.grad_norm_max, 0.0, math.inf, True, True)
+    _in_range("value_warmup", d.value_warmup, 0.0, 1.0, False, False)
     if d.clip_fraction_min >= d.clip_fraction_max:
         raise ConfigError(
             "clip_fraction_min", f"{d.clip_fraction_min} must be below clip_fraction_max ({d.clip_fraction_max})"

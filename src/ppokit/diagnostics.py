@@ -5,7 +5,9 @@ warns once; it warns again only after the condition has cleared and come back (o
 per *episode* of the condition, not one per update). Every episode is kept for the run's
 summary (``diagnostics.json``, the report).
 
-Rules about the size of updates (KL, clip fraction) are not checked in the annealing tail,
+The explained-variance rule waits for the first ``value_warmup`` of training (an untrained
+critic explains nothing yet). Rules about the size of updates (KL, clip fraction) are not
+checked in the annealing tail,
 once the learning rate or the clip range has been annealed below a quarter of its start:
 there updates shrink by design.
 """
@@ -53,7 +55,8 @@ def rules_for(config: DiagnosticsConfig) -> list[Rule]:
              f"explained variance below {c.explained_variance_min}",
              "the value function predicts worse than a constant: check value_loss and the "
              "reward scale (try norm_reward), vf_coef, or clip_vloss off",
-             c.explained_variance_patience, lambda v, m: v < c.explained_variance_min),
+             c.explained_variance_patience,
+             lambda v, m: v < c.explained_variance_min and m.get("_progress", 1.0) >= c.value_warmup),
         Rule("entropy_collapse", "entropy",
              f"entropy below {c.entropy_collapse_ratio} of its start in the first "
              f"{c.entropy_collapse_before:.0%} of training",

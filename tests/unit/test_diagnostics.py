@@ -56,6 +56,12 @@ def test_rule_fires_after_patience_once_per_episode(rule: str, metric: str, bad:
     assert diag.summary()["total_warnings"] == 2
 
 
+def test_value_rule_waits_for_the_warmup() -> None:
+    diag = Diagnostics(DiagnosticsConfig())
+    assert feed(diag, [{"explained_variance": -0.5}] * 10, progress=0.05) == []
+    assert len(feed(diag, [{"explained_variance": -0.5}] * 10, progress=0.2)) == 1
+
+
 def test_entropy_collapse_only_early_and_relative_to_start() -> None:
     diag = Diagnostics(DiagnosticsConfig())
     assert diag.observe(1, {**HEALTHY, "entropy": 0.69}, 0.01, False) == []
