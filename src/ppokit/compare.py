@@ -47,9 +47,10 @@ from torch import Tensor, nn
 
 from ppokit import checkpoint as ckpt
 from ppokit.config import RunConfig, from_dict, override, to_dict
+from ppokit.curves import group_curves, load_run, mean_band
 from ppokit.errors import ConfigError
 from ppokit.evaluation import evaluate
-from ppokit.plots import PALETTE, group_curves, load_run, mean_band
+from ppokit.plots import PALETTE
 from ppokit.policy import ActorCritic, mlp
 from ppokit.presets import PRESETS
 from ppokit.stats import Estimate, aggregate, difference_ci

@@ -19,29 +19,28 @@ lines beyond it. With one seed there is no band.
 
 from __future__ import annotations
 
-import json
-import math
-import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import Formatter, FuncFormatter
 
-from ppokit.errors import ConfigError
+from ppokit.curves import (
+    FloatArray,
+    Groups,
+    RunData,
+    eval_points,
+    group_curves,
+    load_groups,
+    mean_band,
+)
 
-FloatArray = npt.NDArray[np.float64]
-Groups = Mapping[str, Sequence[Path]]
 XAxis = Literal["global_step", "time_elapsed"]
 
-GRID_POINTS = 200
-SMOOTH_FRACTION = 0.02  # of a run's updates, for the moving average of noisy per-update metrics
 DPI = 120
 # Okabe & Ito (2008), "Color universal design": distinguishable with every common colour-vision
 # deficiency. Yellow last: it is faint on white.
@@ -67,198 +66,6 @@ THRESHOLDS: dict[str, tuple[str, ...]] = {
     "grad_norm": ("grad_norm_max",),
 }
 DEFAULT_KL_MAX = 0.05
-
-
-# --- reading run folders ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunData:
-    """What a run folder holds, as arrays: one entry per update (NaN where null)."""
-
-    path: Path
-    config: dict[str, Any]
-    metrics: dict[str, FloatArray]
-    evals: dict[str, FloatArray]  # periodic evaluations (evals.jsonl); empty when there are none
-    final_eval: dict[str, Any] | None  # eval.json; None while the run is unfinished
-    diagnostics: dict[str, Any] | None  # diagnostics.json; None when diagnostics were off
-
-    def column(self, key: str) -> FloatArray:
-        """Metric ``key`` per update; all NaN when the run did not log it."""
-        n = len(next(iter(self.metrics.values())))
-        return self.metrics.get(key, np.full(n, np.nan))
-
-
-def is_run(path: Path) -> bool:
-    return (path / "config.toml").is_file() and (path / "metrics.jsonl").is_file()
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a JSON-lines file; a torn last line (a run killed mid-write) is skipped."""
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return [r for r in records if isinstance(r, dict)]
-
-
-def _columns(records: list[dict[str, Any]]) -> dict[str, FloatArray]:
-    keys = dict.fromkeys(k for r in records for k, v in r.items() if v is None or isinstance(v, int | float))
-    return {k: np.array([_number(r.get(k)) for r in records], dtype=np.float64) for k in keys}
-
-
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) else math.nan
-
-
-def _json_file(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def load_run(path: Path) -> RunData:
-    """Read a run folder; ConfigError when it is not one or has no metrics yet."""
-    path = Path(path)
-    if not is_run(path):
-        raise ConfigError("run", f"{path} is not a run folder (it needs config.toml and metrics.jsonl)")
-    records = read_jsonl(path / "metrics.jsonl")
-    if not records:
-        raise ConfigError("run", f"{path}/metrics.jsonl holds no metrics (did training finish an update?)")
-    try:
-        config = tomllib.loads((path / "config.toml").read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError("run", f"{path}/config.toml is not valid TOML ({e})") from None
-    evals = read_jsonl(path / "evals.jsonl") if (path / "evals.jsonl").is_file() else []
-    return RunData(
-        path=path,
-        config=config,
-        metrics=_columns(records),
-        evals=_columns(evals) if evals else {},
-        final_eval=_json_file(path / "eval.json"),
-        diagnostics=_json_file(path / "diagnostics.json"),
-    )
-
-
-def _load_groups(groups: Groups) -> dict[str, list[RunData]]:
-    loaded = {name: [load_run(p) for p in paths] for name, paths in groups.items() if paths}
-    if not loaded:
-        raise ConfigError("groups", "no run folders to plot")
-    return loaded
-
-
-# --- curves across seeds ---------------------------------------------------------------------
-
-
-def smooth(y: FloatArray, window: int) -> FloatArray:
-    """Centred moving average over ``window`` points (odd; shrinks at the ends), NaN-aware.
-
-    A point that is NaN stays NaN (no value is invented where none was logged).
-    """
-    if window <= 1 or y.size == 0:
-        return y.copy()
-    half = window // 2
-    finite = np.isfinite(y)
-    sums = np.concatenate([[0.0], np.cumsum(np.where(finite, y, 0.0))])
-    counts = np.concatenate([[0], np.cumsum(finite)])
-    i = np.arange(y.size)
-    lo, hi = np.maximum(i - half, 0), np.minimum(i + half + 1, y.size)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = (sums[hi] - sums[lo]) / (counts[hi] - counts[lo])
-    return np.where(finite, out, np.nan)
-
-
-def smoothing_window(updates: int) -> int:
-    """The odd number of updates that ``SMOOTH_FRACTION`` of ``updates`` spans (at least 1)."""
-    return 2 * int(SMOOTH_FRACTION * updates / 2) + 1
-
-
-def on_grid(x: FloatArray, y: FloatArray, grid: FloatArray) -> FloatArray:
-    """``y(x)`` interpolated linearly at ``grid``; NaN outside the finite points' x range."""
-    ok = np.isfinite(x) & np.isfinite(y)
-    order = np.argsort(x[ok], kind="stable")
-    xs, ys = x[ok][order], y[ok][order]
-    out = np.full(grid.shape, np.nan)
-    if xs.size == 0:
-        return out
-    inside = (grid >= xs[0]) & (grid <= xs[-1])
-    out[inside] = np.interp(grid[inside], xs, ys)
-    return out
-
-
-def mean_band(
-    curves: FloatArray, confidence: float = 0.95, n_resamples: int = 1000, seed: int = 0
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Mean over seeds of ``curves [S, G]`` and its percentile-bootstrap CI, per grid point.
-
-        mean_g = (1 / S) sum_s curves[s, g]
-        band_g = the (1 -+ confidence) / 2 percentiles of mean_g over resamples of the S seeds
-
-    Each resample draws S seeds with replacement (the same draw for every grid point, which
-    keeps the band smooth). All three are NaN where any seed is undefined (NaN), and the
-    band also when there is a single seed.
-    """
-    if curves.ndim != 2:
-        raise ValueError(f"curves: expected [seeds, grid], got shape {curves.shape}")
-    seeds = curves.shape[0]
-    mean = curves.mean(axis=0)
-    idx = np.random.default_rng(seed).integers(0, seeds, size=(n_resamples, seeds))
-    alpha = 100 * (1 - confidence) / 2
-    low, high = np.percentile(curves[idx].mean(axis=1), [alpha, 100 - alpha], axis=0)  # over [B, G]
-    undefined = ~np.isfinite(mean) | (seeds < 2)
-    low[undefined], high[undefined] = np.nan, np.nan
-    return mean, low, high
-
-
-def _grid(xs: Sequence[FloatArray], points: int = GRID_POINTS) -> FloatArray:
-    finite = [x[np.isfinite(x)] for x in xs]
-    finite = [x for x in finite if x.size]
-    if not finite:
-        return np.zeros(0)
-    lo, hi = min(float(x.min()) for x in finite), max(float(x.max()) for x in finite)
-    return np.linspace(lo, hi, points) if hi > lo else np.array([lo])
-
-
-def group_curves(runs: Sequence[RunData], x: str, y: str, smoothed: bool = True) -> tuple[FloatArray, FloatArray]:
-    """``(grid [G], curves [S, G])``: each seed's metric ``y`` (smoothed) against ``x`` on a common grid."""
-    grid = _grid([r.column(x) for r in runs])
-    curves = []
-    for r in runs:
-        values = r.column(y)
-        if smoothed:
-            values = smooth(values, smoothing_window(values.size))
-        curves.append(on_grid(r.column(x), values, grid))
-    return grid, np.stack(curves)
-
-
-def final_eval_mean(run: RunData) -> float:
-    """The mean return of the run's final evaluation (eval.json); NaN when it has none."""
-    return _number((run.final_eval or {}).get("eval_return_mean"))
-
-
-def eval_points(run: RunData) -> dict[float, tuple[float, float, float]]:
-    """global_step -> (time_elapsed, return mean) of the periodic evaluations and the final one.
-
-    The final evaluation (``eval.json``) is placed at the run's last update.
-    """
-    points: dict[float, tuple[float, float, float]] = {}
-    for step, time, ret in zip(
-        run.evals.get("global_step", ()),
-        run.evals.get("time_elapsed", ()),
-        run.evals.get("eval_return_mean", ()),
-        strict=False,
-    ):
-        points[float(step)] = (float(step), float(time), float(ret))
-    if run.final_eval is not None:
-        step, time = float(run.column("global_step")[-1]), float(run.column("time_elapsed")[-1])
-        points.setdefault(step, (step, time, final_eval_mean(run)))
-    return {k: v for k, v in points.items() if all(math.isfinite(x) for x in v)}
 
 
 # --- drawing helpers -------------------------------------------------------------------------
@@ -370,7 +177,7 @@ def learning_curves(
     grey: ``threshold``, when given.
     """
     xs: list[XAxis] = [x] if isinstance(x, str) else list(x)
-    loaded = _load_groups(groups)
+    loaded = load_groups(groups)
     fig = _figure(6.0 * len(xs) if len(xs) > 1 else 10.0, 6.0)
     axes = fig.subplots(1, len(xs), squeeze=False)[0]
     any_eval = False
@@ -422,7 +229,7 @@ def diagnostics_panel(groups: Groups, path: Path) -> Path:
     Each panel: mean over seeds with a 95% bootstrap CI band. Dotted grey: the health
     check's warning threshold (``[diagnostics]`` of the first run), where it is in view.
     """
-    loaded = _load_groups(groups)
+    loaded = load_groups(groups)
     fig = _figure(15.0, 7.5)
     axes = fig.subplots(2, 4, sharex=True).ravel()
     thresholds = next(iter(loaded.values()))[0].config.get("diagnostics", {})
@@ -468,7 +275,7 @@ def kl_per_update(groups: Groups, path: Path) -> Path:
     epochs K compare update for update. Band: 95% bootstrap CI over seeds. Dotted grey: the
     diagnostics' ``kl_max`` (default 0.05); dash-dot in the group's colour: its ``target_kl``.
     """
-    loaded = _load_groups(groups)
+    loaded = load_groups(groups)
     fig = _figure(10.0, 6.0)
     ax = fig.subplots()
     kl_max: set[float] = set()

@@ -25,10 +25,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ppokit import plots, stats
+from ppokit import curves, plots, stats
 from ppokit.config import RunConfig, to_dict
+from ppokit.curves import FloatArray, RunData
 from ppokit.errors import ConfigError
-from ppokit.plots import FloatArray, RunData
 
 Format = Literal["md", "html"]
 FIGURES = (
@@ -165,8 +165,8 @@ def load_subject(path: Path) -> Subject:
     path = Path(path)
     if not path.is_dir():
         raise ConfigError("report", f"{path} is not a folder")
-    if plots.is_run(path):
-        run = plots.load_run(path)
+    if curves.is_run(path):
+        run = curves.load_run(path)
         return Subject("run", path, run.config, {path.name: [run]})
     if (path / "config.toml").is_file():
         raise ConfigError("report", f"{path} has no metrics.jsonl: the run has not logged an update yet")
@@ -188,7 +188,7 @@ def load_subject(path: Path) -> Subject:
     for variant in variants:
         for toml in sorted(variant.rglob("config.toml"), key=lambda p: _natural(str(p))):
             try:
-                groups.setdefault(variant.name, []).append(plots.load_run(toml.parent))
+                groups.setdefault(variant.name, []).append(curves.load_run(toml.parent))
             except ConfigError:
                 skipped.append(toml.parent)
     if not groups:
@@ -308,7 +308,7 @@ def _final_eval_section(s: Subject) -> list[Block]:
         "confidence intervals (2,000 resamples)."
     ))  # fmt: skip
     header = ["configuration", "seeds", "mean [95% CI]", "median [95% CI]", "IQM [95% CI]", "per seed"]
-    scores = {name: [v for v in (plots.final_eval_mean(r) for r in rs) if math.isfinite(v)]
+    scores = {name: [v for v in (curves.final_eval_mean(r) for r in rs) if math.isfinite(v)]
               for name, rs in s.groups.items()}  # fmt: skip
     reference = next(iter(scores))
     compare = len(scores) > 1 and bool(scores[reference])

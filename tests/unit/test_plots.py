@@ -12,6 +12,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from ppokit import curves as curves_mod
 from ppokit import plots
 from ppokit.errors import ConfigError
 
@@ -125,7 +126,7 @@ def test_load_run_reads_nulls_as_nan_and_skips_a_torn_line(tmp_path: Path) -> No
     folder = write_run(tmp_path / "run", 5, 1)
     with (folder / "metrics.jsonl").open("a") as f:
         f.write('{"global_step": 76')  # killed mid-write
-    run = plots.load_run(folder)
+    run = curves_mod.load_run(folder)
     assert run.column("global_step").tolist() == [128, 256, 384, 512, 640]
     assert math.isnan(run.column("episode_return_mean")[0]) and math.isnan(run.column("sps")[4])
     assert np.isnan(run.column("not_logged")).all() and run.column("not_logged").size == 5
@@ -134,34 +135,34 @@ def test_load_run_reads_nulls_as_nan_and_skips_a_torn_line(tmp_path: Path) -> No
 
 def test_load_run_refuses_other_folders(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a run folder"):
-        plots.load_run(tmp_path)
+        curves_mod.load_run(tmp_path)
     folder = write_run(tmp_path / "run", 3, 1)
     (folder / "metrics.jsonl").write_text("")
     with pytest.raises(ConfigError, match="no metrics"):
-        plots.load_run(folder)
+        curves_mod.load_run(folder)
 
 
 def test_on_grid_interpolates_inside_the_finite_range_only() -> None:
     x = np.array([0.0, 1.0, 2.0, 3.0])
     y = np.array([np.nan, 10.0, 20.0, np.nan])
-    out = plots.on_grid(x, y, np.array([0.5, 1.0, 1.5, 2.0, 2.5]))
+    out = curves_mod.on_grid(x, y, np.array([0.5, 1.0, 1.5, 2.0, 2.5]))
     np.testing.assert_array_equal(out, [np.nan, 10.0, 15.0, 20.0, np.nan])
 
 
 def test_smooth_is_a_centred_nan_aware_moving_average() -> None:
     y = np.array([1.0, 2.0, np.nan, 4.0, 5.0])
-    np.testing.assert_allclose(plots.smooth(y, 3), [1.5, 1.5, np.nan, 4.5, 4.5])
-    np.testing.assert_array_equal(plots.smooth(y, 1), y)
-    assert plots.smoothing_window(1000) == 21 and plots.smoothing_window(10) == 1
+    np.testing.assert_allclose(curves_mod.smooth(y, 3), [1.5, 1.5, np.nan, 4.5, 4.5])
+    np.testing.assert_array_equal(curves_mod.smooth(y, 1), y)
+    assert curves_mod.smoothing_window(1000) == 21 and curves_mod.smoothing_window(10) == 1
 
 
 def test_mean_band() -> None:
     curves = np.array([[1.0, 2.0, 3.0], [3.0, 4.0, np.nan], [5.0, 6.0, 7.0]])
-    mean, low, high = plots.mean_band(curves)
+    mean, low, high = curves_mod.mean_band(curves)
     np.testing.assert_allclose(mean[:2], [3.0, 4.0])
     assert np.isnan(mean[2]) and np.isnan(low[2]) and np.isnan(high[2])  # a seed is missing there
     assert np.all(low[:2] < mean[:2]) and np.all(mean[:2] < high[:2])
     assert np.all(low[:2] >= [1.0, 2.0]) and np.all(high[:2] <= [5.0, 6.0])
-    one_mean, one_low, _ = plots.mean_band(curves[:1])
+    one_mean, one_low, _ = curves_mod.mean_band(curves[:1])
     np.testing.assert_array_equal(one_mean, curves[0])
     assert np.isnan(one_low).all()  # one seed: no band
