@@ -366,7 +366,7 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _presets() -> int:
+def _presets(args: argparse.Namespace) -> int:
     for name, preset in PRESETS.items():
         settings = ", ".join(f"{k}={v}" for k, v in preset.overrides.items())
         console.print(f"[bold]{name}[/bold]: {settings}\n  source: {preset.source}")
@@ -375,20 +375,10 @@ def _presets() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    verbs = {"train": _train, "eval": _eval, "experiment": _experiment, "report": _report, "plan": _plan,
+             "compare": _compare, "presets": _presets}  # fmt: skip
     try:
-        if args.verb == "train":
-            return _train(args)
-        if args.verb == "eval":
-            return _eval(args)
-        if args.verb == "experiment":
-            return _experiment(args)
-        if args.verb == "report":
-            return _report(args)
-        if args.verb == "plan":
-            return _plan(args)
-        if args.verb == "compare":
-            return _compare(args)
-        return _presets()
+        return verbs[args.verb](args)
     except PPOKitError as e:
         print(f"ppokit: error: {e}", file=sys.stderr)
         return e.exit_code

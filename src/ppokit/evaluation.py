@@ -6,6 +6,7 @@ episodes are not over-counted as they would be by taking "the first n that finis
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -19,6 +20,18 @@ MAX_EVAL_ENVS = 32
 EVAL_SEED_OFFSET = 1_000_003  # eval envs never share seeds with training envs
 
 
+def episode_summary(prefix: str, returns: list[float], lengths: list[int]) -> dict[str, float]:
+    """``{prefix}_return_mean/std/min/max``, ``{prefix}_length_mean`` (NaN without episodes)
+    and ``{prefix}s`` or ``{prefix}_episodes``, the count."""
+    count_key = "episodes" if prefix == "episode" else f"{prefix}_episodes"
+    keys = [f"{prefix}_return_{s}" for s in ("mean", "std", "min", "max")] + [f"{prefix}_length_mean"]
+    if not returns:
+        return dict.fromkeys(keys, math.nan) | {count_key: 0.0}
+    r = np.asarray(returns, dtype=np.float64)
+    values = [r.mean(), r.std(), r.min(), r.max(), np.mean(lengths)]
+    return {k: float(v) for k, v in zip(keys, values, strict=True)} | {count_key: float(len(r))}
+
+
 @dataclass(frozen=True)
 class EvalResult:
     returns: list[float]
@@ -30,15 +43,7 @@ class EvalResult:
         return float(np.mean(self.returns))
 
     def summary(self) -> dict[str, float]:
-        r = np.asarray(self.returns)
-        return {
-            "eval_return_mean": float(r.mean()),
-            "eval_return_std": float(r.std()),
-            "eval_return_min": float(r.min()),
-            "eval_return_max": float(r.max()),
-            "eval_length_mean": float(np.mean(self.lengths)),
-            "eval_episodes": float(len(r)),
-        }
+        return episode_summary("eval", self.returns, self.lengths)
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), **self.summary()}

@@ -25,7 +25,7 @@ from ppokit.config import CRITIC_FREE, EnvConfig, RunConfig, from_dict, to_dict
 from ppokit.diagnostics import Diagnostics, in_annealing_tail
 from ppokit.envs import EnvFactory, VecEnv, make_vec_env, restore, snapshot
 from ppokit.errors import CheckpointError, ConfigError, NonFiniteError
-from ppokit.evaluation import EvalResult, evaluate
+from ppokit.evaluation import EvalResult, episode_summary, evaluate
 from ppokit.loggers import JsonlLogger, Logger, Loggers, ProgressLogger, TensorBoardLogger
 from ppokit.losses import adapt_clip_coef, adapt_kl_coef, explained_variance, masked_mean
 from ppokit.policy import ActorCritic, RunningNorm
@@ -262,24 +262,7 @@ def _group_seed(config: RunConfig, update: int, group: int) -> int:
 
 def _episode_metrics(episodes: Episodes) -> dict[str, float]:
     info = {f"info_{k}": episodes.info_sums[k] / max(1, n) for k, n in episodes.info_counts.items()}
-    return info | _return_metrics(episodes)
-
-
-def _return_metrics(episodes: Episodes) -> dict[str, float]:
-    if not episodes.returns:
-        nan = math.nan
-        return dict.fromkeys(
-            ("episode_return_mean", "episode_return_std", "episode_return_min", "episode_return_max",
-             "episode_length_mean"), nan) | {"episodes": 0.0}  # fmt: skip
-    r = np.asarray(episodes.returns)
-    return {
-        "episode_return_mean": float(r.mean()),
-        "episode_return_std": float(r.std()),
-        "episode_return_min": float(r.min()),
-        "episode_return_max": float(r.max()),
-        "episode_length_mean": float(np.mean(episodes.lengths)),
-        "episodes": float(len(r)),
-    }
+    return info | episode_summary("episode", episodes.returns, episodes.lengths)
 
 
 def _check_finite(metrics: dict[str, float], state: TrainState) -> None:
