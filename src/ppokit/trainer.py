@@ -134,14 +134,9 @@ def _loop(
     with _GracefulInterrupt() as interrupt:
         while state.update < config.num_updates:
             progress = state.update / config.num_updates
-            lr = algo.learning_rate * (1.0 - progress if algo.anneal_lr else 1.0)
-            ent_coef = _linear(algo.ent_coef, algo.ent_coef_final, progress)
-            clip_coef = algo.clip_coef * (1.0 - progress if algo.anneal_clip else 1.0)
-            if algo.adaptive_clip:
-                clip_coef = state.clip_coef
+            lr, coefs = _schedules(config, state, progress)
             for group in state.optimizer.param_groups:
                 group["lr"] = lr
-            coefs = Coefs(ent_coef, clip_coef, state.kl_coef, algo.ref_kl_coef)
 
             start = time.perf_counter()
             previous_step = state.global_step
@@ -149,33 +144,15 @@ def _loop(
             metrics = ppo_update(state.policy, state.optimizer, batch, algo, coefs, config.epochs,
                                  config.minibatch_size, state.shuffle)  # fmt: skip
             elapsed = time.perf_counter() - start
-            kl_measured = metrics["approx_kl_final"]
-            updated = metrics["minibatch_steps"] > 0
-            if algo.method == "ppo-kl" and algo.kl_adaptive and updated:
-                state.kl_coef = adapt_kl_coef(state.kl_coef, kl_measured, algo.kl_target)
-            if algo.adaptive_clip and updated:
-                state.clip_coef = adapt_clip_coef(
-                    state.clip_coef, kl_measured, algo.clip_kl_target, algo.clip_min, algo.clip_max
-                )
+            _adapt_coefficients(config, state, metrics)
             state.update += 1
             state.global_step += config.batch_size
             state.train_time += elapsed
 
-            metrics |= _episode_metrics(episodes)
-            metrics |= {
-                "explained_variance": math.nan
-                if algo.method in CRITIC_FREE
-                else explained_variance(batch.values, batch.returns, batch.mask),
-                "learning_rate": lr,
-                "ent_coef": ent_coef,
-                "clip_coef": clip_coef,
-                "kl_coef": coefs.kl,
-                "kl_from_init": _kl_from_init(state, batch) if updated else math.nan,
-                "sps": config.batch_size / elapsed,
-                "time_elapsed": state.train_time,
-                "update": float(state.update),
-            }
-            in_tail = in_annealing_tail(lr, algo.learning_rate, clip_coef, algo.clip_coef)
+            metrics |= _episode_metrics(episodes) | _update_metrics(config, state, batch, metrics)
+            metrics |= {"learning_rate": lr, "ent_coef": coefs.ent, "clip_coef": coefs.clip, "kl_coef": coefs.kl,
+                        "sps": config.batch_size / elapsed}  # fmt: skip
+            in_tail = in_annealing_tail(lr, algo.learning_rate, coefs.clip, algo.clip_coef)
             for warning in state.diagnostics.observe(state.update, metrics, progress, in_tail):
                 _console.print(f"[yellow]ppokit health:[/yellow] {warning}", highlight=False, soft_wrap=True)
             _check_finite(metrics, state)
@@ -190,6 +167,39 @@ def _loop(
             if stop:
                 return metrics, True
     return metrics, False
+
+
+def _schedules(config: RunConfig, state: TrainState, progress: float) -> tuple[float, Coefs]:
+    """This update's learning rate and coefficients: linear schedules, or adaptive values."""
+    algo = config.algo
+    lr = algo.learning_rate * (1.0 - progress if algo.anneal_lr else 1.0)
+    ent_coef = _linear(algo.ent_coef, algo.ent_coef_final, progress)
+    clip_coef = algo.clip_coef * (1.0 - progress if algo.anneal_clip else 1.0)
+    if algo.adaptive_clip:
+        clip_coef = state.clip_coef
+    return lr, Coefs(ent_coef, clip_coef, state.kl_coef, algo.ref_kl_coef)
+
+
+def _adapt_coefficients(config: RunConfig, state: TrainState, metrics: dict[str, float]) -> None:
+    """ppo-kl's beta and the adaptive clip range react to the KL this update caused."""
+    algo, kl = config.algo, metrics["approx_kl_final"]
+    if metrics["minibatch_steps"] == 0:  # no update, nothing to react to
+        return
+    if algo.method == "ppo-kl" and algo.kl_adaptive:
+        state.kl_coef = adapt_kl_coef(state.kl_coef, kl, algo.kl_target)
+    if algo.adaptive_clip:
+        state.clip_coef = adapt_clip_coef(state.clip_coef, kl, algo.clip_kl_target, algo.clip_min, algo.clip_max)
+
+
+def _update_metrics(config: RunConfig, state: TrainState, batch: Batch, metrics: dict[str, float]) -> dict[str, float]:
+    critic = config.algo.method not in CRITIC_FREE
+    updated = metrics["minibatch_steps"] > 0
+    return {
+        "explained_variance": explained_variance(batch.values, batch.returns, batch.mask) if critic else math.nan,
+        "kl_from_init": _kl_from_init(state, batch) if updated else math.nan,
+        "time_elapsed": state.train_time,
+        "update": float(state.update),
+    }
 
 
 def _periodic_eval(
