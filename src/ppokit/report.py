@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ppokit import curves, plots, stats
+from ppokit.checkpoint import atomic_write_text
 from ppokit.config import RunConfig, to_dict
 from ppokit.curves import FloatArray, RunData
 from ppokit.errors import ConfigError
@@ -207,12 +208,17 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _num(x: float | None, digits: int = 1) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:,.{digits}f}"
+def _num(x: float | None, digits: int = 1, significant: bool = False) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    return f"{x:.{digits}g}" if significant else f"{x:,.{digits}f}"
 
 
-def _ci(e: stats.Estimate, digits: int = 1) -> str:
-    return f"{_num(e.point, digits)} [{_num(e.low, digits)}, {_num(e.high, digits)}]"
+def _ci(e: stats.Estimate, digits: int = 1, significant: bool = False) -> str:
+    def n(x: float) -> str:
+        return _num(x, digits, significant)
+
+    return f"{n(e.point)} [{n(e.low)}, {n(e.high)}]"
 
 
 def _value(v: Any) -> str:
@@ -384,6 +390,41 @@ def _scores_section(s: Subject, threshold: float | None) -> list[Block]:
     return [Heading(2, "Learning speed"), Text(text), Table(header, rows)]
 
 
+def _trust_region_section(s: Subject) -> list[Block]:
+    """How far each update moved the policy, and how far training moved it from the start."""
+    header = ["configuration", "seeds", "mean KL per update", "largest KL of an update",
+              "updates with KL > 0.05", "final KL from the initial policy"]  # fmt: skip
+    rows = []
+    for name, runs in s.groups.items():
+        per_update = [_kl_per_update(r) for r in runs]
+        means = [float(np.nanmean(k)) if np.isfinite(k).any() else math.nan for k in per_update]
+        peaks = [float(np.nanmax(k)) if np.isfinite(k).any() else math.nan for k in per_update]
+        over = [float(np.mean(k[np.isfinite(k)] > 0.05)) if np.isfinite(k).any() else math.nan for k in per_update]
+        init = [_last_finite(r.column("kl_from_init")) for r in runs]
+        rows.append([name, str(len(runs)), _spread(means, s.kind, 3), _spread(peaks, s.kind, 3),
+                     _spread(over, s.kind, 2), _spread(init, s.kind, 3)])  # fmt: skip
+    if s.kind == "run":
+        header, rows = header[2:], [row[2:] for row in rows]
+    text = (
+        "KL(pi_old || pi_new) that each update caused, measured on the whole batch after the "
+        "update (`approx_kl_final`; `approx_kl` for runs that lack it), and the exact "
+        "KL(pi || pi_initial) after the last update (`kl_from_init`)."
+    )
+    if s.kind == "experiment":
+        text += " Across seeds: mean [95% bootstrap CI]."
+    return [Heading(2, "Trust region"), Text(text), Table(header, rows)]
+
+
+def _kl_per_update(run: RunData) -> FloatArray:
+    kl = run.column("approx_kl_final")
+    return kl if np.isfinite(kl).any() else run.column("approx_kl")
+
+
+def _last_finite(values: FloatArray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite[-1]) if finite.size else math.nan
+
+
 def _return_curve(run: RunData) -> tuple[FloatArray, FloatArray]:
     """(env steps, training return) per update, keeping only strictly increasing steps."""
     steps, values = run.column("global_step"), run.column("episode_return_mean")
@@ -391,13 +432,15 @@ def _return_curve(run: RunData) -> tuple[FloatArray, FloatArray]:
     return steps[keep], values[keep]
 
 
-def _spread(values: list[float], kind: str) -> str:
+def _spread(values: list[float], kind: str, significant: int | None = None) -> str:
+    """One run: its value; an experiment: mean [95% CI] over seeds. ``significant``: digits."""
     finite = [v for v in values if math.isfinite(v)]
+    digits, sig = (significant, True) if significant is not None else (1, False)
     if not finite:
         return "n/a"
     if kind == "run":
-        return _num(finite[0])
-    return _ci(stats.bootstrap_ci(np.asarray(finite), stats.mean))
+        return _num(finite[0], digits, sig)
+    return _ci(stats.bootstrap_ci(np.asarray(finite), stats.mean), digits, sig)
 
 
 def _figures_section(s: Subject, out: Path, threshold: float | None) -> list[Block]:
@@ -489,11 +532,12 @@ def write_report(path: Path | str, fmt: str = "md", threshold: float | None = No
         *_config_section(subject),
         *_final_eval_section(subject),
         *_scores_section(subject, threshold),
+        *_trust_region_section(subject),
         *_figures_section(subject, out, threshold),
         *_diagnostics_section(subject),
     ]
-    (out / "report.md").write_text(render_markdown(blocks))
+    atomic_write_text(out / "report.md", render_markdown(blocks))
     if fmt == "html":
-        (out / "report.html").write_text(render_html(blocks, out))
+        atomic_write_text(out / "report.html", render_html(blocks, out))
         return out / "report.html"
     return out / "report.md"

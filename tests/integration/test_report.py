@@ -104,3 +104,15 @@ def test_report_refuses_folders_it_cannot_read(tmp_path: Path, experiment: Path)
         write_report(empty)
     with pytest.raises(ConfigError, match="format"):
         write_report(experiment, fmt="pdf")
+
+
+def test_report_has_a_trust_region_table(tmp_path: Path) -> None:
+    from ppokit.trainer import train
+    from tests.conftest import tiny_config
+
+    train(tiny_config(tmp_path / "run", method="ppo-kl"))
+    text = write_report(tmp_path / "run").read_text()
+    section = text.split("## Trust region", 1)[1].split("##", 1)[0]
+    assert "| mean KL per update | largest KL of an update |" in section
+    row = section.strip().splitlines()[-1]
+    assert "n/a" not in row and float(row.strip("| ").split(" | ")[0]) > 0.0
