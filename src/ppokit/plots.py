@@ -66,6 +66,7 @@ THRESHOLDS: dict[str, tuple[str, ...]] = {
     "grad_norm": ("grad_norm_max",),
 }
 DEFAULT_KL_MAX = 0.05
+KL_FLOOR = 1e-9
 
 
 # --- drawing helpers -------------------------------------------------------------------------
@@ -269,7 +270,11 @@ def _unique_legend(axes: Sequence[Axes]) -> tuple[list[Any], list[str]]:
 
 
 def kl_per_update(groups: Groups, path: Path) -> Path:
-    """Mean approx KL (k3) per update for each group on a log scale, with the kl_max threshold.
+    """Mean KL per update for each group on a log scale, with the kl_max threshold.
+
+    The KL is ``approx_kl_final`` (what the whole update did to the policy, on the whole
+    batch) where the run logged it, else ``approx_kl`` (the mean over minibatch steps).
+    Zeros (a policy that stopped moving) count in the mean; the log axis clips them.
 
     x is the update index (one rollout and its K epochs), so configurations with different
     epochs K compare update for update. Band: 95% bootstrap CI over seeds. Dotted grey: the
@@ -281,11 +286,11 @@ def kl_per_update(groups: Groups, path: Path) -> Path:
     kl_max: set[float] = set()
     for i, (name, runs) in enumerate(loaded.items()):
         color = _color(i)
-        updates = max(len(r.column("approx_kl")) for r in runs)
+        kls = [_update_kl(run) for run in runs]
+        updates = max(len(kl) for kl in kls)
         curves = np.full((len(runs), updates), np.nan)
-        for s, run in enumerate(runs):
-            kl = run.column("approx_kl")
-            curves[s, : kl.size] = np.where(kl > 0, kl, np.nan)  # log scale: k3 can be exactly 0
+        for s, kl in enumerate(kls):
+            curves[s, : kl.size] = kl
         _draw_mean_band(ax, np.arange(1, updates + 1, dtype=np.float64), curves, color, _label(name, runs))
         kl_max.add(float(runs[0].config.get("diagnostics", {}).get("kl_max", DEFAULT_KL_MAX)))
         target = runs[0].config.get("algo", {}).get("target_kl")
@@ -293,10 +298,16 @@ def kl_per_update(groups: Groups, path: Path) -> Path:
             ax.axhline(float(target), color=color, linestyle="-.", linewidth=1.0, label=f"{name}: target_kl {target}")
     for value in sorted(kl_max):
         ax.axhline(value, color="0.35", linestyle=":", linewidth=1.4, label=f"kl_max = {value:g} (warning threshold)")
-    ax.set_yscale("log")
+    ax.set_yscale("log", nonpositive="clip")
+    ax.set_ylim(bottom=max(ax.get_ylim()[0], KL_FLOOR))  # below this, KL is float noise of a still policy
     ax.set_xlabel("update (one rollout + its epochs)")
-    ax.set_ylabel("approx KL (k3 estimator), nats, log scale")
-    ax.set_title(f"Approx KL per update: {env_ids(loaded)} (mean over seeds, 95% CI band)")
+    ax.set_ylabel("KL(pi_old || pi_new) of the update (k3), nats, log scale")
+    ax.set_title(f"KL per update: {env_ids(loaded)} (mean over seeds, 95% CI band)")
     ax.grid(True, which="major", alpha=0.3, linewidth=0.6)
     _legend_below(fig, *ax.get_legend_handles_labels(), max_cols=3)
     return _save(fig, path)
+
+
+def _update_kl(run: RunData) -> FloatArray:
+    kl = run.column("approx_kl_final")
+    return kl if np.isfinite(kl).any() else run.column("approx_kl")
