@@ -30,3 +30,6 @@ run adaptive-clip-cartpole --env CartPole-v1 --adaptive-clip --no-anneal-clip
 # 5. PPO vs GRPO: GridWorld (8 envs = one group of 8; T = 50 = the episode limit) and the bandit.
 run grpo-gridworld "${GRID[@]}" --set method=ppo,grpo --group-size 8
 run grpo-bandit "${BANDIT[@]}" --set method=ppo,grpo --group-size 8
+# 6. Past the safe limit (needs --allow-unsafe): where does the KL per update explode?
+run epochs-unsafe-gridworld "${GRID[@]}" --set update_epochs=100 --allow-unsafe
+run epochs-unsafe-cartpole --env CartPole-v1 --set update_epochs=100 --allow-unsafe
