@@ -222,13 +222,14 @@ def _collect_batch(config: RunConfig, state: TrainState, vec: VecEnv, buf: Rollo
     GAE with a critic (ppo, ppo-kl, a2c), Monte-Carlo returns (reinforce), group-relative
     episode returns (grpo)."""
     algo = config.algo
+    reference = state.initial_policy if algo.ref_kl_coef > 0 else None
     if algo.method == "grpo":
         groups = vec.num_envs // algo.group_size
         seeds = [_group_seed(config, state.update, g) for g in range(groups) for _ in range(algo.group_size)]
         episodes, returns = collect_episodes(state.policy, vec, buf, seeds, config.env.info_metrics)
         per_env = group_relative_advantages(returns.view(groups, algo.group_size), algo.group_scale_std)
         advantages = per_env.view(1, -1).expand_as(buf.rewards)
-        return episodes, Batch.from_rollout(buf, advantages, buf.values, buf.valid, state.initial_policy)
+        return episodes, Batch.from_rollout(buf, advantages, buf.values, buf.valid, reference)
     episodes = collect(state.policy, vec, buf, state.rollout, state.return_norm, algo.gamma,
                        config.env.clip_reward, config.env.info_metrics)  # fmt: skip
     dones = torch.maximum(buf.terminated, buf.truncated)
@@ -236,9 +237,9 @@ def _collect_batch(config: RunConfig, state: TrainState, vec: VecEnv, buf: Rollo
         returns, complete = discounted_returns(buf.rewards, dones, algo.gamma)
         mask = buf.valid * complete
         baseline = masked_mean(returns, mask) if algo.reinforce_baseline else 0.0
-        return episodes, Batch.from_rollout(buf, returns - baseline, returns, mask, state.initial_policy)
+        return episodes, Batch.from_rollout(buf, returns - baseline, returns, mask, reference)
     advantages = gae(buf.rewards, buf.values, buf.next_values, buf.terminated, dones, algo.gamma, algo.gae_lambda)
-    return episodes, Batch.from_rollout(buf, advantages, advantages + buf.values, buf.valid, state.initial_policy)
+    return episodes, Batch.from_rollout(buf, advantages, advantages + buf.values, buf.valid, reference)
 
 
 def _env_config(config: RunConfig) -> EnvConfig:

@@ -36,8 +36,8 @@ _STEP_METRICS = (
 class Batch:
     """A rollout flattened to ``[B = T * N, ...]`` with its advantages and returns.
 
-    ``ref_logprobs``: log-probabilities of the actions under the frozen initial policy,
-    for the KL-from-initial metric and the optional penalty towards it."""
+    ``ref_logprobs``: log-probabilities of the actions under the frozen initial policy, for
+    the optional penalty towards it (None without a reference: no forward pass spent)."""
 
     obs: Tensor
     actions: Tensor
@@ -46,18 +46,20 @@ class Batch:
     advantages: Tensor
     returns: Tensor
     mask: Tensor
-    ref_logprobs: Tensor
+    ref_logprobs: Tensor | None = None
 
     @classmethod
     def from_rollout(
-        cls, r: Rollout, advantages: Tensor, returns: Tensor, mask: Tensor, reference: ActorCritic
+        cls, r: Rollout, advantages: Tensor, returns: Tensor, mask: Tensor, reference: ActorCritic | None = None
     ) -> Batch:
         def flat(x: Tensor) -> Tensor:
             return x.reshape(-1, *x.shape[2:])
 
         obs, actions = flat(r.obs), flat(r.actions)
-        with torch.no_grad():
-            ref_logprobs, _, _ = reference.evaluate(obs, actions)
+        ref_logprobs = None
+        if reference is not None:
+            with torch.no_grad():
+                ref_logprobs, _, _ = reference.evaluate(obs, actions)
         return cls(
             obs=obs,
             actions=actions,
@@ -139,7 +141,7 @@ def ppo_update(
             )
             ent = losses.entropy_bonus(entropy, mask)
             loss = pg_loss + algo.vf_coef * v_loss - coefs.ent * ent
-            if coefs.ref_kl > 0:
+            if coefs.ref_kl > 0 and batch.ref_logprobs is not None:
                 loss = loss + coefs.ref_kl * losses.reference_kl(logp, batch.ref_logprobs[idx], mask)
 
             optimizer.zero_grad(set_to_none=True)

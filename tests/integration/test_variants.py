@@ -121,3 +121,11 @@ def test_info_metrics_are_logged(tmp_path: Path) -> None:
     assert all(0.0 <= row["info_regret"] <= 0.8 for row in rows)  # max regret: 0.9 - 0.1
     summary = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert summary["eval_episodes"] == 2
+
+
+def test_reference_penalty_keeps_the_policy_near_its_start(tmp_path: Path) -> None:
+    free = tiny_config(tmp_path / "free", learning_rate=0.01)
+    anchored = tiny_config(tmp_path / "anchored", learning_rate=0.01, ref_kl_coef=5.0)
+    kl_free = read_metrics(ppokit.train(free).run_dir)[-1]["kl_from_init"]
+    kl_anchored = read_metrics(ppokit.train(anchored).run_dir)[-1]["kl_from_init"]
+    assert kl_anchored < 0.5 * kl_free
