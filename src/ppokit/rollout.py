@@ -87,6 +87,7 @@ class Episodes:
     lengths: list[int] = field(default_factory=list)
     info_sums: dict[str, float] = field(default_factory=dict)
     info_counts: dict[str, int] = field(default_factory=dict)
+    env_steps: int = 0  # env steps taken by the rollout, all envs together
 
     def add_info(self, info: dict[str, Any], keys: tuple[str, ...], valid: np.ndarray) -> None:
         for key in keys:
@@ -162,6 +163,7 @@ def collect(
             state.episode_return[done] = 0.0
             state.episode_length[done] = 0
         state.obs, state.reset_next = next_obs, done
+    episodes.env_steps = buf.obs.shape[0] * vec.num_envs
     buf.next_value.copy_(policy.value(torch.as_tensor(state.obs, dtype=torch.float32).to(device)))
     return episodes
 
@@ -202,12 +204,12 @@ def collect_episodes(
         returns += reward
         lengths += running
         running &= ~np.logical_or(terminated, truncated)
-        if not running.any():
+        info_totals.env_steps += vec.num_envs
+        if not running.any():  # every episode ended: the rest of the rollout is not stepped
             buf.valid[t + 1 :] = 0.0
             break
     buf.next_value.zero_()
     finished = ~running
-    episodes = Episodes(
-        returns[finished].tolist(), lengths[finished].tolist(), info_totals.info_sums, info_totals.info_counts
-    )
+    episodes = Episodes(returns[finished].tolist(), lengths[finished].tolist(), info_totals.info_sums,
+                        info_totals.info_counts, info_totals.env_steps)  # fmt: skip
     return episodes, torch.from_numpy(returns).to(device, torch.float32)

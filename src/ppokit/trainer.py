@@ -146,12 +146,12 @@ def _loop(
             elapsed = time.perf_counter() - start
             _adapt_coefficients(config, state, metrics)
             state.update += 1
-            state.global_step += config.batch_size
+            state.global_step += episodes.env_steps  # = batch size, except GRPO's early-ending rollouts
             state.train_time += elapsed
 
             metrics |= _episode_metrics(episodes) | _update_metrics(config, state, batch, metrics)
             metrics |= {"learning_rate": lr, "ent_coef": coefs.ent, "clip_coef": coefs.clip, "kl_coef": coefs.kl,
-                        "sps": config.batch_size / elapsed}  # fmt: skip
+                        "sps": episodes.env_steps / elapsed}  # fmt: skip
             in_tail = in_annealing_tail(lr, algo.learning_rate, coefs.clip, algo.clip_coef)
             for warning in state.diagnostics.observe(state.update, metrics, progress, in_tail):
                 _console.print(f"[yellow]ppokit health:[/yellow] {warning}", highlight=False, soft_wrap=True)

@@ -129,3 +129,11 @@ def test_reference_penalty_keeps_the_policy_near_its_start(tmp_path: Path) -> No
     kl_free = read_metrics(ppokit.train(free).run_dir)[-1]["kl_from_init"]
     kl_anchored = read_metrics(ppokit.train(anchored).run_dir)[-1]["kl_from_init"]
     assert kl_anchored < 0.5 * kl_free
+
+
+def test_grpo_counts_the_env_steps_it_takes(tmp_path: Path) -> None:
+    # One-step bandit episodes: every GRPO rollout ends after one step of its 4 envs.
+    config = tiny_config(tmp_path / "run", id="ppokit/Bandit-v0", method="grpo", group_size=2, num_steps=4,
+                         minibatch_size=8, total_steps=16 * 3)  # fmt: skip
+    rows = read_metrics(ppokit.train(config).run_dir)
+    assert [row["global_step"] for row in rows] == [4, 8, 12]
