@@ -73,6 +73,8 @@ def load_or_write_spec(out: Path, base: RunConfig, grid: dict[str, list[Any]], s
     path = out / SPEC_FILE
     if path.exists():
         existing = json.loads(path.read_text())
+        # Rebuilt through the config classes: fields added to ppokit since take their defaults.
+        existing["base"] = to_dict(from_dict(existing["base"]))
         if existing != json.loads(json.dumps(spec)):
             raise ConfigError(
                 "out", f"{out} holds an experiment with another spec; resume it with the same flags or pick another"

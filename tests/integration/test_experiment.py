@@ -111,3 +111,13 @@ def test_experiment_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(args) == 0  # again: resumes, nothing left to run
     assert "4 runs (4 already done)" in capsys.readouterr().out
     assert main(["experiment", "--out", str(out), "--seeds", "0"]) == 2
+
+
+def test_spec_written_before_a_new_config_field_still_resumes(tmp_path: Path) -> None:
+    base = tiny_config(tmp_path / "unused")
+    exp.load_or_write_spec(tmp_path / "exp", base, {}, [1])
+    spec_file = tmp_path / "exp" / "experiment.json"
+    spec = json.loads(spec_file.read_text())
+    del spec["base"]["diagnostics"]["value_warmup"]  # as written by a ppokit without that field
+    spec_file.write_text(json.dumps(spec))
+    exp.load_or_write_spec(tmp_path / "exp", base, {}, [1])  # the default fills in: same spec
