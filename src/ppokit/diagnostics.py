@@ -6,10 +6,10 @@ per *episode* of the condition, not one per update). Every episode is kept for t
 summary (``diagnostics.json``, the report).
 
 The explained-variance rule waits for the first ``value_warmup`` of training (an untrained
-critic explains nothing yet). Rules about the size of updates (KL, clip fraction) are not
-checked in the annealing tail,
-once the learning rate or the clip range has been annealed below a quarter of its start:
-there updates shrink by design.
+critic explains nothing yet) and skips updates whose value targets barely vary. Rules about
+the size of updates (KL, clip fraction) are not checked in the annealing tail, once the
+learning rate or the clip range has been annealed below a quarter of its start: there
+updates shrink by design.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 from ppokit.config import DiagnosticsConfig
 
 TAIL_FRACTION = 0.25
+TARGET_SPREAD = 0.05  # value targets whose std is below 5% of their mean are "constant"
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ def rules_for(config: DiagnosticsConfig) -> list[Rule]:
              "the value function predicts worse than a constant: check value_loss and the "
              "reward scale (try norm_reward), vf_coef, or clip_vloss off",
              c.explained_variance_patience,
-             lambda v, m: v < c.explained_variance_min and m.get("_progress", 1.0) >= c.value_warmup),
+             lambda v, m: v < c.explained_variance_min and m.get("_progress", 1.0) >= c.value_warmup
+             and _targets_vary(m)),
         Rule("entropy_collapse", "entropy",
              f"entropy below {c.entropy_collapse_ratio} of its start in the first "
              f"{c.entropy_collapse_before:.0%} of training",
@@ -158,6 +160,13 @@ class Diagnostics:
         self.streaks = dict(state["streaks"])
         self.episodes = [Episode(**e) for e in state["episodes"]]
         self.initial_entropy = state["initial_entropy"]
+
+
+def _targets_vary(metrics: dict[str, float]) -> bool:
+    """Explained variance means something only when the value targets vary: once a task is
+    solved (CartPole at 500 every episode) they are nearly constant and it is noise."""
+    std, mean = metrics.get("value_target_std", math.inf), metrics.get("value_target_mean", 0.0)
+    return std > TARGET_SPREAD * abs(mean)
 
 
 def _worse(rule: str, a: float, b: float) -> float:

@@ -194,8 +194,11 @@ def _adapt_coefficients(config: RunConfig, state: TrainState, metrics: dict[str,
 def _update_metrics(config: RunConfig, state: TrainState, batch: Batch, metrics: dict[str, float]) -> dict[str, float]:
     critic = config.algo.method not in CRITIC_FREE
     updated = metrics["minibatch_steps"] > 0
+    targets = batch.returns[batch.mask.bool()].double()
     return {
         "explained_variance": explained_variance(batch.values, batch.returns, batch.mask) if critic else math.nan,
+        "value_target_mean": float(targets.mean()) if critic and targets.numel() else math.nan,
+        "value_target_std": float(targets.std(unbiased=False)) if critic and targets.numel() else math.nan,
         "kl_from_init": _kl_from_init(state, batch) if updated else math.nan,
         "time_elapsed": state.train_time,
         "update": float(state.update),

@@ -56,6 +56,14 @@ def test_rule_fires_after_patience_once_per_episode(rule: str, metric: str, bad:
     assert diag.summary()["total_warnings"] == 2
 
 
+def test_value_rule_ignores_nearly_constant_targets() -> None:
+    diag = Diagnostics(DiagnosticsConfig())
+    solved = {"explained_variance": -1.0, "value_target_mean": 49.0, "value_target_std": 0.5}
+    assert feed(diag, [solved] * 10) == []
+    varied = {"explained_variance": -1.0, "value_target_mean": 20.0, "value_target_std": 8.0}
+    assert len(feed(diag, [varied] * 10)) == 1
+
+
 def test_value_rule_waits_for_the_warmup() -> None:
     diag = Diagnostics(DiagnosticsConfig())
     assert feed(diag, [{"explained_variance": -0.5}] * 10, progress=0.05) == []
