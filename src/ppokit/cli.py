@@ -29,7 +29,7 @@ def _add_field_flag(group: argparse._ArgumentGroup, f: dataclasses.Field[Any], h
     name = _FLAG_NAMES.get(f.name, f.name)
     flag = "--" + name.replace("_", "-")
     kind = hints[f.name]
-    help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})"
+    help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%")  # argparse formats help
     common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
     if kind is bool:
         group.add_argument(flag, action=argparse.BooleanOptionalAction, **common)

@@ -164,3 +164,13 @@ def test_help_documents_every_option() -> None:
                  "--clip-coef", "--target-kl", "--norm-obs", "--hidden-sizes", "--allow-unsafe"):  # fmt: skip
         assert flag in result.stdout
     assert "(default: 0.2)" in result.stdout  # clip_coef's help shows its default
+
+
+@pytest.mark.parametrize("verb", ["train", "eval", "experiment", "report", "plan", "compare", "presets"])
+def test_every_verb_has_help(verb: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from ppokit.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([verb, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: ppokit {verb}" in capsys.readouterr().out

@@ -51,7 +51,8 @@ def test_bandit_best_arm_probability(tmp_path: Path, method: str) -> None:
     config = override(RunConfig(), {**BANDIT, "method": method, "seed": 1, "run_dir": str(tmp_path / "run")})
     result = ppokit.train(config.validate())
     policy = ppokit.load(result.run_dir)
-    probs = torch.softmax(policy.model(policy.model.normalize(torch.ones(1, 1)))[0], dim=-1)[0]
+    with torch.no_grad():
+        probs = torch.softmax(policy.model(policy.model.normalize(torch.ones(1, 1)))[0], dim=-1)[0]
     assert float(probs[3]) >= 0.95  # arm 3 (mean 0.9) is the best arm
     assert result.metrics["info_best_arm_chosen"] >= 0.9  # the sampling policy picks it
     # KL from the uniform initial policy is bounded by log(5), reached only when deterministic.
