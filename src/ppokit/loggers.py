@@ -73,10 +73,12 @@ class ProgressLogger:
             transient=False,
         )
         self._task = self._progress.add_task("train", total=total_steps, completed=start_step, stats="")
+        self._last_return = math.nan  # shown until a rollout finishes another episode
         self._progress.start()
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         ret = metrics.get("episode_return_mean", math.nan)
+        ret = self._last_return = ret if math.isfinite(ret) else self._last_return
         stats = (
             f"return {ret:8.2f}  kl {metrics.get('approx_kl', math.nan):.4f}  "
             f"clip {metrics.get('clip_fraction', math.nan):.3f}  {metrics.get('sps', 0):,.0f} sps"
