@@ -19,6 +19,7 @@ lines beyond it. With one seed there is no band.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -56,8 +57,12 @@ DIAGNOSTICS: tuple[tuple[str, str, str], ...] = (
     ("value_loss", "Value loss", "squared return error"),
     ("learning_rate", "Learning rate", "Adam step size"),
     ("grad_norm", "Gradient norm (before clipping)", "L2 norm"),
+    ("clip_coef", "Clip range epsilon", "epsilon"),
+    ("kl_from_init", "KL from the initial policy", "nats"),
 )
-NON_NEGATIVE = frozenset({"approx_kl", "clip_fraction", "learning_rate", "grad_norm", "value_loss"})
+NON_NEGATIVE = frozenset(
+    {"approx_kl", "clip_fraction", "learning_rate", "grad_norm", "value_loss", "clip_coef", "kl_from_init"}
+)
 # Health-check thresholds drawn on the diagnostics panel: metric -> keys of [diagnostics].
 THRESHOLDS: dict[str, tuple[str, ...]] = {
     "approx_kl": ("kl_max",),
@@ -231,8 +236,9 @@ def diagnostics_panel(groups: Groups, path: Path) -> Path:
     check's warning threshold (``[diagnostics]`` of the first run), where it is in view.
     """
     loaded = load_groups(groups)
-    fig = _figure(15.0, 7.5)
-    axes = fig.subplots(2, 4, sharex=True).ravel()
+    cols = math.ceil(len(DIAGNOSTICS) / 2)
+    fig = _figure(3.75 * cols, 7.5)
+    axes = fig.subplots(2, cols, sharex=True).ravel()
     thresholds = next(iter(loaded.values()))[0].config.get("diagnostics", {})
     for ax, (metric, title, unit) in zip(axes, DIAGNOSTICS, strict=True):
         drawn = False
@@ -253,7 +259,7 @@ def diagnostics_panel(groups: Groups, path: Path) -> Path:
         ax.set_ylabel(unit)
         _style_x(ax, "global_step")
         ax.yaxis.set_major_formatter(CompactFormatter())
-    for ax in axes[:4]:
+    for ax in axes[:cols]:
         ax.set_xlabel("")
     handles, labels = _unique_legend(axes)
     _legend_below(fig, handles, labels)
