@@ -126,12 +126,6 @@ class ActorCritic(nn.Module):
         value: Tensor = self(self.normalize(obs))[1]
         return value
 
-    def kl_to(self, other: ActorCritic, x: Tensor) -> Tensor:
-        """Exact KL(pi(.|s) || pi_other(.|s)) per normalized observation ``x``."""
-        params, _ = self(x)
-        other_params, _ = other(x)
-        return self.head.kl(params, other.head, other_params)
-
     @torch.inference_mode()
     def act(self, obs: Tensor | np.ndarray, deterministic: bool = False) -> Tensor:
         """Actions for a batch of raw observations, with the saved normalization applied."""

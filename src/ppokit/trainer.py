@@ -142,14 +142,14 @@ def _loop(
             previous_step = state.global_step
             episodes, batch = _collect_batch(config, state, vec, buf)
             metrics = ppo_update(state.policy, state.optimizer, batch, algo, coefs, config.epochs,
-                                 config.minibatch_size, state.shuffle)  # fmt: skip
+                                 config.minibatch_size, state.shuffle, state.initial_policy)  # fmt: skip
             elapsed = time.perf_counter() - start
             _adapt_coefficients(config, state, metrics)
             state.update += 1
             state.global_step += episodes.env_steps  # = batch size, except GRPO's early-ending rollouts
             state.train_time += elapsed
 
-            metrics |= _episode_metrics(episodes) | _update_metrics(config, state, batch, metrics)
+            metrics |= _episode_metrics(episodes) | _update_metrics(config, state, batch)
             metrics |= {"learning_rate": lr, "ent_coef": coefs.ent, "clip_coef": coefs.clip, "kl_coef": coefs.kl,
                         "sps": episodes.env_steps / elapsed}  # fmt: skip
             in_tail = in_annealing_tail(lr, algo.learning_rate, coefs.clip, algo.clip_coef)
@@ -191,15 +191,14 @@ def _adapt_coefficients(config: RunConfig, state: TrainState, metrics: dict[str,
         state.clip_coef = adapt_clip_coef(state.clip_coef, kl, algo.clip_kl_target, algo.clip_min, algo.clip_max)
 
 
-def _update_metrics(config: RunConfig, state: TrainState, batch: Batch, metrics: dict[str, float]) -> dict[str, float]:
+def _update_metrics(config: RunConfig, state: TrainState, batch: Batch) -> dict[str, float]:
+    """Per-update metrics of the rollout: the critic's fit and the value targets' scale."""
     critic = config.algo.method not in CRITIC_FREE
-    updated = metrics["minibatch_steps"] > 0
     targets = batch.returns[batch.mask.bool()].double()
     return {
         "explained_variance": explained_variance(batch.values, batch.returns, batch.mask) if critic else math.nan,
         "value_target_mean": float(targets.mean()) if critic and targets.numel() else math.nan,
         "value_target_std": float(targets.std(unbiased=False)) if critic and targets.numel() else math.nan,
-        "kl_from_init": _kl_from_init(state, batch) if updated else math.nan,
         "time_elapsed": state.train_time,
         "update": float(state.update),
     }
@@ -261,12 +260,6 @@ def _check_shared_start(vec: VecEnv, config: RunConfig) -> None:
             f"grpo needs envs that reset(seed) to one start state; {config.env.id} started from "
             "different observations with the same seed",
         )
-
-
-def _kl_from_init(state: TrainState, batch: Batch) -> float:
-    """Mean exact KL(pi || pi_initial) over the batch's (valid) states."""
-    with torch.no_grad():
-        return float(masked_mean(state.policy.kl_to(state.initial_policy, batch.obs), batch.mask))
 
 
 def _group_seed(config: RunConfig, update: int, group: int) -> int:

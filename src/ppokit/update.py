@@ -107,14 +107,17 @@ def ppo_update(
     epochs: int,
     minibatch_size: int,
     generator: torch.Generator,
+    initial: ActorCritic | None = None,
 ) -> dict[str, float]:
     """Run the epochs; return the metrics averaged over the minibatch steps taken, plus
-    ``approx_kl_final``: KL(pi_old || pi_new) over the whole batch after the update (k3)."""
+    ``approx_kl_final``: KL(pi_old || pi_new) over the whole batch after the update (k3),
+    and with ``initial`` (the frozen initial policy) ``kl_from_init``: the exact
+    KL(pi_new || pi_initial) averaged over the batch's states. One forward pass each."""
     size = len(batch)
     if not bool(batch.mask.any()):
         # Every step was an autoreset step (one-step episodes, T = 1): no data, no step,
         # since even a zero gradient would move Adam's parameters through its momentum.
-        nothing = dict.fromkeys((*_STEP_METRICS, "approx_kl_final"), math.nan)
+        nothing = dict.fromkeys((*_STEP_METRICS, "approx_kl_final", "kl_from_init"), math.nan)
         return nothing | {"minibatch_steps": 0.0, "kl_early_stop": 0.0}
     params = [p for p in policy.parameters() if p.requires_grad]
     totals = torch.zeros(len(_STEP_METRICS), dtype=torch.float64, device=batch.obs.device)
@@ -160,7 +163,11 @@ def ppo_update(
     metrics["minibatch_steps"] = float(steps)
     metrics["kl_early_stop"] = float(kl_stop)
     with torch.no_grad():
-        logp_new, _, _ = policy.evaluate(batch.obs, batch.actions)
-        log_ratio = logp_new - batch.logprobs
+        params, _ = policy(batch.obs)
+        log_ratio = policy.head.log_prob(params, batch.actions) - batch.logprobs
         metrics["approx_kl_final"] = float(losses.masked_mean(log_ratio.exp() - 1.0 - log_ratio, batch.mask))
+        if initial is not None:
+            initial_params, _ = initial(batch.obs)
+            kl = policy.head.kl(params, initial.head, initial_params)
+            metrics["kl_from_init"] = float(losses.masked_mean(kl, batch.mask))
     return metrics
