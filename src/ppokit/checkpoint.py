@@ -22,7 +22,10 @@ from ppokit.errors import CheckpointError
 
 FORMAT = "ppokit-checkpoint"
 VERSION = 1
-REQUIRED_KEYS = ("format", "version", "config", "policy", "optimizer", "global_step", "update")
+# Everything a resume reads; a file lacking any of it is refused here, not half-loaded later.
+REQUIRED_KEYS = ("format", "version", "config", "policy", "initial_policy", "optimizer", "return_norm", "rng",
+                 "rollout", "global_step", "update", "train_time", "best_eval", "diagnostics", "kl_coef",
+                 "clip_coef")  # fmt: skip
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

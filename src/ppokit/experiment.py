@@ -84,14 +84,6 @@ def load_or_write_spec(out: Path, base: RunConfig, grid: dict[str, list[Any]], s
     ckpt.atomic_write_text(path, json.dumps(spec, indent=2))
 
 
-def read_spec(out: Path) -> tuple[RunConfig, dict[str, list[Any]], list[int]]:
-    path = out / SPEC_FILE
-    if not path.is_file():
-        raise ConfigError("experiment", f"{out} has no {SPEC_FILE}")
-    spec = json.loads(path.read_text())
-    return from_dict(spec["base"]), spec["grid"], list(spec["seeds"])
-
-
 def run_status(run: RunSpec) -> str:
     if (run.run_dir / "eval.json").is_file():
         return "done"

@@ -285,3 +285,12 @@ def test_async_vector_envs_train_and_resume(tmp_path: Path) -> None:
         resumed = ppokit.train(resume=tmp_path / "b")
     assert read_metrics(resumed.run_dir)[-1]["update"] == 6.0
     assert straight.evaluation is not None and resumed.evaluation is not None
+
+
+def test_checkpoint_lacking_a_resume_key_is_refused(tmp_path: Path) -> None:
+    ppokit.train(tiny_config(tmp_path / "run"), stop_after=1)
+    data = ckpt.load(tmp_path / "run")
+    del data["rollout"]
+    torch.save(data, tmp_path / "run" / "checkpoints" / "last.pt")
+    with pytest.raises(CheckpointError, match="lacks rollout"):
+        ppokit.train(resume=tmp_path / "run")
