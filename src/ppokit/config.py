@@ -63,6 +63,9 @@ class AlgoConfig:
     anneal_lr: bool = _f(True, "Anneal the learning rate linearly to 0 over training.")
     gamma: float = _f(0.99, "Discount factor, in (0, 1].")
     gae_lambda: float = _f(0.95, "GAE lambda, in [0, 1].")
+    bootstrap_truncation: bool = _f(
+        True, "Bootstrap from V(final obs) when a time limit truncates an episode; off treats it as terminal."
+    )
     clip_coef: float = _f(0.2, "PPO clip range epsilon for the probability ratio.")
     anneal_clip: bool = _f(False, "Anneal clip_coef linearly to 0 over training (as rl-zoo's lin_0.2).")
     clip_vloss: bool = _f(True, "Clip the value loss with the same epsilon (max of both forms).")

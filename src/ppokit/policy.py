@@ -8,6 +8,7 @@ the normalization it was trained with.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -18,6 +19,45 @@ from torch import Tensor, nn
 from ppokit.config import PolicyConfig
 from ppokit.distributions import ActionHead, make_head
 from ppokit.errors import ConfigError
+
+
+@dataclass
+class MeanVar:
+    """Running mean and variance as host (numpy float64) arrays: the per-step path.
+
+    A rollout steps the normalizers of observations and returns once per env step on host
+    data; numpy does that in a few microseconds where a dozen tiny torch ops take ~100.
+    ``RunningNorm`` hands its statistics out with ``to_host`` and takes them back with
+    ``load_host`` once per rollout, so its buffers stay the saved source of truth.
+    """
+
+    mean: np.ndarray
+    var: np.ndarray
+    count: float
+
+    def update(self, x: np.ndarray) -> None:
+        """Merge a batch ``[..., *shape]`` (Chan et al. parallel update)."""
+        x = np.asarray(x, dtype=np.float64).reshape(-1, *self.mean.shape)
+        n = x.shape[0]
+        if n == 0:
+            return
+        b_mean = x.mean(0)
+        b_var = x.var(0)
+        total = self.count + n
+        w = n / total  # the batch's weight in the merged statistics
+        delta = b_mean - self.mean
+        self.mean = self.mean + delta * w
+        self.var = self.var * (1.0 - w) + b_var * w + delta * delta * (w * (1.0 - w))
+        self.count = total
+
+    def normalize(self, x: np.ndarray, clip: float) -> np.ndarray:
+        """(x - mu) / sigma clipped to [-clip, clip], as float32 (``RunningNorm.forward``)."""
+        out: np.ndarray = np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -clip, clip).astype(np.float32)
+        return out
+
+    def std(self) -> float:
+        """sqrt(var + 1e-8) of a scalar statistic (the return normalizer)."""
+        return float(np.sqrt(float(self.var) + 1e-8))
 
 
 class RunningNorm(nn.Module):
@@ -38,18 +78,24 @@ class RunningNorm(nn.Module):
         self.register_buffer("var", torch.ones(shape, dtype=torch.float64))
         self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
 
+    def to_host(self) -> MeanVar:
+        """A host copy of the statistics, for a rollout to update step by step."""
+        return MeanVar(self.mean.cpu().numpy().copy(), self.var.cpu().numpy().copy(), float(self.count))
+
+    @torch.no_grad()
+    def load_host(self, stats: MeanVar) -> None:
+        """Take back the statistics a rollout updated (one copy per buffer)."""
+        self.mean.copy_(torch.as_tensor(stats.mean))
+        self.var.copy_(torch.as_tensor(stats.var))
+        self.count.fill_(stats.count)
+
     @torch.no_grad()
     def update(self, x: Tensor) -> None:
         if not self.enabled:
             return
-        x = x.reshape(-1, *self.mean.shape).double()
-        b_mean, b_var, b_count = x.mean(0), x.var(0, unbiased=False), x.shape[0]
-        delta = b_mean - self.mean
-        total = self.count + b_count
-        m2 = self.var * self.count + b_var * b_count + delta.pow(2) * self.count * b_count / total
-        self.mean += delta * b_count / total
-        self.var.copy_(m2 / total)
-        self.count.fill_(float(total))
+        stats = self.to_host()
+        stats.update(x.detach().cpu().numpy())
+        self.load_host(stats)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.enabled:

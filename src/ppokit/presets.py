@@ -45,6 +45,22 @@ PRESETS: dict[str, Preset] = {
     ),
 }  # fmt: skip
 
+# Continuous control (MuJoCo): the standard details of CleanRL's ppo_continuous_action.py and
+# Engstrom et al. 2020 (obs normalization, reward scaling by the return std, both clipped at 10;
+# state-independent log std; orthogonal init with 0.01 policy-head gain; actions clipped to the
+# bounds; LR annealed), plus ppokit's truncation bootstrapping. The batch is CleanRL's 2048
+# steps, 10 epochs, minibatch 64; 4 envs x 512 steps instead of 1 x 2048 for wall-clock.
+MUJOCO_OVERRIDES: dict[str, Any] = {
+    "num_envs": 4, "num_steps": 512, "minibatch_size": 64, "update_epochs": 10, "learning_rate": 3e-4,
+    "gamma": 0.99, "gae_lambda": 0.95, "clip_coef": 0.2, "ent_coef": 0.0, "vf_coef": 0.5,
+    "max_grad_norm": 0.5, "norm_obs": True, "norm_reward": True, "init_log_std": 0.0,
+    "total_steps": 1_000_000,
+}  # fmt: skip
+_MUJOCO_SOURCE = ("CleanRL ppo_continuous_action.py defaults (its 1M-step MuJoCo benchmark), "
+                  "as 4 envs x 512 steps; docs/benchmarks.md")  # fmt: skip
+for _env in ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5", "InvertedPendulum-v5"):
+    PRESETS[_env] = Preset(_env, _MUJOCO_SOURCE, dict(MUJOCO_OVERRIDES))
+
 
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:

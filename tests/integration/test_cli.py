@@ -15,6 +15,7 @@ import torch
 
 import ppokit as ppokit_api
 from ppokit import checkpoint as ckpt
+from ppokit.presets import PRESETS
 from tests.conftest import tiny_config
 
 TINY = ["--num-envs", "4", "--num-steps", "16", "--minibatch-size", "32", "--update-epochs", "2",
@@ -100,9 +101,9 @@ def test_resume_finishes_an_interrupted_run(tmp_path: Path) -> None:
 def test_presets_are_listed_with_sources() -> None:
     result = ppokit("presets")
     assert result.returncode == 0
-    for name in ("CartPole-v1", "Pendulum-v1", "LunarLander-v3"):
+    for name in ("CartPole-v1", "Pendulum-v1", "LunarLander-v3", "Hopper-v5", "HalfCheetah-v5"):
         assert name in result.stdout
-    assert result.stdout.count("source:") == 3
+    assert result.stdout.count("source:") == len(PRESETS)
 
 
 @pytest.mark.parametrize(
