@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: 2.13.0 is a local CPU wheel here; any other version pulls CUDA.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[box2d,compare,dev]"
+	$(PY) -m pip install --quiet -e ".[box2d,compare,dev,mujoco]"
 	touch $(STAMP)
 
 setup: $(STAMP)

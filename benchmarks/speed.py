@@ -1,49 +1,94 @@
-"""ppokit against Stable-Baselines3's PPO on CartPole-v1: time to solve, steps/s, peak memory.
+"""ppokit against Stable-Baselines3's PPO: time to solve CartPole-v1, steps/s, peak memory, Hopper-v5.
 
-    .venv/bin/python benchmarks/speed.py [--seeds 3] [--steps 100000] [--quick] [--json PATH]
+    .venv/bin/python benchmarks/speed.py [--seeds 3] [--steps 100000] [--hopper-steps 20480]
+                                         [--no-hopper] [--no-cuda] [--quick] [--json PATH]
 
-Both libraries train with the rl-baselines3-zoo hyperparameters: ppokit's CartPole-v1 preset
-(8 envs x 32 steps, 20 epochs, minibatch 256, gamma 0.98, lambda 0.8, lr 1e-3 and clip 0.2
-annealed linearly), mapped onto SB3's ``PPO`` by :func:`ppokit.compare.to_sb3`. Both train
-``updates x 256`` env steps (99,840 for ``--steps 100000``). ppokit runs with TensorBoard and
-the progress bar off (SB3 runs with ``verbose=0``) and a one-episode final evaluation.
+**CartPole-v1, rl-zoo hyperparameters.** Both libraries train with the rl-baselines3-zoo
+hyperparameters: ppokit's CartPole-v1 preset (8 envs x 32 steps, 20 epochs, minibatch 256,
+gamma 0.98, lambda 0.8, lr 1e-3 and clip 0.2 annealed linearly), mapped onto SB3's ``PPO`` by
+:func:`ppokit.compare.to_sb3`. Both train ``updates x 256`` env steps (99,840 for ``--steps
+100000``). ppokit runs with TensorBoard and the progress bar off (SB3 runs with ``verbose=0``)
+and a one-episode final evaluation (after training, outside every clock).
+
+**CartPole-v1, ppokit's fastest preset** (``ppokit-fast``): ppokit with its
+``CartPole-v1-fast`` preset, same seeds, against the same SB3 rl-zoo runs. It trains the
+preset's own ``total_steps`` unless ``--steps`` is given: time to solve is the figure this
+job is for, and a run that trains on past the solve does not change it, but the preset's lr
+and clip schedules (if annealed) are part of its tuning and stretch with the budget, so the
+preset runs as a user gets it. The SB3 runs keep ``--steps`` (rl-zoo's 1e5). An explicit
+``--steps`` gives both the same budget (the fast preset's schedules then differ from its
+tuning). Skipped with a message while ``ppokit.presets.PRESETS`` has no such preset.
+
+**Hopper-v5, SB3's defaults** (``--hopper-steps``, default 20,480 = 10 updates; ``--no-hopper``
+skips it; skipped with a message when ``mujoco`` cannot be imported): the same
+hyperparameters on both sides, SB3's PPO defaults: 1 env x 2048 steps, 10 epochs, minibatch 64,
+lr 3e-4 constant, clip 0.2 constant, gamma 0.99, lambda 0.95, ent 0, vf 0.5, max grad norm 0.5,
+advantages normalized per minibatch, Adam eps 1e-5, no observation or reward normalization,
+no value clipping, separate 64x64 tanh MLPs for actor and critic, orthogonal init (sqrt 2,
+0.01 policy head, 1 value head), state-independent log std starting at 0, actions clipped to
+the bounds, truncations bootstrapped. ppokit's ``RunConfig`` sets every one of these
+explicitly (vectorization ``sync``: Gymnasium's ``SyncVectorEnv`` of 1) and ``to_sb3`` maps
+it onto SB3 (``DummyVecEnv`` of 1 ``Monitor``-wrapped env). No time to solve on Hopper.
 
 Every job runs in a fresh process (``multiprocessing`` spawn context), one at a time so that
-timings do not contend, with ``torch.set_num_threads(1)``. Per seed (default 1, 2, 3) the jobs
-are: raw env throughput, ppokit, SB3 (so ppokit and SB3 alternate). Reported, each the median
-over seeds, and the ratio ppokit / SB3:
+timings do not contend, with ``torch.set_num_threads(1)``. Per seed (default 1, 2, 3) the
+CartPole jobs are: raw env throughput, ppokit, ppokit-fast, SB3 (so ppokit and SB3 alternate);
+then, per seed, the Hopper jobs: raw env throughput, ppokit, SB3. With a CUDA device (and no
+``--no-cuda``), ppokit-fast and ppokit on Hopper also run on ``cuda`` right after their CPU
+job; their figures are extra rows (SB3 stays on the CPU). Reported, each the median over
+seeds, and ratios of the medians:
 
-- **time to solve**: training wall-clock until the mean return of the last 20 finished
-  training episodes is >= 475. Both libraries train for the full budget and the time is
-  computed afterwards (no early stop), from the same runs that give steps/s.
+- **time to solve** (CartPole): wall-clock until the mean return of the last 20 finished
+  training episodes is >= 475, from the same full-budget runs that give steps/s (no early
+  stop). A seed that never gets there counts as not solved (infinite): the median is "not
+  solved" when half or more of the seeds are.
 
-  * ppokit logs per update only (``metrics.jsonl``: ``episodes``, ``episode_return_mean``,
-    ``time_elapsed``). Each update's mean is expanded over its episode count (exact when an
-    update finishes at most one episode, as near the threshold, where episodes last ~500
-    steps and an update is 256 steps), and the window's mean after an update is mapped to that
-    update's ``time_elapsed``: ppokit's training clock (rollouts + updates; per-update metrics,
-    logging and checkpoints are outside it).
+  * ppokit: ``ppokit.trainer.collect`` is wrapped to record, for every episode finished in a
+    rollout, (wall-clock since ``train()`` was called, env steps so far, return) at the end of
+    that rollout. The clock starts where SB3's starts at ``learn()``, so it holds everything
+    after it: rollouts, updates, per-update metrics, logging, health checks, checkpoints.
+    ppokit's ``train()`` also builds the envs, the policy and the optimizer, which SB3 does
+    before ``learn()`` (in ``make_vec_env`` and ``PPO(...)``, outside its clock): a few ms
+    against ppokit. Not so the one-off costs of a process's first optimizer (torch imports
+    ``torch._dynamo`` on the first ``Optimizer.__init__``, ~1 s) and, on cuda, of the CUDA
+    context: the ppokit job pays these before its clock starts, as SB3 does in ``PPO(...)``.
+    A row gives each clock's start-up (the call to the first rollout's start). An episode is
+    stamped at the end of its rollout, not at its last step: late by at most one rollout's
+    collection (8 x 32 steps on the rl-zoo preset: a few ms), again against ppokit.
   * SB3: a callback records every finished episode's return from ``infos`` (SB3's
-    ``Monitor``) with the wall-clock since ``learn()`` was called; the solve time is the time
-    the 20th-most-recent episode window first reaches 475. ``learn()`` includes SB3's
+    ``Monitor``) with the wall-clock since ``learn()`` was called. ``learn()`` includes SB3's
     per-rollout logging and the callback (a loop over 8 info dicts per step).
 
-  A seed that never gets there counts as not solved (infinite): the median is "not solved"
-  when half or more of the seeds are.
+  For ppokit-fast the ratio is ``SB3 / ppokit-fast``: how many times faster it solves.
+- **env steps to solve**: the env steps trained at that time (ppokit: at the end of the
+  rollout). **start-up inside that clock**: from ``train()`` / ``learn()`` being called to
+  the start of the first rollout.
 - **training steps/s**: env steps trained / training wall-clock of the whole run (ppokit:
-  final ``time_elapsed``; SB3: ``learn()``). A second ppokit line uses the wall-clock of
-  ppokit's whole training loop (``ppokit.trainer._loop``, timed from here), which also holds
-  the per-update metrics, JSONL logging, health checks and checkpoints, i.e. what SB3's
-  ``learn()`` holds.
+  ``time_elapsed``, rollouts + updates only; SB3: ``learn()``). A second ppokit line uses the
+  wall-clock of ppokit's whole training loop (``ppokit.trainer._loop``, timed from here),
+  which also holds the per-update metrics, JSONL logging, health checks and checkpoints, i.e.
+  what SB3's ``learn()`` holds. ppokit's env steps include the step after each episode end
+  that resets the sub-env (Gymnasium's ``NEXT_STEP`` autoreset; it trains on nothing), SB3's
+  do not (its vec env resets within the last step): on Hopper, where early episodes last
+  tens of steps, up to a few percent of ppokit's steps are such resets.
 - **peak memory**: ``ru_maxrss`` of the job's process at its end (imports included; the
   RSS after imports is printed too; the SB3 job imports ppokit and matplotlib, via
-  ``ppokit.compare``).
-- **raw env steps/s**: Gymnasium's native CartPole vector env (what ppokit steps) with 8
-  envs and random actions drawn beforehand: the limit for training steps/s. For reference,
-  also SB3's env path (``make_vec_env``: ``DummyVecEnv`` of 8 ``Monitor``-wrapped envs).
+  ``ppokit.compare``). cuda jobs also report torch's peak allocated GPU memory.
+- **raw env steps/s**, random actions drawn beforehand, the limit for training steps/s.
+  CartPole: Gymnasium's native CartPole vector env (what ppokit steps) with 8 envs (and with
+  the fast preset's env count), and SB3's env path (``make_vec_env``: ``DummyVecEnv`` of 8
+  ``Monitor``-wrapped envs). Hopper (1 env): a plain ``gym.make`` env reset by hand when an
+  episode ends (resets not counted as steps), ppokit's path (``ppokit.envs.make_vec_env``:
+  ``SyncVectorEnv`` of 1, ``NEXT_STEP`` autoreset, reset steps counted as ppokit counts them),
+  and SB3's path (``DummyVecEnv`` of 1 ``Monitor``-wrapped env), each after 200 untimed
+  steps. Random actions end Hopper episodes after a few dozen steps, so these raw figures
+  hold more resets than training does. Training steps/s is also given as a percentage of
+  the raw figures.
 
-``--quick`` (5,000 steps, 1 seed) checks the script in a few seconds of training; it does
-not solve.
+``--quick`` (5,000 CartPole steps, also for ppokit-fast; 2,048 Hopper steps; 1 seed) checks
+the script in a few seconds of training per job; it does not solve. The default run should
+take 6 to 8 minutes on a quiet 2-core machine (an estimate from ~20 s per CartPole and Hopper
+training job and ~4 s of start-up and imports per job, not a measurement).
 """
 
 from __future__ import annotations
@@ -66,19 +111,37 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ppokit.config import RunConfig
+    from ppokit.rollout import Episodes
 
 ENV_ID = "CartPole-v1"
+FAST_PRESET = "CartPole-v1-fast"
+HOPPER_ID = "Hopper-v5"
 SOLVED_AT = 475.0
 WINDOW = 20
-KINDS = ("raw", "ppokit", "sb3")
+CARTPOLE_KINDS = ("raw", "ppokit", "ppokit-fast", "sb3")  # per seed, in this order
+HOPPER_KINDS = ("raw-hopper", "ppokit-hopper", "sb3-hopper")
+CUDA_KINDS = ("ppokit-fast", "ppokit-hopper")  # also run on cuda, right after the CPU job
+SOLVING_KINDS = ("ppokit", "ppokit-fast", "sb3")  # the kinds with a time to solve
+WARMUP_STEPS = 200  # raw Hopper: untimed steps before each timed loop
+
+# Hopper-v5 with SB3's PPO defaults, every field that matters set explicitly on ppokit's side.
+HOPPER_OVERRIDES: dict[str, Any] = {
+    "id": HOPPER_ID, "num_envs": 1, "vectorization": "sync", "norm_obs": False, "norm_reward": False,
+    "method": "ppo", "num_steps": 2048, "update_epochs": 10, "minibatch_size": 64, "learning_rate": 3e-4,
+    "anneal_lr": False, "gamma": 0.99, "gae_lambda": 0.95, "bootstrap_truncation": True, "clip_coef": 0.2,
+    "anneal_clip": False, "clip_vloss": False, "vf_coef": 0.5, "ent_coef": 0.0, "ent_coef_final": None,
+    "norm_adv": True, "max_grad_norm": 0.5, "target_kl": None, "adam_eps": 1e-5,
+    "hidden_sizes": (64, 64), "activation": "tanh", "shared_trunk": False, "init_log_std": 0.0, "ortho_init": True,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Job:
-    kind: str  # "raw", "ppokit" or "sb3"
+    kind: str  # one of CARTPOLE_KINDS or HOPPER_KINDS
     seed: int
-    steps: int  # the --steps budget
+    steps: int  # env steps to train (or to step, for raw); the config rounds down to whole updates
     work_dir: str  # run folders go here
+    device: str = "cpu"  # ppokit's torch device
 
 
 @dataclass(frozen=True)
@@ -87,13 +150,19 @@ class JobResult:
     seed: int
     steps: int  # env steps trained (or stepped, for raw)
     train_time: float  # s: training wall-clock (ppokit: time_elapsed; SB3: learn(); raw: the step loop)
-    solve_time: float | None = None  # s on the same clock; None: not solved
+    solve_time: float | None = None  # s since train()/learn() was called; None: not solved (or Hopper)
     solve_step: int | None = None  # env steps at that time
     loop_time: float | None = None  # ppokit: wall-clock of the whole training loop
+    startup_time: float | None = None  # s from train()/learn() being called to the first rollout's start
     raw_sb3_sps: float | None = None  # raw: SB3's DummyVecEnv path
+    raw_plain_sps: float | None = None  # raw-hopper: a plain gym.make env, reset by hand
+    raw_fast_sps: float | None = None  # raw: the native vector env with the fast preset's env count
+    raw_fast_envs: int = 0
     n_envs: int = 0
+    device: str = "cpu"
     import_rss_mib: float = 0.0  # max RSS once imported
     peak_rss_mib: float = 0.0  # max RSS at the end
+    gpu_peak_mib: float | None = None  # cuda: torch.cuda.max_memory_allocated
 
     @property
     def sps(self) -> float:
@@ -115,43 +184,65 @@ def _solve(episodes: Iterable[tuple[float, int, float]]) -> tuple[float | None, 
     return None, None
 
 
+def _base(steps: int, run_dir: Path, seed: int, device: str) -> dict[str, Any]:
+    """The benchmark's run settings: no TensorBoard, no progress bar, a one-episode evaluation."""
+    return {"seed": seed, "total_steps": steps, "device": device, "run_dir": str(run_dir), "progress": False,
+            "tensorboard": False, "eval_episodes": 1}  # fmt: skip
+
+
 def _config(job: Job) -> RunConfig:
-    """ppokit's CartPole-v1 preset (the rl-zoo numbers), as compare.default_config builds it."""
+    """The job's ppokit config: a CartPole preset (as compare.default_config builds it; ppokit-fast:
+    the fast preset; the others: the rl-zoo numbers), or Hopper with SB3's defaults."""
     from ppokit.config import RunConfig, override
     from ppokit.presets import PRESETS
 
-    return override(RunConfig(), {
-        **PRESETS[ENV_ID].overrides, "id": ENV_ID, "seed": job.seed, "total_steps": job.steps,
-        "run_dir": str(Path(job.work_dir) / f"{job.kind}-seed-{job.seed}"),
-        "progress": False, "tensorboard": False, "eval_episodes": 1})  # fmt: skip
+    run_dir = Path(job.work_dir) / f"{job.kind}-{job.device.replace(':', '')}-seed-{job.seed}"
+    base = _base(job.steps, run_dir, job.seed, job.device)
+    if job.kind.endswith("hopper"):
+        return override(RunConfig(), HOPPER_OVERRIDES | base)
+    preset = PRESETS[FAST_PRESET if job.kind == "ppokit-fast" else ENV_ID]
+    return override(RunConfig(), {**preset.overrides, "id": preset.env_id, **base})
 
 
 # --- jobs, each in its own process -------------------------------------------------------------
 
 
 def _run_job(job: Job) -> JobResult:
-    run: Callable[[Job], JobResult] = {"raw": _raw_job, "ppokit": _ppokit_job, "sb3": _sb3_job}[job.kind]
+    run: Callable[[Job], JobResult] = {
+        "raw": _raw_job, "ppokit": _ppokit_job, "ppokit-fast": _ppokit_job, "sb3": _sb3_job,
+        "raw-hopper": _raw_hopper_job, "ppokit-hopper": _ppokit_job, "sb3-hopper": _sb3_job,
+    }[job.kind]  # fmt: skip
     return run(job)
 
 
-def _raw_job(job: Job) -> JobResult:
+def _native_sps(n_envs: int, rounds: int, seed: int) -> float:
+    """Steps/s of Gymnasium's native CartPole vector env of n_envs, random actions drawn beforehand."""
     import gymnasium as gym
+    import numpy as np
+
+    actions = np.random.default_rng(seed).integers(0, 2, size=(rounds, n_envs))
+    native = gym.make_vec(ENV_ID, num_envs=n_envs, vectorization_mode="vector_entry_point")
+    native.reset(seed=seed)
+    start = time.perf_counter()
+    for a in actions:
+        native.step(a)
+    elapsed = time.perf_counter() - start
+    native.close()
+    return rounds * n_envs / elapsed
+
+
+def _raw_job(job: Job) -> JobResult:
     import numpy as np
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv
 
+    from ppokit.presets import PRESETS
+
     n_envs = _config(job).env.num_envs
     rounds = job.steps // n_envs
+    native_sps = _native_sps(n_envs, rounds, job.seed)
+
     actions = np.random.default_rng(job.seed).integers(0, 2, size=(rounds, n_envs))
-
-    native = gym.make_vec(ENV_ID, num_envs=n_envs, vectorization_mode="vector_entry_point")
-    native.reset(seed=job.seed)
-    start = time.perf_counter()
-    for a in actions:
-        native.step(a)
-    native_time = time.perf_counter() - start
-    native.close()
-
     dummy = make_vec_env(ENV_ID, n_envs=n_envs, seed=job.seed, vec_env_cls=DummyVecEnv)
     dummy.reset()
     start = time.perf_counter()
@@ -159,21 +250,95 @@ def _raw_job(job: Job) -> JobResult:
         dummy.step(a)
     dummy_time = time.perf_counter() - start
     dummy.close()
-    return JobResult("raw", job.seed, rounds * n_envs, native_time, raw_sb3_sps=rounds * n_envs / dummy_time,
-                     n_envs=n_envs, peak_rss_mib=_maxrss_mib())  # fmt: skip
+
+    fast_sps, fast_envs = None, 0
+    if FAST_PRESET in PRESETS:
+        fast_envs = _config(Job("ppokit-fast", job.seed, job.steps, job.work_dir)).env.num_envs
+        fast_sps = native_sps if fast_envs == n_envs else _native_sps(fast_envs, job.steps // fast_envs, job.seed)
+    steps = rounds * n_envs
+    return JobResult("raw", job.seed, steps, steps / native_sps, raw_sb3_sps=steps / dummy_time,
+                     raw_fast_sps=fast_sps, raw_fast_envs=fast_envs, n_envs=n_envs,
+                     peak_rss_mib=_maxrss_mib())  # fmt: skip
+
+
+def _raw_hopper_job(job: Job) -> JobResult:
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from ppokit.envs import make_vec_env as ppokit_vec_env
+
+    plain = gym.make(HOPPER_ID)
+    space = plain.action_space
+    assert isinstance(space, gym.spaces.Box)
+    actions = np.random.default_rng(job.seed).uniform(space.low, space.high, (job.steps, *space.shape))
+    actions = actions.astype(space.dtype)
+
+    warmup = actions[:WARMUP_STEPS]  # untimed, each path: first calls into MuJoCo, caches
+
+    def plain_steps(steps: Iterable[Any]) -> None:
+        for a in steps:
+            _, _, terminated, truncated, _ = plain.step(a)
+            if terminated or truncated:
+                plain.reset()
+
+    plain.reset(seed=job.seed)
+    plain_steps(warmup)
+    start = time.perf_counter()
+    plain_steps(actions)
+    plain_time = time.perf_counter() - start
+    plain.close()
+
+    vec = ppokit_vec_env(_config(job).env)  # what ppokit steps: SyncVectorEnv of 1, NEXT_STEP autoreset
+    vec.env.reset(seed=job.seed)
+    for a in warmup:
+        vec.env.step(a[None])
+    start = time.perf_counter()
+    for a in actions[:, None]:
+        vec.env.step(a)
+    sync_time = time.perf_counter() - start
+    vec.close()
+
+    dummy = make_vec_env(HOPPER_ID, n_envs=1, seed=job.seed, vec_env_cls=DummyVecEnv)
+    dummy.reset()
+    for a in warmup:
+        dummy.step(a[None])
+    start = time.perf_counter()
+    for a in actions[:, None]:
+        dummy.step(a)
+    dummy_time = time.perf_counter() - start
+    dummy.close()
+    return JobResult("raw-hopper", job.seed, job.steps, sync_time, raw_sb3_sps=job.steps / dummy_time,
+                     raw_plain_sps=job.steps / plain_time, n_envs=1, peak_rss_mib=_maxrss_mib())  # fmt: skip
+
+
+def _warm_up(torch: Any, device: str) -> None:
+    """What SB3 does in ``PPO(...)``, before its clock starts, and ppokit in ``train()``, after its
+    clock starts: the first optimizer construction (it imports ``torch._dynamo`` lazily, ~1 s)
+    and, on cuda, the CUDA context. Done here for ppokit, before its clock."""
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1, device=device))])
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
 
 
 def _ppokit_job(job: Job) -> JobResult:
     import torch
 
     import ppokit.trainer as trainer
+    from ppokit import rollout
 
     torch.set_num_threads(1)
     config = _config(job).validate()
     import_rss = _maxrss_mib()
+    _warm_up(torch, config.device)
 
     loop_time: list[float] = []
-    loop = trainer._loop
+    first_rollout: list[float] = []
+    finished: list[tuple[float, int, float]] = []  # (s since train() was called, env steps, return)
+    env_steps = 0
+    started = 0.0
+    loop, collect = trainer._loop, rollout.collect  # the trainer calls the collect it imported from rollout
 
     def timed_loop(*args: Any, **kwargs: Any) -> Any:  # the whole loop's wall-clock, for reference
         start = time.perf_counter()
@@ -182,16 +347,27 @@ def _ppokit_job(job: Job) -> JobResult:
         finally:
             loop_time.append(time.perf_counter() - start)
 
+    def recording_collect(*args: Any, **kwargs: Any) -> Episodes:  # every finished episode, stamped
+        nonlocal env_steps
+        if not first_rollout:
+            first_rollout.append(time.perf_counter() - started)
+        episodes = collect(*args, **kwargs)
+        now = time.perf_counter() - started
+        env_steps += episodes.env_steps
+        finished.extend((now, env_steps, ret) for ret in episodes.returns)
+        return episodes
+
     trainer._loop = timed_loop
+    trainer.collect = recording_collect  # type: ignore[attr-defined]  # an import of ppokit.trainer's
+    started = time.perf_counter()
     result = trainer.train(config)
-    lines = (result.run_dir / "metrics.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in lines if line.strip()]
-    expanded = [(float(r["time_elapsed"]), int(r["global_step"]), float(r["episode_return_mean"]))
-                for r in rows for _ in range(int(r["episodes"]))]  # fmt: skip
-    solve_time, solve_step = _solve(expanded)
-    return JobResult("ppokit", job.seed, result.global_step, float(rows[-1]["time_elapsed"]), solve_time, solve_step,
-                     loop_time=loop_time[0] if loop_time else None, import_rss_mib=import_rss,
-                     peak_rss_mib=_maxrss_mib())  # fmt: skip
+    solve_time, solve_step = (None, None) if job.kind.endswith("hopper") else _solve(finished)
+    gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if config.device.startswith("cuda") else None
+    return JobResult(job.kind, job.seed, result.global_step, float(result.metrics["time_elapsed"]), solve_time,
+                     solve_step, loop_time=loop_time[0] if loop_time else None,
+                     startup_time=first_rollout[0] if first_rollout else None, n_envs=config.env.num_envs,
+                     device=config.device, import_rss_mib=import_rss, peak_rss_mib=_maxrss_mib(),
+                     gpu_peak_mib=gpu_peak)  # fmt: skip
 
 
 def _sb3_job(job: Job) -> JobResult:
@@ -207,7 +383,7 @@ def _sb3_job(job: Job) -> JobResult:
     config = _config(job).validate()
     setup = to_sb3(config)
     if setup.vec_normalize is not None or setup.ent_coef_final is not None:
-        raise RuntimeError("the CartPole preset has no normalization and no entropy schedule")
+        raise RuntimeError("the benchmark's configs have no normalization and no entropy schedule")
     import_rss = _maxrss_mib()
 
     class Episodes(BaseCallback):
@@ -217,6 +393,11 @@ def _sb3_job(job: Job) -> JobResult:
             super().__init__()
             self.started = started
             self.finished: list[tuple[float, int, float]] = []
+            self.first_rollout: float | None = None
+
+        def _on_rollout_start(self) -> None:
+            if self.first_rollout is None:
+                self.first_rollout = time.perf_counter() - self.started
 
         def _on_step(self) -> bool:
             for info in self.locals["infos"]:
@@ -225,16 +406,17 @@ def _sb3_job(job: Job) -> JobResult:
                     self.finished.append((time.perf_counter() - self.started, self.num_timesteps, float(episode["r"])))
             return True
 
-    venv = make_vec_env(ENV_ID, n_envs=setup.n_envs, seed=job.seed, vec_env_cls=DummyVecEnv)
+    venv = make_vec_env(config.env.id, n_envs=setup.n_envs, seed=job.seed, vec_env_cls=DummyVecEnv)
     model = PPO(env=venv, seed=job.seed, verbose=0, **setup.ppo_kwargs)
     start = time.perf_counter()
     recorder = Episodes(start)
     model.learn(total_timesteps=setup.total_timesteps, callback=recorder)
     train_time = time.perf_counter() - start
     venv.close()
-    solve_time, solve_step = _solve(recorder.finished)
-    return JobResult("sb3", job.seed, model.num_timesteps, train_time, solve_time, solve_step,
-                     import_rss_mib=import_rss, peak_rss_mib=_maxrss_mib())  # fmt: skip
+    solve_time, solve_step = (None, None) if job.kind.endswith("hopper") else _solve(recorder.finished)
+    return JobResult(job.kind, job.seed, model.num_timesteps, train_time, solve_time, solve_step,
+                     startup_time=recorder.first_rollout, n_envs=setup.n_envs, import_rss_mib=import_rss,
+                     peak_rss_mib=_maxrss_mib())  # fmt: skip
 
 
 def run_jobs(jobs: Sequence[Job]) -> list[JobResult]:
@@ -244,17 +426,22 @@ def run_jobs(jobs: Sequence[Job]) -> list[JobResult]:
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             result = pool.submit(_run_job, job).result()
         results.append(result)
-        solved = "" if result.kind == "raw" else f", time to solve {_fmt_time(result.solve_time)}"
-        print(f"[{i}/{len(jobs)}] {job.kind} seed {job.seed}: {result.sps:,.0f} steps/s{solved}, "
+        solved = f", time to solve {_fmt_time(result.solve_time)}" if job.kind in SOLVING_KINDS else ""
+        device = "" if job.device == "cpu" else f" ({job.device})"
+        print(f"[{i}/{len(jobs)}] {job.kind}{device} seed {job.seed}: {result.sps:,.0f} steps/s{solved}, "
               f"peak RSS {result.peak_rss_mib:.0f} MiB", file=sys.stderr, flush=True)  # fmt: skip
     return results
 
 
 # --- the table ---------------------------------------------------------------------------------
 
+Getter = Callable[[JobResult], float | None]
+
 
 def _median(values: Sequence[float | None]) -> float | None:
-    """Median with None as infinity (not solved); None when the median is not solved."""
+    """Median with None as infinity (not solved); None when the median is not solved or no values."""
+    if not values:
+        return None
     m = statistics.median(math.inf if v is None else v for v in values)
     return None if math.isinf(m) else m
 
@@ -267,26 +454,50 @@ def _ratio(a: float | None, b: float | None) -> str:
     return "-" if a is None or b is None else f"{a / b:.2f}"
 
 
-def table(results: Sequence[JobResult], seeds: Sequence[int], steps: int) -> str:
-    by = {k: sorted((r for r in results if r.kind == k), key=lambda r: r.seed) for k in KINDS}
-    p, s, raw = by["ppokit"], by["sb3"], by["raw"]
+def _pick(results: Sequence[JobResult], kind: str, device: str = "cpu") -> list[JobResult]:
+    return sorted((r for r in results if r.kind == kind and r.device == device), key=lambda r: r.seed)
 
-    def per_seed(rs: Sequence[JobResult], f: Callable[[JobResult], float | None], fmt: str) -> str:
-        return ", ".join("-" if (v := f(r)) is None else format(v, fmt) for r in rs)
 
-    def row(name: str, f: Callable[[JobResult], float | None], fmt: str, unit: str = "") -> list[str]:
-        mp, ms = _median([f(r) for r in p]), _median([f(r) for r in s])
+def _per_seed(rs: Sequence[JobResult], f: Getter, fmt: str) -> str:
+    return ", ".join("-" if (v := f(r)) is None else format(v, fmt) for r in rs)
 
-        def show(m: float | None) -> str:
-            return "not solved" if m is None else format(m, fmt) + unit
 
-        return [f"| {name} | {show(mp)} | {show(ms)} | {_ratio(mp, ms)} |",
-                f"| - per seed | {per_seed(p, f, fmt)} | {per_seed(s, f, fmt)} | |"]  # fmt: skip
+def _rows(name: str, a: Sequence[JobResult], b: Sequence[JobResult], f: Getter, fmt: str, unit: str = "",
+          ratio: Callable[[float | None, float | None], str] = _ratio) -> list[str]:  # fmt: skip
+    """A table row of the medians of a and b and their ratio, and a row of the per-seed values."""
+    ma, mb = _median([f(r) for r in a]), _median([f(r) for r in b])
 
-    def solved(rs: Sequence[JobResult]) -> int:
-        return sum(r.solve_time is not None for r in rs)
+    def show(m: float | None) -> str:
+        return "not solved" if m is None else format(m, fmt) + unit
 
-    loop_sps = [r.steps / r.loop_time for r in p if r.loop_time]
+    return [f"| {name} | {show(ma)} | {show(mb)} | {ratio(ma, mb)} |",
+            f"| - per seed | {_per_seed(a, f, fmt)} | {_per_seed(b, f, fmt)} | |"]  # fmt: skip
+
+
+def _no_ratio(a: float | None, b: float | None) -> str:
+    return ""
+
+
+def _faster(fast: float | None, slow: float | None) -> str:
+    """How many times faster (SB3 time / ppokit-fast time)."""
+    return "-" if fast is None or slow is None else f"{slow / fast:.2f}x faster"
+
+
+def _solved(rs: Sequence[JobResult]) -> str:
+    return f"{sum(r.solve_time is not None for r in rs)}/{len(rs)}"
+
+
+def _loop_sps(rs: Sequence[JobResult]) -> float | None:
+    values = [r.steps / r.loop_time for r in rs if r.loop_time]
+    return statistics.median(values) if values else None
+
+
+def _solve_label() -> str:
+    return f"time to solve (last {WINDOW} episodes >= {SOLVED_AT:.0f})"
+
+
+def cartpole_table(results: Sequence[JobResult], seeds: Sequence[int], steps: int) -> list[str]:
+    p, s, raw = _pick(results, "ppokit"), _pick(results, "sb3"), _pick(results, "raw")
     raw_native = statistics.median(r.sps for r in raw)
     raw_dummy = statistics.median(r.raw_sb3_sps or math.nan for r in raw)
     mp_sps, ms_sps = statistics.median(r.sps for r in p), statistics.median(r.sps for r in s)
@@ -296,47 +507,237 @@ def table(results: Sequence[JobResult], seeds: Sequence[int], steps: int) -> str
         "",
         "| | ppokit | SB3 | ppokit / SB3 |",
         "|---|---|---|---|",
-        *row(f"time to solve (last {WINDOW} episodes >= {SOLVED_AT:.0f})", lambda r: r.solve_time, ".1f", " s"),
-        f"| - seeds solved | {solved(p)}/{len(p)} | {solved(s)}/{len(s)} | |",
-        *row("env steps to solve", lambda r: r.solve_step, ",.0f"),
-        *row("training steps/s", lambda r: r.sps, ",.0f"),
-        *row("training wall-clock, full run", lambda r: r.train_time, ".1f", " s"),
-        *row("peak memory (max RSS)", lambda r: r.peak_rss_mib, ".0f", " MiB"),
-        *row("max RSS after imports", lambda r: r.import_rss_mib, ".0f", " MiB"),
+        *_rows(_solve_label(), p, s, lambda r: r.solve_time, ".1f", " s"),
+        f"| - seeds solved | {_solved(p)} | {_solved(s)} | |",
+        *_rows("env steps to solve", p, s, lambda r: r.solve_step, ",.0f"),
+        *_rows(
+            "start-up inside that clock (call to first rollout)", p, s, lambda r: r.startup_time, ".3f", " s", _no_ratio
+        ),
+        *_rows("training steps/s", p, s, lambda r: r.sps, ",.0f"),
+        *_rows("training wall-clock, full run", p, s, lambda r: r.train_time, ".1f", " s"),
+        *_rows("peak memory (max RSS)", p, s, lambda r: r.peak_rss_mib, ".0f", " MiB"),
+        *_rows("max RSS after imports", p, s, lambda r: r.import_rss_mib, ".0f", " MiB"),
     ]
-    if loop_sps:
-        m = statistics.median(loop_sps)
+    if (m := _loop_sps(p)) is not None:
         lines.append(f"| training steps/s, ppokit's whole loop (metrics, logging, checkpoints in) | {m:,.0f} | "
                      f"{ms_sps:,.0f} | {m / ms_sps:.2f} |")  # fmt: skip
     lines += [
         "",
         f"raw env steps/s, Gymnasium native CartPole vector env, {raw[0].n_envs} envs, random actions: "
-        f"{raw_native:,.0f} (per seed: {per_seed(raw, lambda r: r.sps, ',.0f')})",
+        f"{raw_native:,.0f} (per seed: {_per_seed(raw, lambda r: r.sps, ',.0f')})",
         f"raw env steps/s, SB3's env path (DummyVecEnv of {raw[0].n_envs} Monitor-wrapped envs): {raw_dummy:,.0f}",
         f"training / raw native: ppokit {mp_sps / raw_native:.3f}, SB3 {ms_sps / raw_native:.3f}",
     ]
+    return lines
+
+
+def fast_table(results: Sequence[JobResult], budget: str, overrides: dict[str, Any]) -> list[str]:
+    f, s, raw = _pick(results, "ppokit-fast"), _pick(results, "sb3"), _pick(results, "raw")
+    fc = _pick(results, "ppokit-fast", "cuda")
+    shown = ", ".join(f"{k}={v}" for k, v in overrides.items() if k != "total_steps")
+    lines = [
+        f"{ENV_ID}, ppokit's {FAST_PRESET} preset ({shown}): {f[0].steps:,} env steps ({budget}), "
+        "against the SB3 rl-zoo runs above",
+        "",
+        "| | ppokit-fast | SB3 (rl-zoo) | ratio |",
+        "|---|---|---|---|",
+        *_rows(f"{_solve_label()}; ratio SB3 / ppokit-fast", f, s, lambda r: r.solve_time, ".1f", " s", _faster),
+        f"| - seeds solved | {_solved(f)} | {_solved(s)} | |",
+        *_rows("env steps to solve; ratio ppokit-fast / SB3", f, s, lambda r: r.solve_step, ",.0f"),
+        *_rows(
+            "start-up inside that clock (call to first rollout)", f, s, lambda r: r.startup_time, ".3f", " s", _no_ratio
+        ),
+        *_rows("training steps/s; ratio ppokit-fast / SB3", f, s, lambda r: r.sps, ",.0f"),
+        *_rows("peak memory (max RSS); ratio ppokit-fast / SB3", f, s, lambda r: r.peak_rss_mib, ".0f", " MiB"),
+    ]
+    ms_sps = statistics.median(r.sps for r in s)
+    if (m := _loop_sps(f)) is not None:
+        lines.append(f"| training steps/s, ppokit-fast's whole loop | {m:,.0f} | {ms_sps:,.0f} | "
+                     f"{m / ms_sps:.2f} |")  # fmt: skip
+    if fc:
+        lines += [
+            *_rows(
+                f"cuda: {_solve_label()}; SB3 (CPU) / ppokit-fast", fc, s, lambda r: r.solve_time, ".1f", " s", _faster
+            ),
+            f"| - seeds solved | {_solved(fc)} | {_solved(s)} | |",
+            *_rows("cuda: start-up inside that clock", fc, s, lambda r: r.startup_time, ".3f", " s", _no_ratio),
+            *_rows("cuda: training steps/s; ppokit-fast / SB3 (CPU)", fc, s, lambda r: r.sps, ",.0f"),
+            *_rows(
+                "cuda: peak memory (max RSS); ppokit-fast / SB3 (CPU)", fc, s, lambda r: r.peak_rss_mib, ".0f", " MiB"
+            ),
+            f"| cuda: peak GPU memory (torch allocated) | {_per_seed(fc, lambda r: r.gpu_peak_mib, '.0f')} MiB | | |",
+        ]
+    fast_raw = [r.raw_fast_sps for r in raw if r.raw_fast_sps]
+    if fast_raw:
+        raw_fast = statistics.median(fast_raw)
+        mf = statistics.median(r.sps for r in f)
+        lines += ["", f"raw env steps/s, Gymnasium native CartPole vector env, {raw[0].raw_fast_envs} envs: "
+                      f"{raw_fast:,.0f}; ppokit-fast training / raw: {mf / raw_fast:.3f}"]  # fmt: skip
+    return lines
+
+
+def hopper_table(results: Sequence[JobResult], seeds: Sequence[int], hopper_steps: int) -> list[str]:
+    p, s, raw = _pick(results, "ppokit-hopper"), _pick(results, "sb3-hopper"), _pick(results, "raw-hopper")
+    pc = _pick(results, "ppokit-hopper", "cuda")
+    raw_sync = statistics.median(r.sps for r in raw)
+    raw_plain = statistics.median(r.raw_plain_sps or math.nan for r in raw)
+    raw_dummy = statistics.median(r.raw_sb3_sps or math.nan for r in raw)
+    mp_sps, ms_sps = statistics.median(r.sps for r in p), statistics.median(r.sps for r in s)
+    lines = [
+        f"{HOPPER_ID}, SB3's PPO defaults on both sides (1 env x 2048 steps, 10 epochs, minibatch 64, lr 3e-4, "
+        f"no normalization): {p[0].steps:,} env steps (--hopper-steps {hopper_steps}), "
+        f"seeds {', '.join(map(str, seeds))}, medians over seeds, torch threads 1",
+        "",
+        "| | ppokit | SB3 | ppokit / SB3 |",
+        "|---|---|---|---|",
+        *_rows("training steps/s", p, s, lambda r: r.sps, ",.0f"),
+        *_rows("training wall-clock, full run", p, s, lambda r: r.train_time, ".1f", " s"),
+        *_rows("peak memory (max RSS)", p, s, lambda r: r.peak_rss_mib, ".0f", " MiB"),
+        *_rows("max RSS after imports", p, s, lambda r: r.import_rss_mib, ".0f", " MiB"),
+    ]
+    if (m := _loop_sps(p)) is not None:
+        lines.append(f"| training steps/s, ppokit's whole loop (metrics, logging, checkpoints in) | {m:,.0f} | "
+                     f"{ms_sps:,.0f} | {m / ms_sps:.2f} |")  # fmt: skip
+    if pc:
+        lines += [
+            *_rows("cuda: training steps/s; ppokit / SB3 (CPU)", pc, s, lambda r: r.sps, ",.0f"),
+            *_rows("cuda: peak memory (max RSS); ppokit / SB3 (CPU)", pc, s, lambda r: r.peak_rss_mib, ".0f", " MiB"),
+            f"| cuda: peak GPU memory (torch allocated) | {_per_seed(pc, lambda r: r.gpu_peak_mib, '.0f')} MiB | | |",
+        ]
+    lines += [
+        "",
+        f"raw env steps/s, 1 env, random actions: ppokit's path (SyncVectorEnv of 1, NEXT_STEP autoreset) "
+        f"{raw_sync:,.0f} (per seed: {_per_seed(raw, lambda r: r.sps, ',.0f')}); plain gym.make env reset by hand "
+        f"{raw_plain:,.0f}; SB3's path (DummyVecEnv of 1 Monitor-wrapped env) {raw_dummy:,.0f}",
+        f"training steps/s as a percentage of raw: ppokit {100 * mp_sps / raw_sync:.1f}% of its path "
+        f"({100 * mp_sps / raw_plain:.1f}% of the plain env); SB3 {100 * ms_sps / raw_dummy:.1f}% of its path "
+        f"({100 * ms_sps / raw_plain:.1f}% of the plain env)",
+    ]
+    if pc:
+        mc = statistics.median(r.sps for r in pc)
+        lines.append(f"cuda: ppokit {100 * mc / raw_sync:.1f}% of its raw path")
+    return lines
+
+
+def table(
+    results: Sequence[JobResult],
+    seeds: Sequence[int],
+    steps: int,
+    fast_budget: str | None,
+    fast_overrides: dict[str, Any] | None,
+    hopper_steps: int | None,
+    notes: Sequence[str] = (),
+) -> str:
+    """Every section whose jobs ran, then the notes (sections skipped, and why)."""
+    lines = cartpole_table(results, seeds, steps)
+    if fast_budget is not None and fast_overrides is not None and _pick(results, "ppokit-fast"):
+        lines += ["", *fast_table(results, fast_budget, fast_overrides)]
+    if hopper_steps is not None and _pick(results, "ppokit-hopper"):
+        lines += ["", *hopper_table(results, seeds, hopper_steps)]
+    if notes:
+        lines += ["", *(f"note: {n}" for n in notes)]
     return "\n".join(lines)
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def _hopper_missing() -> str | None:
+    """Why Hopper cannot run here, or None."""
+    try:
+        import mujoco  # noqa: F401
+    except ImportError as e:
+        return f"{HOPPER_ID} skipped: mujoco is not importable ({e}); pip install -e '.[mujoco]'"
+    return None
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N (default 3)")
-    parser.add_argument("--steps", type=int, default=100_000, help="env steps per run (default 100000)")
-    parser.add_argument("--quick", action="store_true", help="smoke mode: 5000 steps, 1 seed")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="CartPole env steps per run (default 100000; ppokit-fast: its preset's total_steps "
+                             "unless this is given)")  # fmt: skip
+    parser.add_argument("--hopper-steps", type=int, default=20_480, help="Hopper-v5 env steps per run (default 20480)")
+    parser.add_argument("--no-hopper", action="store_true", help="skip the Hopper-v5 section")
+    parser.add_argument("--no-cuda", action="store_true", help="skip the cuda rows even with a CUDA device")
+    quick = "smoke mode: 5000 CartPole steps (ppokit-fast too), 2048 Hopper steps, 1 seed"
+    parser.add_argument("--quick", action="store_true", help=quick)
     parser.add_argument("--json", type=Path, help="also write every job's result here")
     args = parser.parse_args(argv)
+
+    from ppokit.config import RunConfig, override
+    from ppokit.presets import PRESETS
+
     seeds = [1] if args.quick else list(range(1, args.seeds + 1))
-    steps = 5_000 if args.quick else args.steps
+    steps = 5_000 if args.quick else 100_000 if args.steps is None else args.steps
     if not seeds or steps < 256:
         parser.error("--seeds must be >= 1 and --steps >= 256 (one rollout)")
+    notes: list[str] = []
+
+    fast_overrides = dict(PRESETS[FAST_PRESET].overrides) if FAST_PRESET in PRESETS else None
+    fast_steps: int | None = None
+    fast_budget: str | None = None  # where fast_steps comes from, for the table
+    if fast_overrides is None:
+        notes.append(f"ppokit-fast skipped: ppokit.presets.PRESETS has no {FAST_PRESET!r}")
+    else:
+        fast_base = override(RunConfig(), fast_overrides)
+        fast_steps = steps if args.quick or args.steps is not None else fast_base.total_steps
+        fast_budget = "--quick" if args.quick else f"--steps {steps}" if args.steps is not None else "its total_steps"
+        if fast_steps < fast_base.batch_size:
+            if not args.quick:
+                parser.error(f"--steps must be >= {fast_base.batch_size} (one rollout of {FAST_PRESET})")
+            fast_steps = fast_base.batch_size
+            fast_budget = f"--quick, raised to one rollout: {fast_steps}"
+
+    hopper_steps: int | None = 2_048 if args.quick else args.hopper_steps
+    if args.no_hopper:
+        hopper_steps = None
+        notes.append(f"{HOPPER_ID} skipped: --no-hopper")
+    elif (why := _hopper_missing()) is not None:
+        hopper_steps = None
+        notes.append(why)
+    elif hopper_steps is not None and hopper_steps < HOPPER_OVERRIDES["num_steps"]:
+        parser.error(f"--hopper-steps must be >= {HOPPER_OVERRIDES['num_steps']} (one rollout)")
+
+    cuda = not args.no_cuda and _cuda_available()
+    if not cuda:
+        notes.append("cuda rows skipped: " + ("--no-cuda" if args.no_cuda else "torch.cuda.is_available() is False"))
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+
     with tempfile.TemporaryDirectory(prefix="ppokit-speed-") as work:
-        jobs = [Job(kind, seed, steps, work) for seed in seeds for kind in KINDS]
+        jobs: list[Job] = []
+        for seed in seeds:
+            for kind in CARTPOLE_KINDS:
+                if kind == "ppokit-fast":
+                    if fast_steps is None:
+                        continue
+                    jobs.append(Job(kind, seed, fast_steps, work))
+                    if cuda:
+                        jobs.append(Job(kind, seed, fast_steps, work, "cuda"))
+                else:
+                    jobs.append(Job(kind, seed, steps, work))
+        if hopper_steps is not None:
+            for seed in seeds:
+                for kind in HOPPER_KINDS:
+                    jobs.append(Job(kind, seed, hopper_steps, work))
+                    if cuda and kind in CUDA_KINDS:
+                        jobs.append(Job(kind, seed, hopper_steps, work, "cuda"))
         results = run_jobs(jobs)
-    print(table(results, seeds, steps))
+    print(table(results, seeds, steps, fast_budget, fast_overrides, hopper_steps, notes))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"seeds": seeds, "steps": steps, "results": [asdict(r) | {"sps": r.sps} for r in results]}
-        args.json.write_text(json.dumps(payload, indent=2))
+        payload = {"seeds": seeds, "steps": steps, "fast_preset": FAST_PRESET, "fast_overrides": fast_overrides,
+                   "fast_steps": fast_steps, "hopper_steps": hopper_steps, "hopper_overrides": HOPPER_OVERRIDES,
+                   "cuda": cuda, "notes": notes,
+                   "results": [asdict(r) | {"sps": r.sps} for r in results]}  # fmt: skip
+        args.json.write_text(json.dumps(payload, indent=2, default=str))
 
 
 if __name__ == "__main__":

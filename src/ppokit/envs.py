@@ -8,14 +8,16 @@ leaves it out of the losses; in exchange the value of the final observation, whi
 episode bootstraps from, is simply the value of the next stored observation.
 
 An env snapshot is the env's state as plain data (arrays, numbers, RNG states), so that a
-checkpoint can hold it and be loaded without unpickling code. Envs whose state is not plain
-data (Box2D worlds, simulators) cannot be snapshotted; resuming them restarts the episodes in
-flight (the trainer says so).
+checkpoint can hold it and be loaded without unpickling code. Gymnasium's MuJoCo envs are
+captured through MuJoCo's own state functions (``mj_getState``), which makes their resume
+exact. Envs whose state is other objects (Box2D worlds, envs in worker processes) cannot be
+snapshotted; resuming them restarts the episodes in flight (the trainer says so).
 """
 
 from __future__ import annotations
 
 import enum
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -105,7 +107,8 @@ class NotSnapshottable(Exception):
 
 
 # Attributes that are configuration, not state, and are rebuilt with the env.
-_STATIC_NAMES = frozenset({"metadata", "spec", "_saved_kwargs", "env_fns", "_previous_data", "_cached_spec"})
+_STATIC_NAMES = frozenset({"metadata", "spec", "_saved_kwargs", "env_fns", "_previous_data", "_cached_spec",
+                           "_ezpickle_args", "_ezpickle_kwargs"})  # fmt: skip
 _STATIC_TYPES = (gym.Space, enum.Enum, type(None))
 
 
@@ -123,11 +126,18 @@ def _capture(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_capture(x) for x in obj]
     if isinstance(obj, (gym.Env, VectorEnv)):
-        return {
+        mujoco_env = _is_mujoco_env(obj)
+        state = {
             k: _capture(v)
             for k, v in vars(obj).items()
-            if k not in _STATIC_NAMES and not isinstance(v, _STATIC_TYPES) and not callable(v)
+            if k not in _STATIC_NAMES
+            and not isinstance(v, _STATIC_TYPES)
+            and not callable(v)
+            and not (mujoco_env and k in _MUJOCO_NAMES)
         }
+        if mujoco_env:
+            state["data"] = _capture_mujoco(obj)
+        return state
     raise NotSnapshottable(type(obj).__name__)
 
 
@@ -138,10 +148,14 @@ def _restore(obj: Any, saved: Any) -> Any:
         return obj
     if isinstance(obj, (gym.Env, VectorEnv)):
         attrs = vars(obj)
+        mujoco_env = _is_mujoco_env(obj)
         for k, value in saved.items():
             if k not in attrs:
                 raise NotSnapshottable(f"attribute {k} missing")
-            attrs[k] = _restore(attrs[k], value)
+            if mujoco_env and k == "data":
+                _restore_mujoco(obj, value)
+            else:
+                attrs[k] = _restore(attrs[k], value)
         return obj
     if isinstance(obj, (list, tuple)):
         restored = [_restore(o, s) for o, s in zip(obj, saved, strict=True)]
@@ -149,6 +163,52 @@ def _restore(obj: Any, saved: Any) -> Any:
     if isinstance(saved, torch.Tensor):
         return saved.numpy().copy()
     return saved
+
+
+# --- MuJoCo: the simulator state of Gymnasium's MujocoEnv --------------------------------------
+
+# Rebuilt with the env: the compiled model, the renderer, the observation layout. ``data`` (the
+# MjData) is captured by _capture_mujoco instead.
+_MUJOCO_NAMES = frozenset({"model", "data", "mujoco_renderer", "observation_structure"})
+# Outputs of the last forward pass that an env may read before its next step. mj_step runs the
+# forward pass and then integrates, so after a step these lag the state by one substep (MuJoCo
+# issue #889); Ant-v5 and Humanoid-v5 compute their forward reward from the lagging body
+# positions, so a restore that recomputed them from the restored state would change that reward.
+_MUJOCO_LAGGING = ("xpos", "xquat", "xmat", "xipos", "ximat", "geom_xpos", "geom_xmat", "site_xpos", "site_xmat",
+                   "sensordata")  # fmt: skip
+
+
+def _is_mujoco_env(obj: object) -> bool:
+    # A MujocoEnv exists only once its module is imported; this never imports mujoco itself.
+    module = sys.modules.get("gymnasium.envs.mujoco.mujoco_env")
+    return module is not None and isinstance(obj, module.MujocoEnv)
+
+
+def _capture_mujoco(env: Any) -> dict[str, Any]:
+    """MuJoCo's integration state, the lagging forward outputs and the model they belong to.
+
+    ``mjSTATE_INTEGRATION`` is MuJoCo's own list of everything ``mj_step`` reads: time, qpos,
+    qvel, act, history and plastic state, plugin state, ctrl, applied forces, active equality
+    constraints, mocap poses, userdata and qacc_warmstart (the constraint solver's start).
+    """
+    import mujoco
+
+    spec = int(mujoco.mjtState.mjSTATE_INTEGRATION)
+    state = np.empty(mujoco.mj_stateSize(env.model, spec))
+    mujoco.mj_getState(env.model, env.data, state, spec)
+    lagging = {name: _capture(getattr(env.data, name)) for name in _MUJOCO_LAGGING}
+    return {"signature": int(env.model.signature), "spec": spec, "state": _capture(state), **lagging}
+
+
+def _restore_mujoco(env: Any, saved: dict[str, Any]) -> None:
+    import mujoco
+
+    if saved["signature"] != int(env.model.signature):
+        raise NotSnapshottable("the snapshot belongs to another MuJoCo model")
+    mujoco.mj_setState(env.model, env.data, saved["state"].numpy(), saved["spec"])
+    mujoco.mj_forward(env.model, env.data)  # contacts, forces, ... of the restored state
+    for name in _MUJOCO_LAGGING:
+        getattr(env.data, name)[...] = saved[name].numpy()
 
 
 def snapshot(vec: VecEnv) -> dict[str, Any] | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 from pathlib import Path
 
 import gymnasium as gym
@@ -13,9 +15,11 @@ import torch
 import ppokit
 from ppokit import checkpoint as ckpt
 from ppokit.errors import CheckpointError, ConfigError, NonFiniteError
+from ppokit.presets import PRESETS
 from tests.conftest import tiny_config
 
 TIME_KEYS = {"sps", "time_elapsed"}
+requires_mujoco = pytest.mark.skipif(importlib.util.find_spec("mujoco") is None, reason="needs the mujoco extra")
 
 
 def read_metrics(run_dir: Path, name: str = "metrics.jsonl") -> list[dict[str, float]]:
@@ -69,8 +73,9 @@ def test_other_seed_other_metrics(tmp_path: Path) -> None:
         {},
         {"id": "Pendulum-v1", "norm_obs": True, "norm_reward": True, "vectorization": "sync"},
         {"vectorization": "sync", "target_kl": 0.001, "eval_every": 128},
+        pytest.param({"id": "Hopper-v5", "norm_obs": True, "norm_reward": True}, marks=requires_mujoco),
     ],
-    ids=["cartpole-native", "pendulum-normalized", "cartpole-sync-target-kl-evals"],
+    ids=["cartpole-native", "pendulum-normalized", "cartpole-sync-target-kl-evals", "hopper-mujoco"],
 )
 def test_stopped_and_resumed_run_logs_the_same_metrics(tmp_path: Path, overrides: dict[str, object]) -> None:
     straight = ppokit.train(tiny_config(tmp_path / "straight", **overrides))
@@ -230,6 +235,23 @@ def test_box2d_env_trains_and_resume_warns_that_episodes_restart(tmp_path: Path)
     with pytest.warns(UserWarning, match="episodes in flight .* restart"):
         result = ppokit.train(resume=tmp_path / "run")
     assert result.updates == 2 and result.evaluation is not None
+
+
+@requires_mujoco
+def test_hopper_preset_smoke(tmp_path: Path) -> None:
+    """The Hopper-v5 preset for two updates: the run completes, every metric is finite (no return asked)."""
+    config = tiny_config(tmp_path / "run", id="Hopper-v5", **{**PRESETS["Hopper-v5"].overrides, "total_steps": 4096})
+    assert (config.env.num_envs, config.algo.num_steps, config.algo.update_epochs) == (4, 512, 10)
+    result = ppokit.train(config)
+    assert not result.interrupted and result.updates == 2 and result.global_step == 4096
+    metrics = read_metrics(result.run_dir)
+    assert len(metrics) == 2
+    assert all(math.isfinite(v) for m in metrics for v in m.values()), metrics
+    assert metrics[0]["episode_length_mean"] > 0  # episodes ended and were counted
+    data = torch.load(result.run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert data["env_state"] is not None  # MuJoCo state is plain data: resume is exact
+    evaluation = json.loads((result.run_dir / "eval.json").read_text())
+    assert evaluation["eval_episodes"] == 2 and math.isfinite(evaluation["eval_return_mean"])
 
 
 def test_broken_learning_rate_fires_health_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
