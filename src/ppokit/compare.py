@@ -107,10 +107,12 @@ def to_sb3(config: RunConfig) -> SB3Setup:
     """Map a ppokit config onto SB3's PPO, field by field (table: ``docs/compare.md``).
 
     ConfigError for what SB3's PPO has no counterpart of: a method other than ``ppo``, a KL
-    penalty towards the initial policy, an adaptive clip range."""
+    penalty towards the initial policy, an adaptive clip range, truncations treated as
+    terminations (SB3 bootstraps them, as ppokit does by default)."""
     algo, env, pol = config.algo, config.env, config.policy
     for name, value, plain in (("method", algo.method, "ppo"), ("ref_kl_coef", algo.ref_kl_coef, 0.0),
-                               ("adaptive_clip", algo.adaptive_clip, False)):  # fmt: skip
+                               ("adaptive_clip", algo.adaptive_clip, False),
+                               ("bootstrap_truncation", algo.bootstrap_truncation, True)):  # fmt: skip
         if value != plain:
             raise ConfigError(name, f"{value!r} has no counterpart in SB3's PPO; allowed for compare: {plain!r}")
     updates = config.num_updates

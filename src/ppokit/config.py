@@ -126,6 +126,9 @@ class RunConfig:
     seed: int = _f(1, "Seed for torch, numpy and the environments.")
     total_steps: int = _f(100_000, "Environment steps to train for (all envs together).")
     device: str = _f("cpu", "Torch device: cpu, cuda, cuda:N.")
+    torch_threads: int = _f(
+        1, "Torch intra-op CPU threads; 1 suits small MLPs and keeps runs reproducible (0: torch's default)."
+    )
     run_dir: str | None = _f(None, "Run folder; default runs/<env>__<seed>__<time>.")
     eval_episodes: int = _f(20, "Episodes of the final evaluation (and of each periodic one).")
     eval_every: int = _f(0, "Evaluate every this many env steps on separate envs, keep best.pt (0: off).")
@@ -177,6 +180,10 @@ class RunConfig:
         _positive_int("total_steps", self.total_steps)
         _positive_int("eval_episodes", self.eval_episodes)
         _positive_int("checkpoint_every", self.checkpoint_every)
+        if not isinstance(self.torch_threads, int) or isinstance(self.torch_threads, bool) or self.torch_threads < 0:
+            raise ConfigError(
+                "torch_threads", f"{self.torch_threads!r}; allowed: 0 (torch's default) or an integer >= 1"
+            )
         if self.batch_size % self.algo.minibatch_size != 0:
             raise ConfigError(
                 "minibatch_size",

@@ -86,6 +86,8 @@ def train(
     config.validate()
     run_dir = _run_dir(config, resuming=saved is not None)
     _seed_everything(config.seed)
+    if config.torch_threads > 0:
+        torch.set_num_threads(config.torch_threads)  # process-wide, as torch has it
     device = torch.device(config.device)
     vec = make_vec_env(_env_config(config), env_factory=env_factory)
     try:

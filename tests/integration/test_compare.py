@@ -65,7 +65,14 @@ def _parameters(module: nn.Module) -> int:
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("method", "ppo-kl"), ("method", "a2c"), ("ref_kl_coef", 0.1), ("adaptive_clip", True)]
+    ("field", "value"),
+    [
+        ("method", "ppo-kl"),
+        ("method", "a2c"),
+        ("ref_kl_coef", 0.1),
+        ("adaptive_clip", True),
+        ("bootstrap_truncation", False),
+    ],
 )
 def test_mapping_refuses_what_sb3_ppo_cannot_do(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=field):

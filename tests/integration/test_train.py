@@ -316,3 +316,28 @@ def test_checkpoint_lacking_a_resume_key_is_refused(tmp_path: Path) -> None:
     torch.save(data, tmp_path / "run" / "checkpoints" / "last.pt")
     with pytest.raises(CheckpointError, match="lacks rollout"):
         ppokit.train(resume=tmp_path / "run")
+
+
+@pytest.mark.parametrize("bootstrap", [True, False])
+def test_bootstrap_truncation_decides_what_cuts_the_bootstrap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bootstrap: bool
+) -> None:
+    """GAE gets ``terminated`` alone by default; with bootstrapping off, truncations too."""
+    import ppokit.trainer as trainer
+
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    real_gae = trainer.gae
+
+    def spy(rewards, values, next_values, terminated, dones, gamma, lam):  # type: ignore[no-untyped-def]
+        seen.append((terminated.clone(), dones.clone()))
+        return real_gae(rewards, values, next_values, terminated, dones, gamma, lam)
+
+    monkeypatch.setattr(trainer, "gae", spy)
+    # Pendulum never terminates; its 200-step time limit truncates every episode.
+    config = tiny_config(tmp_path / "run", id="Pendulum-v1", num_envs=2, num_steps=256, minibatch_size=128,
+                         total_steps=512, bootstrap_truncation=bootstrap)  # fmt: skip
+    ppokit.train(config)
+    cuts = torch.cat([t for t, _ in seen])
+    dones = torch.cat([d for _, d in seen])
+    assert dones.sum() > 0  # truncations happened
+    assert torch.equal(cuts, dones if not bootstrap else torch.zeros_like(dones))

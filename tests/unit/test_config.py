@@ -28,6 +28,7 @@ from ppokit.errors import ConfigError
         ("hidden_sizes", (64, 0), "positive integers"),
         ("total_steps", 0, "integer >= 1"),
         ("device", "tpu", "cpu, cuda"),
+        ("torch_threads", -1, "0 (torch's default) or an integer >= 1"),
     ],
 )
 def test_out_of_range_values_name_the_field(field: str, value: object, expected: str) -> None:
