@@ -10,15 +10,6 @@ gamma 0.98, lambda 0.8, lr 1e-3 and clip 0.2 annealed linearly), mapped onto SB3
 100000``). ppokit runs with TensorBoard and the progress bar off (SB3 runs with ``verbose=0``)
 and a one-episode final evaluation (after training, outside every clock).
 
-**CartPole-v1, ppokit's fastest preset** (``ppokit-fast``): ppokit with its
-``CartPole-v1-fast`` preset, same seeds, against the same SB3 rl-zoo runs. It trains the
-preset's own ``total_steps`` unless ``--steps`` is given: time to solve is the figure this
-job is for, and a run that trains on past the solve does not change it, but the preset's lr
-and clip schedules (if annealed) are part of its tuning and stretch with the budget, so the
-preset runs as a user gets it. The SB3 runs keep ``--steps`` (rl-zoo's 1e5). An explicit
-``--steps`` gives both the same budget (the fast preset's schedules then differ from its
-tuning). Skipped with a message while ``ppokit.presets.PRESETS`` has no such preset.
-
 **Hopper-v5, SB3's defaults** (``--hopper-steps``, default 20,480 = 10 updates; ``--no-hopper``
 skips it; skipped with a message when ``mujoco`` cannot be imported): the same
 hyperparameters on both sides, SB3's PPO defaults: 1 env x 2048 steps, 10 epochs, minibatch 64,
@@ -32,9 +23,9 @@ it onto SB3 (``DummyVecEnv`` of 1 ``Monitor``-wrapped env). No time to solve on 
 
 Every job runs in a fresh process (``multiprocessing`` spawn context), one at a time so that
 timings do not contend, with ``torch.set_num_threads(1)``. Per seed (default 1, 2, 3) the
-CartPole jobs are: raw env throughput, ppokit, ppokit-fast, SB3 (so ppokit and SB3 alternate);
-then, per seed, the Hopper jobs: raw env throughput, ppokit, SB3. With a CUDA device (and no
-``--no-cuda``), ppokit-fast and ppokit on Hopper also run on ``cuda`` right after their CPU
+CartPole jobs are: raw env throughput, ppokit, SB3 (so ppokit and SB3 alternate); then, per
+seed, the Hopper jobs: raw env throughput, ppokit, SB3. With a CUDA device (and no
+``--no-cuda``), ppokit on CartPole and on Hopper also runs on ``cuda`` right after its CPU
 job; their figures are extra rows (SB3 stays on the CPU). Reported, each the median over
 seeds, and ratios of the medians:
 
@@ -59,7 +50,6 @@ seeds, and ratios of the medians:
     ``Monitor``) with the wall-clock since ``learn()`` was called. ``learn()`` includes SB3's
     per-rollout logging and the callback (a loop over 8 info dicts per step).
 
-  For ppokit-fast the ratio is ``SB3 / ppokit-fast``: how many times faster it solves.
 - **env steps to solve**: the env steps trained at that time (ppokit: at the end of the
   rollout). **start-up inside that clock**: from ``train()`` / ``learn()`` being called to
   the start of the first rollout.
@@ -75,20 +65,19 @@ seeds, and ratios of the medians:
   RSS after imports is printed too; the SB3 job imports ppokit and matplotlib, via
   ``ppokit.compare``). cuda jobs also report torch's peak allocated GPU memory.
 - **raw env steps/s**, random actions drawn beforehand, the limit for training steps/s.
-  CartPole: Gymnasium's native CartPole vector env (what ppokit steps) with 8 envs (and with
-  the fast preset's env count), and SB3's env path (``make_vec_env``: ``DummyVecEnv`` of 8
-  ``Monitor``-wrapped envs). Hopper (1 env): a plain ``gym.make`` env reset by hand when an
-  episode ends (resets not counted as steps), ppokit's path (``ppokit.envs.make_vec_env``:
-  ``SyncVectorEnv`` of 1, ``NEXT_STEP`` autoreset, reset steps counted as ppokit counts them),
-  and SB3's path (``DummyVecEnv`` of 1 ``Monitor``-wrapped env), each after 200 untimed
-  steps. Random actions end Hopper episodes after a few dozen steps, so these raw figures
-  hold more resets than training does. Training steps/s is also given as a percentage of
-  the raw figures.
+  CartPole: Gymnasium's native CartPole vector env (what ppokit steps) with 8 envs, and SB3's
+  env path (``make_vec_env``: ``DummyVecEnv`` of 8 ``Monitor``-wrapped envs). Hopper (1 env):
+  a plain ``gym.make`` env reset by hand when an episode ends (resets not counted as steps),
+  ppokit's path (``ppokit.envs.make_vec_env``: ``SyncVectorEnv`` of 1, ``NEXT_STEP``
+  autoreset, reset steps counted as ppokit counts them), and SB3's path (``DummyVecEnv`` of 1
+  ``Monitor``-wrapped env), each after 200 untimed steps. Random actions end Hopper episodes
+  after a few dozen steps, so these raw figures hold more resets than training does. Training
+  steps/s is also given as a percentage of the raw figures.
 
-``--quick`` (5,000 CartPole steps, also for ppokit-fast; 2,048 Hopper steps; 1 seed) checks
-the script in a few seconds of training per job; it does not solve. The default run should
-take 6 to 8 minutes on a quiet 2-core machine (an estimate from ~20 s per CartPole and Hopper
-training job and ~4 s of start-up and imports per job, not a measurement).
+``--quick`` (5,000 CartPole steps, 2,048 Hopper steps, 1 seed) checks the script in a few
+seconds of training per job; it does not solve. The default run should take 5 to 7 minutes on
+a quiet 2-core machine (an estimate from ~20 s per CartPole and Hopper training job and ~4 s
+of start-up and imports per job, not a measurement).
 """
 
 from __future__ import annotations
@@ -114,14 +103,13 @@ if TYPE_CHECKING:
     from ppokit.rollout import Episodes
 
 ENV_ID = "CartPole-v1"
-FAST_PRESET = "CartPole-v1-fast"
 HOPPER_ID = "Hopper-v5"
 SOLVED_AT = 475.0
 WINDOW = 20
-CARTPOLE_KINDS = ("raw", "ppokit", "ppokit-fast", "sb3")  # per seed, in this order
+CARTPOLE_KINDS = ("raw", "ppokit", "sb3")  # per seed, in this order
 HOPPER_KINDS = ("raw-hopper", "ppokit-hopper", "sb3-hopper")
-CUDA_KINDS = ("ppokit-fast", "ppokit-hopper")  # also run on cuda, right after the CPU job
-SOLVING_KINDS = ("ppokit", "ppokit-fast", "sb3")  # the kinds with a time to solve
+CUDA_KINDS = ("ppokit", "ppokit-hopper")  # also run on cuda, right after the CPU job
+SOLVING_KINDS = ("ppokit", "sb3")  # the kinds with a time to solve
 WARMUP_STEPS = 200  # raw Hopper: untimed steps before each timed loop
 
 # Hopper-v5 with SB3's PPO defaults, every field that matters set explicitly on ppokit's side.
@@ -156,8 +144,6 @@ class JobResult:
     startup_time: float | None = None  # s from train()/learn() being called to the first rollout's start
     raw_sb3_sps: float | None = None  # raw: SB3's DummyVecEnv path
     raw_plain_sps: float | None = None  # raw-hopper: a plain gym.make env, reset by hand
-    raw_fast_sps: float | None = None  # raw: the native vector env with the fast preset's env count
-    raw_fast_envs: int = 0
     n_envs: int = 0
     device: str = "cpu"
     import_rss_mib: float = 0.0  # max RSS once imported
@@ -191,8 +177,8 @@ def _base(steps: int, run_dir: Path, seed: int, device: str) -> dict[str, Any]:
 
 
 def _config(job: Job) -> RunConfig:
-    """The job's ppokit config: a CartPole preset (as compare.default_config builds it; ppokit-fast:
-    the fast preset; the others: the rl-zoo numbers), or Hopper with SB3's defaults."""
+    """The job's ppokit config: the CartPole-v1 preset (the rl-zoo numbers, as
+    compare.default_config builds it), or Hopper with SB3's defaults."""
     from ppokit.config import RunConfig, override
     from ppokit.presets import PRESETS
 
@@ -200,7 +186,7 @@ def _config(job: Job) -> RunConfig:
     base = _base(job.steps, run_dir, job.seed, job.device)
     if job.kind.endswith("hopper"):
         return override(RunConfig(), HOPPER_OVERRIDES | base)
-    preset = PRESETS[FAST_PRESET if job.kind == "ppokit-fast" else ENV_ID]
+    preset = PRESETS[ENV_ID]
     return override(RunConfig(), {**preset.overrides, "id": preset.env_id, **base})
 
 
@@ -209,7 +195,7 @@ def _config(job: Job) -> RunConfig:
 
 def _run_job(job: Job) -> JobResult:
     run: Callable[[Job], JobResult] = {
-        "raw": _raw_job, "ppokit": _ppokit_job, "ppokit-fast": _ppokit_job, "sb3": _sb3_job,
+        "raw": _raw_job, "ppokit": _ppokit_job, "sb3": _sb3_job,
         "raw-hopper": _raw_hopper_job, "ppokit-hopper": _ppokit_job, "sb3-hopper": _sb3_job,
     }[job.kind]  # fmt: skip
     return run(job)
@@ -236,8 +222,6 @@ def _raw_job(job: Job) -> JobResult:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from ppokit.presets import PRESETS
-
     n_envs = _config(job).env.num_envs
     rounds = job.steps // n_envs
     native_sps = _native_sps(n_envs, rounds, job.seed)
@@ -251,13 +235,8 @@ def _raw_job(job: Job) -> JobResult:
     dummy_time = time.perf_counter() - start
     dummy.close()
 
-    fast_sps, fast_envs = None, 0
-    if FAST_PRESET in PRESETS:
-        fast_envs = _config(Job("ppokit-fast", job.seed, job.steps, job.work_dir)).env.num_envs
-        fast_sps = native_sps if fast_envs == n_envs else _native_sps(fast_envs, job.steps // fast_envs, job.seed)
     steps = rounds * n_envs
-    return JobResult("raw", job.seed, steps, steps / native_sps, raw_sb3_sps=steps / dummy_time,
-                     raw_fast_sps=fast_sps, raw_fast_envs=fast_envs, n_envs=n_envs,
+    return JobResult("raw", job.seed, steps, steps / native_sps, raw_sb3_sps=steps / dummy_time, n_envs=n_envs,
                      peak_rss_mib=_maxrss_mib())  # fmt: skip
 
 
@@ -478,11 +457,6 @@ def _no_ratio(a: float | None, b: float | None) -> str:
     return ""
 
 
-def _faster(fast: float | None, slow: float | None) -> str:
-    """How many times faster (SB3 time / ppokit-fast time)."""
-    return "-" if fast is None or slow is None else f"{slow / fast:.2f}x faster"
-
-
 def _solved(rs: Sequence[JobResult]) -> str:
     return f"{sum(r.solve_time is not None for r in rs)}/{len(rs)}"
 
@@ -498,6 +472,7 @@ def _solve_label() -> str:
 
 def cartpole_table(results: Sequence[JobResult], seeds: Sequence[int], steps: int) -> list[str]:
     p, s, raw = _pick(results, "ppokit"), _pick(results, "sb3"), _pick(results, "raw")
+    pc = _pick(results, "ppokit", "cuda")
     raw_native = statistics.median(r.sps for r in raw)
     raw_dummy = statistics.median(r.raw_sb3_sps or math.nan for r in raw)
     mp_sps, ms_sps = statistics.median(r.sps for r in p), statistics.median(r.sps for r in s)
@@ -521,6 +496,15 @@ def cartpole_table(results: Sequence[JobResult], seeds: Sequence[int], steps: in
     if (m := _loop_sps(p)) is not None:
         lines.append(f"| training steps/s, ppokit's whole loop (metrics, logging, checkpoints in) | {m:,.0f} | "
                      f"{ms_sps:,.0f} | {m / ms_sps:.2f} |")  # fmt: skip
+    if pc:
+        lines += [
+            *_rows(f"cuda: {_solve_label()}; ppokit / SB3 (CPU)", pc, s, lambda r: r.solve_time, ".1f", " s"),
+            f"| - seeds solved | {_solved(pc)} | {_solved(s)} | |",
+            *_rows("cuda: start-up inside that clock", pc, s, lambda r: r.startup_time, ".3f", " s", _no_ratio),
+            *_rows("cuda: training steps/s; ppokit / SB3 (CPU)", pc, s, lambda r: r.sps, ",.0f"),
+            *_rows("cuda: peak memory (max RSS); ppokit / SB3 (CPU)", pc, s, lambda r: r.peak_rss_mib, ".0f", " MiB"),
+            f"| cuda: peak GPU memory (torch allocated) | {_per_seed(pc, lambda r: r.gpu_peak_mib, '.0f')} MiB | | |",
+        ]
     lines += [
         "",
         f"raw env steps/s, Gymnasium native CartPole vector env, {raw[0].n_envs} envs, random actions: "
@@ -528,51 +512,9 @@ def cartpole_table(results: Sequence[JobResult], seeds: Sequence[int], steps: in
         f"raw env steps/s, SB3's env path (DummyVecEnv of {raw[0].n_envs} Monitor-wrapped envs): {raw_dummy:,.0f}",
         f"training / raw native: ppokit {mp_sps / raw_native:.3f}, SB3 {ms_sps / raw_native:.3f}",
     ]
-    return lines
-
-
-def fast_table(results: Sequence[JobResult], budget: str, overrides: dict[str, Any]) -> list[str]:
-    f, s, raw = _pick(results, "ppokit-fast"), _pick(results, "sb3"), _pick(results, "raw")
-    fc = _pick(results, "ppokit-fast", "cuda")
-    shown = ", ".join(f"{k}={v}" for k, v in overrides.items() if k != "total_steps")
-    lines = [
-        f"{ENV_ID}, ppokit's {FAST_PRESET} preset ({shown}): {f[0].steps:,} env steps ({budget}), "
-        "against the SB3 rl-zoo runs above",
-        "",
-        "| | ppokit-fast | SB3 (rl-zoo) | ratio |",
-        "|---|---|---|---|",
-        *_rows(f"{_solve_label()}; ratio SB3 / ppokit-fast", f, s, lambda r: r.solve_time, ".1f", " s", _faster),
-        f"| - seeds solved | {_solved(f)} | {_solved(s)} | |",
-        *_rows("env steps to solve; ratio ppokit-fast / SB3", f, s, lambda r: r.solve_step, ",.0f"),
-        *_rows(
-            "start-up inside that clock (call to first rollout)", f, s, lambda r: r.startup_time, ".3f", " s", _no_ratio
-        ),
-        *_rows("training steps/s; ratio ppokit-fast / SB3", f, s, lambda r: r.sps, ",.0f"),
-        *_rows("peak memory (max RSS); ratio ppokit-fast / SB3", f, s, lambda r: r.peak_rss_mib, ".0f", " MiB"),
-    ]
-    ms_sps = statistics.median(r.sps for r in s)
-    if (m := _loop_sps(f)) is not None:
-        lines.append(f"| training steps/s, ppokit-fast's whole loop | {m:,.0f} | {ms_sps:,.0f} | "
-                     f"{m / ms_sps:.2f} |")  # fmt: skip
-    if fc:
-        lines += [
-            *_rows(
-                f"cuda: {_solve_label()}; SB3 (CPU) / ppokit-fast", fc, s, lambda r: r.solve_time, ".1f", " s", _faster
-            ),
-            f"| - seeds solved | {_solved(fc)} | {_solved(s)} | |",
-            *_rows("cuda: start-up inside that clock", fc, s, lambda r: r.startup_time, ".3f", " s", _no_ratio),
-            *_rows("cuda: training steps/s; ppokit-fast / SB3 (CPU)", fc, s, lambda r: r.sps, ",.0f"),
-            *_rows(
-                "cuda: peak memory (max RSS); ppokit-fast / SB3 (CPU)", fc, s, lambda r: r.peak_rss_mib, ".0f", " MiB"
-            ),
-            f"| cuda: peak GPU memory (torch allocated) | {_per_seed(fc, lambda r: r.gpu_peak_mib, '.0f')} MiB | | |",
-        ]
-    fast_raw = [r.raw_fast_sps for r in raw if r.raw_fast_sps]
-    if fast_raw:
-        raw_fast = statistics.median(fast_raw)
-        mf = statistics.median(r.sps for r in f)
-        lines += ["", f"raw env steps/s, Gymnasium native CartPole vector env, {raw[0].raw_fast_envs} envs: "
-                      f"{raw_fast:,.0f}; ppokit-fast training / raw: {mf / raw_fast:.3f}"]  # fmt: skip
+    if pc:
+        mc = statistics.median(r.sps for r in pc)
+        lines.append(f"cuda: ppokit training / raw native {mc / raw_native:.3f}")
     return lines
 
 
@@ -623,15 +565,11 @@ def table(
     results: Sequence[JobResult],
     seeds: Sequence[int],
     steps: int,
-    fast_budget: str | None,
-    fast_overrides: dict[str, Any] | None,
     hopper_steps: int | None,
     notes: Sequence[str] = (),
 ) -> str:
     """Every section whose jobs ran, then the notes (sections skipped, and why)."""
     lines = cartpole_table(results, seeds, steps)
-    if fast_budget is not None and fast_overrides is not None and _pick(results, "ppokit-fast"):
-        lines += ["", *fast_table(results, fast_budget, fast_overrides)]
     if hopper_steps is not None and _pick(results, "ppokit-hopper"):
         lines += ["", *hopper_table(results, seeds, hopper_steps)]
     if notes:
@@ -660,40 +598,20 @@ def _cuda_available() -> bool:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N (default 3)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="CartPole env steps per run (default 100000; ppokit-fast: its preset's total_steps "
-                             "unless this is given)")  # fmt: skip
+    parser.add_argument("--steps", type=int, default=100_000, help="CartPole env steps per run (default 100000)")
     parser.add_argument("--hopper-steps", type=int, default=20_480, help="Hopper-v5 env steps per run (default 20480)")
     parser.add_argument("--no-hopper", action="store_true", help="skip the Hopper-v5 section")
     parser.add_argument("--no-cuda", action="store_true", help="skip the cuda rows even with a CUDA device")
-    quick = "smoke mode: 5000 CartPole steps (ppokit-fast too), 2048 Hopper steps, 1 seed"
+    quick = "smoke mode: 5000 CartPole steps, 2048 Hopper steps, 1 seed"
     parser.add_argument("--quick", action="store_true", help=quick)
     parser.add_argument("--json", type=Path, help="also write every job's result here")
     args = parser.parse_args(argv)
 
-    from ppokit.config import RunConfig, override
-    from ppokit.presets import PRESETS
-
     seeds = [1] if args.quick else list(range(1, args.seeds + 1))
-    steps = 5_000 if args.quick else 100_000 if args.steps is None else args.steps
+    steps = 5_000 if args.quick else args.steps
     if not seeds or steps < 256:
         parser.error("--seeds must be >= 1 and --steps >= 256 (one rollout)")
     notes: list[str] = []
-
-    fast_overrides = dict(PRESETS[FAST_PRESET].overrides) if FAST_PRESET in PRESETS else None
-    fast_steps: int | None = None
-    fast_budget: str | None = None  # where fast_steps comes from, for the table
-    if fast_overrides is None:
-        notes.append(f"ppokit-fast skipped: ppokit.presets.PRESETS has no {FAST_PRESET!r}")
-    else:
-        fast_base = override(RunConfig(), fast_overrides)
-        fast_steps = steps if args.quick or args.steps is not None else fast_base.total_steps
-        fast_budget = "--quick" if args.quick else f"--steps {steps}" if args.steps is not None else "its total_steps"
-        if fast_steps < fast_base.batch_size:
-            if not args.quick:
-                parser.error(f"--steps must be >= {fast_base.batch_size} (one rollout of {FAST_PRESET})")
-            fast_steps = fast_base.batch_size
-            fast_budget = f"--quick, raised to one rollout: {fast_steps}"
 
     hopper_steps: int | None = 2_048 if args.quick else args.hopper_steps
     if args.no_hopper:
@@ -715,14 +633,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         jobs: list[Job] = []
         for seed in seeds:
             for kind in CARTPOLE_KINDS:
-                if kind == "ppokit-fast":
-                    if fast_steps is None:
-                        continue
-                    jobs.append(Job(kind, seed, fast_steps, work))
-                    if cuda:
-                        jobs.append(Job(kind, seed, fast_steps, work, "cuda"))
-                else:
-                    jobs.append(Job(kind, seed, steps, work))
+                jobs.append(Job(kind, seed, steps, work))
+                if cuda and kind in CUDA_KINDS:
+                    jobs.append(Job(kind, seed, steps, work, "cuda"))
         if hopper_steps is not None:
             for seed in seeds:
                 for kind in HOPPER_KINDS:
@@ -730,11 +643,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                     if cuda and kind in CUDA_KINDS:
                         jobs.append(Job(kind, seed, hopper_steps, work, "cuda"))
         results = run_jobs(jobs)
-    print(table(results, seeds, steps, fast_budget, fast_overrides, hopper_steps, notes))
+    print(table(results, seeds, steps, hopper_steps, notes))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"seeds": seeds, "steps": steps, "fast_preset": FAST_PRESET, "fast_overrides": fast_overrides,
-                   "fast_steps": fast_steps, "hopper_steps": hopper_steps, "hopper_overrides": HOPPER_OVERRIDES,
+        payload = {"seeds": seeds, "steps": steps, "hopper_steps": hopper_steps, "hopper_overrides": HOPPER_OVERRIDES,
                    "cuda": cuda, "notes": notes,
                    "results": [asdict(r) | {"sps": r.sps} for r in results]}  # fmt: skip
         args.json.write_text(json.dumps(payload, indent=2, default=str))
