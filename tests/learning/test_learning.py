@@ -36,7 +36,7 @@ def test_cartpole_preset_solves(tmp_path: Path) -> None:
 
 
 def test_pendulum_preset_reaches_documented_threshold(tmp_path: Path) -> None:
-    """Continuous actions: 8 tuning seeds reached -130 to -184 (docs/learning.md); -250 keeps a margin."""
+    """Continuous actions: 8 seeds reached -130 to -182 (docs/learning.md); -250 keeps a margin."""
     result = ppokit.train(preset_config("Pendulum-v1", tmp_path / "run", seed=1))
     assert result.evaluation is not None and len(result.evaluation.returns) == 20
     assert result.evaluation.mean >= -250.0, result.evaluation.returns
