@@ -30,9 +30,9 @@ RL_ZOO = {"Hopper-v5": 2410.0, "Walker2d-v5": 3479.0, "HalfCheetah-v5": 5819.0}
 GOAL = 1.1
 
 ABLATIONS = {  # label -> run folders under OUT, relative
-    "preset (bootstrap on, obs norm on)": "ablation-bootstrap/runs/bootstrap_truncation=True",
-    "truncation bootstrapping off": "ablation-bootstrap/runs/bootstrap_truncation=False",
-    "observation normalization off": "ablation-norm-obs/runs/norm_obs=False",
+    "preset": "ablation-bootstrap/runs/bootstrap_truncation=True",
+    "no truncation bootstrap": "ablation-bootstrap/runs/bootstrap_truncation=False",
+    "no obs normalization": "ablation-norm-obs/runs/norm_obs=False",
 }
 
 

@@ -84,7 +84,7 @@ def _figure(width: float, height: float) -> Figure:
 def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, facecolor="white")
+    fig.savefig(path, dpi=DPI, facecolor="white", bbox_inches="tight")  # a wide legend widens the image
     return path
 
 
