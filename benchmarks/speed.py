@@ -488,14 +488,8 @@ def cartpole_table(results: Sequence[JobResult], seeds: Sequence[int], steps: in
         *_rows(
             "start-up inside that clock (call to first rollout)", p, s, lambda r: r.startup_time, ".3f", " s", _no_ratio
         ),
-        *_rows("training steps/s", p, s, lambda r: r.sps, ",.0f"),
-        *_rows("training wall-clock, full run", p, s, lambda r: r.train_time, ".1f", " s"),
-        *_rows("peak memory (max RSS)", p, s, lambda r: r.peak_rss_mib, ".0f", " MiB"),
-        *_rows("max RSS after imports", p, s, lambda r: r.import_rss_mib, ".0f", " MiB"),
+        *_throughput_rows(p, s),
     ]
-    if (m := _loop_sps(p)) is not None:
-        lines.append(f"| training steps/s, ppokit's whole loop (metrics, logging, checkpoints in) | {m:,.0f} | "
-                     f"{ms_sps:,.0f} | {m / ms_sps:.2f} |")  # fmt: skip
     if pc:
         lines += [
             *_rows(f"cuda: {_solve_label()}; ppokit / SB3 (CPU)", pc, s, lambda r: r.solve_time, ".1f", " s"),
@@ -518,6 +512,21 @@ def cartpole_table(results: Sequence[JobResult], seeds: Sequence[int], steps: in
     return lines
 
 
+def _throughput_rows(p: Sequence[JobResult], s: Sequence[JobResult]) -> list[str]:
+    """Steps/s, wall-clock and memory rows of a ppokit / SB3 table, and ppokit's whole-loop steps/s."""
+    rows = [
+        *_rows("training steps/s", p, s, lambda r: r.sps, ",.0f"),
+        *_rows("training wall-clock, full run", p, s, lambda r: r.train_time, ".1f", " s"),
+        *_rows("peak memory (max RSS)", p, s, lambda r: r.peak_rss_mib, ".0f", " MiB"),
+        *_rows("max RSS after imports", p, s, lambda r: r.import_rss_mib, ".0f", " MiB"),
+    ]
+    if (m := _loop_sps(p)) is not None:
+        ms_sps = statistics.median(r.sps for r in s)
+        rows.append(f"| training steps/s, ppokit's whole loop (metrics, logging, checkpoints in) | {m:,.0f} | "
+                    f"{ms_sps:,.0f} | {m / ms_sps:.2f} |")  # fmt: skip
+    return rows
+
+
 def hopper_table(results: Sequence[JobResult], seeds: Sequence[int], hopper_steps: int) -> list[str]:
     p, s, raw = _pick(results, "ppokit-hopper"), _pick(results, "sb3-hopper"), _pick(results, "raw-hopper")
     pc = _pick(results, "ppokit-hopper", "cuda")
@@ -532,14 +541,8 @@ def hopper_table(results: Sequence[JobResult], seeds: Sequence[int], hopper_step
         "",
         "| | ppokit | SB3 | ppokit / SB3 |",
         "|---|---|---|---|",
-        *_rows("training steps/s", p, s, lambda r: r.sps, ",.0f"),
-        *_rows("training wall-clock, full run", p, s, lambda r: r.train_time, ".1f", " s"),
-        *_rows("peak memory (max RSS)", p, s, lambda r: r.peak_rss_mib, ".0f", " MiB"),
-        *_rows("max RSS after imports", p, s, lambda r: r.import_rss_mib, ".0f", " MiB"),
+        *_throughput_rows(p, s),
     ]
-    if (m := _loop_sps(p)) is not None:
-        lines.append(f"| training steps/s, ppokit's whole loop (metrics, logging, checkpoints in) | {m:,.0f} | "
-                     f"{ms_sps:,.0f} | {m / ms_sps:.2f} |")  # fmt: skip
     if pc:
         lines += [
             *_rows("cuda: training steps/s; ppokit / SB3 (CPU)", pc, s, lambda r: r.sps, ",.0f"),

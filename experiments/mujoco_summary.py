@@ -41,6 +41,12 @@ def seeds(folder: Path) -> list[RunData]:
     return [r for r in runs if r.final_eval is not None]
 
 
+def env_runs(out: Path, env: str) -> list[Path]:
+    """The finished runs of ``env`` in every main experiment folder (main, main-*: seeds split over commands)."""
+    paths = sorted(out.glob(f"main*/runs/id={env}/seed-*"), key=lambda p: int(p.name.split("-")[1]))
+    return [p for p in paths if (p / "eval.json").is_file()]
+
+
 def wall_clock_min(run: RunData) -> float:
     return ((run.path / "eval.json").stat().st_mtime - (run.path / "config.toml").stat().st_mtime) / 60
 
@@ -58,7 +64,7 @@ def main_table(out: Path) -> list[str]:
              "| training return at the end, mean of seeds | wall-clock per run (min) |",
              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for env, cleanrl in CLEANRL.items():
-        runs = seeds(out / "main" / "runs" / f"id={env}")
+        runs = [load_run(p) for p in env_runs(out, env)]
         if not runs:
             lines.append(f"| {env} | not run | | | {cleanrl:.0f} | | | | |")
             continue
@@ -96,7 +102,7 @@ def ablation_table(out: Path) -> list[str]:
 def figures(out: Path, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for env, cleanrl in CLEANRL.items():
-        paths = sorted((out / "main" / "runs" / f"id={env}").glob("seed-*"))
+        paths = env_runs(out, env)
         if paths:
             plots.learning_curves({env: paths}, folder / f"{env}.png", x="global_step", threshold=GOAL * cleanrl)
     groups = {label: sorted((out / rel).glob("seed-*")) for label, rel in ABLATIONS.items()}
