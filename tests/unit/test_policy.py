@@ -228,3 +228,17 @@ def test_normalization_disabled_by_default_and_enabled_on_request() -> None:
     assert torch.equal(off.normalize(x), x)
     assert torch.equal(on.normalize(x), torch.full((1, 4), 5.0))  # (1000 - 0) / 1, clipped at 5
     assert "obs_norm.mean" in on.state_dict()
+
+
+def test_host_statistics_normalize_exactly_as_the_module() -> None:
+    """The rollout normalizes with MeanVar (numpy), the update and evaluation with the module's
+    forward (torch): both must give the same input, or the ratio would not start at 1."""
+    rng = np.random.default_rng(1)
+    norm = RunningNorm((3,), enabled=True, clip=2.0)
+    stats = norm.to_host()
+    for _ in range(5):
+        stats.update(rng.normal(size=(4, 3)) * [3.0, 0.1, 20.0] + [1.0, -5.0, 0.0])
+    norm.load_host(stats)
+    x = (rng.normal(size=(16, 3)) * [3.0, 0.1, 20.0]).astype(np.float32)  # some beyond the clip
+    np.testing.assert_allclose(stats.normalize(x, norm.clip), norm(torch.from_numpy(x)).numpy(), rtol=1e-6, atol=1e-6)
+    assert float(norm.count) == pytest.approx(20 + 1e-4)
