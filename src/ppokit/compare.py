@@ -112,7 +112,8 @@ def to_sb3(config: RunConfig) -> SB3Setup:
     algo, env, pol = config.algo, config.env, config.policy
     for name, value, plain in (("method", algo.method, "ppo"), ("ref_kl_coef", algo.ref_kl_coef, 0.0),
                                ("adaptive_clip", algo.adaptive_clip, False),
-                               ("bootstrap_truncation", algo.bootstrap_truncation, True)):  # fmt: skip
+                               ("bootstrap_truncation", algo.bootstrap_truncation, True),
+                               ("recompute_advantages", algo.recompute_advantages, False)):  # fmt: skip
         if value != plain:
             raise ConfigError(name, f"{value!r} has no counterpart in SB3's PPO; allowed for compare: {plain!r}")
     updates = config.num_updates

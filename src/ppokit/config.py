@@ -66,6 +66,9 @@ class AlgoConfig:
     bootstrap_truncation: bool = _f(
         True, "Bootstrap from V(final obs) when a time limit truncates an episode; off treats it as terminal."
     )
+    recompute_advantages: bool = _f(
+        False, "Recompute values and GAE advantages with the current critic before every epoch after the first."
+    )
     clip_coef: float = _f(0.2, "PPO clip range epsilon for the probability ratio.")
     anneal_clip: bool = _f(False, "Anneal clip_coef linearly to 0 over training (as rl-zoo's lin_0.2).")
     clip_vloss: bool = _f(True, "Clip the value loss with the same epsilon (max of both forms).")
@@ -225,6 +228,8 @@ def _validate_env(env: EnvConfig) -> None:
 def _validate_algo(algo: AlgoConfig, allow_unsafe: bool) -> None:
     if algo.method not in METHODS:
         raise ConfigError("algo", f"unknown algorithm {algo.method!r}; allowed: {', '.join(METHODS)}")
+    if algo.recompute_advantages and algo.method in CRITIC_FREE:
+        raise ConfigError("recompute_advantages", f"{algo.method} learns no critic to recompute with; allowed: false")
     if algo.group_size < 2:
         raise ConfigError("group_size", f"{algo.group_size}; allowed: >= 2 (a group needs episodes to compare)")
     _in_range("kl_coef", algo.kl_coef, 0.0, math.inf, False, True)

@@ -32,6 +32,7 @@ class Rollout:
     truncated: Tensor  # [T, N]
     valid: Tensor  # [T, N]
     next_value: Tensor  # [N], V(s_T) of the observation after the last step
+    next_obs: Tensor | None = None  # [N, *obs_shape], s_T normalized (to recompute V(s_T) after an epoch)
 
     @classmethod
     def allocate(cls, num_steps: int, vec: VecEnv, policy: ActorCritic, device: torch.device) -> Rollout:
@@ -50,6 +51,7 @@ class Rollout:
             truncated=zeros(t, n),
             valid=zeros(t, n),
             next_value=zeros(n),
+            next_obs=zeros(n, *policy.obs_shape),
         )
 
     @property
@@ -60,6 +62,17 @@ class Rollout:
         which is what a truncated episode bootstraps from.
         """
         return torch.cat([self.values[1:], self.next_value.unsqueeze(0)], dim=0)
+
+    def values_under(self, policy: ActorCritic) -> tuple[Tensor, Tensor]:
+        """``(V(s_t), V(s_{t+1}))``, ``[T, N]`` each, under ``policy``'s current critic: what
+        the stored ``values`` and ``next_values`` would be if the rollout were collected now."""
+        if self.next_obs is None:
+            raise ValueError("values_under: this rollout stored no next_obs")
+        t, n = self.values.shape
+        with torch.no_grad():
+            values = policy(self.obs.reshape(t * n, *self.obs.shape[2:]))[1].view(t, n)
+            next_value = policy(self.next_obs)[1]
+        return values, torch.cat([values[1:], next_value.unsqueeze(0)], dim=0)
 
 
 @dataclass
@@ -184,7 +197,10 @@ def collect(
     for target, host in ((buf.rewards, rewards), (buf.terminated, terminateds), (buf.truncated, truncateds),
                          (buf.valid, valids)):  # fmt: skip
         target.copy_(torch.from_numpy(host))
-    buf.next_value.copy_(policy.value(torch.as_tensor(state.obs, dtype=torch.float32).to(device)))
+    last = policy.normalize(torch.as_tensor(state.obs, dtype=torch.float32).to(device))
+    buf.next_value.copy_(policy(last)[1])
+    if buf.next_obs is not None:
+        buf.next_obs.copy_(last)
     return episodes
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -18,10 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from torch import Tensor
 
 from ppokit import checkpoint as ckpt
 from ppokit.advantages import discounted_returns, gae, group_relative_advantages
-from ppokit.config import CRITIC_FREE, EnvConfig, RunConfig, from_dict, to_dict
+from ppokit.config import CRITIC_FREE, AlgoConfig, EnvConfig, RunConfig, from_dict, to_dict
 from ppokit.diagnostics import Diagnostics, in_annealing_tail
 from ppokit.envs import EnvFactory, VecEnv, make_vec_env, restore, snapshot
 from ppokit.errors import CheckpointError, ConfigError, NonFiniteError
@@ -143,8 +145,9 @@ def _loop(
             start = time.perf_counter()
             previous_step = state.global_step
             episodes, batch = _collect_batch(config, state, vec, buf)
+            retarget = partial(_gae_targets, buf, algo) if algo.recompute_advantages else None
             metrics = ppo_update(state.policy, state.optimizer, batch, algo, coefs, config.epochs,
-                                 config.minibatch_size, state.shuffle, state.initial_policy)  # fmt: skip
+                                 config.minibatch_size, state.shuffle, state.initial_policy, retarget)  # fmt: skip
             elapsed = time.perf_counter() - start
             _adapt_coefficients(config, state, metrics)
             state.update += 1
@@ -236,16 +239,29 @@ def _collect_batch(config: RunConfig, state: TrainState, vec: VecEnv, buf: Rollo
         return episodes, Batch.from_rollout(buf, advantages, buf.values, buf.valid, reference)
     episodes = collect(state.policy, vec, buf, state.rollout, state.return_norm, algo.gamma,
                        config.env.clip_reward, config.env.info_metrics)  # fmt: skip
-    dones = torch.maximum(buf.terminated, buf.truncated)
     if algo.method == "reinforce":
-        returns, complete = discounted_returns(buf.rewards, dones, algo.gamma)
+        returns, complete = discounted_returns(buf.rewards, torch.maximum(buf.terminated, buf.truncated), algo.gamma)
         mask = buf.valid * complete
         baseline = masked_mean(returns, mask) if algo.reinforce_baseline else 0.0
         return episodes, Batch.from_rollout(buf, returns - baseline, returns, mask, reference)
+    advantages = _gae(buf, buf.values, buf.next_values, algo)
+    return episodes, Batch.from_rollout(buf, advantages, advantages + buf.values, buf.valid, reference)
+
+
+def _gae(buf: Rollout, values: Tensor, next_values: Tensor, algo: AlgoConfig) -> Tensor:
+    """GAE over the rollout for the given values ``[T, N]``."""
+    dones = torch.maximum(buf.terminated, buf.truncated)
     # Off, a time-limit truncation counts as a termination (the ablation of what bootstrapping buys).
     cuts_bootstrap = buf.terminated if algo.bootstrap_truncation else dones
-    advantages = gae(buf.rewards, buf.values, buf.next_values, cuts_bootstrap, dones, algo.gamma, algo.gae_lambda)
-    return episodes, Batch.from_rollout(buf, advantages, advantages + buf.values, buf.valid, reference)
+    return gae(buf.rewards, values, next_values, cuts_bootstrap, dones, algo.gamma, algo.gae_lambda)
+
+
+def _gae_targets(buf: Rollout, algo: AlgoConfig, policy: ActorCritic) -> tuple[Tensor, Tensor]:
+    """Flat ``(advantages, returns)`` recomputed with ``policy``'s current critic, masked like
+    ``Batch.from_rollout``'s (``algo.recompute_advantages``)."""
+    values, next_values = buf.values_under(policy)
+    advantages = _gae(buf, values, next_values, algo)
+    return (advantages * buf.valid).reshape(-1), (advantages + values).reshape(-1)
 
 
 def _env_config(config: RunConfig) -> EnvConfig:

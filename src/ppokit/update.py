@@ -9,7 +9,8 @@ many were taken).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -114,11 +115,16 @@ def ppo_update(
     minibatch_size: int,
     generator: torch.Generator,
     initial: ActorCritic | None = None,
+    retarget: Callable[[ActorCritic], tuple[Tensor, Tensor]] | None = None,
 ) -> dict[str, float]:
     """Run the epochs; return the metrics averaged over the minibatch steps taken, plus
     ``approx_kl_final``: KL(pi_old || pi_new) over the whole batch after the update (k3),
     and with ``initial`` (the frozen initial policy) ``kl_from_init``: the exact
-    KL(pi_new || pi_initial) averaged over the batch's states. One forward pass each."""
+    KL(pi_new || pi_initial) averaged over the batch's states. One forward pass each.
+
+    ``retarget(policy)``, if given, returns fresh flat ``(advantages, returns)`` under the
+    current critic; it is called before every epoch after the first (recomputed advantages,
+    Andrychowicz et al. 2021). The stored values stay the old ones, for value clipping."""
     size = len(batch)
     if not bool(batch.mask.any()):
         # Every step was an autoreset step (one-step episodes, T = 1): no data, no step,
@@ -129,7 +135,10 @@ def ppo_update(
     totals = torch.zeros(len(_STEP_METRICS), dtype=torch.float64, device=batch.obs.device)
     learns_value = algo.method not in CRITIC_FREE
     steps, kl_stop = 0, False
-    for _epoch in range(epochs):
+    for epoch in range(epochs):
+        if retarget is not None and epoch > 0:
+            advantages, returns = retarget(policy)
+            batch = replace(batch, advantages=advantages, returns=returns)
         # One gather per epoch into shuffled order; each minibatch is then a contiguous view.
         shuffled = batch.select(torch.randperm(size, generator=generator).to(batch.obs.device))
         for start in range(0, size, minibatch_size):

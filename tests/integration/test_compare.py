@@ -72,6 +72,7 @@ def _parameters(module: nn.Module) -> int:
         ("ref_kl_coef", 0.1),
         ("adaptive_clip", True),
         ("bootstrap_truncation", False),
+        ("recompute_advantages", True),
     ],
 )
 def test_mapping_refuses_what_sb3_ppo_cannot_do(field: str, value: object) -> None:

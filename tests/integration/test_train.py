@@ -341,3 +341,49 @@ def test_bootstrap_truncation_decides_what_cuts_the_bootstrap(
     dones = torch.cat([d for _, d in seen])
     assert dones.sum() > 0  # truncations happened
     assert torch.equal(cuts, dones if not bootstrap else torch.zeros_like(dones))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"norm_obs": True},  # CartPole: terminations
+        {
+            "id": "Pendulum-v1",
+            "num_envs": 2,
+            "num_steps": 256,
+            "minibatch_size": 128,
+            "total_steps": 512,
+            "norm_obs": True,
+            "norm_reward": True,
+        },  # every episode truncated
+    ],
+)
+def test_recomputed_targets_under_the_behaviour_critic_are_the_collected_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: dict[str, object]
+) -> None:
+    """Before the first step the critic is the behaviour one, so recomputing must give back
+    the collected advantages and returns: same values, same next values, same masking."""
+    import ppokit.trainer as trainer
+
+    real_update = trainer.ppo_update
+    checked: list[int] = []
+
+    def spy(policy, optimizer, batch, algo, coefs, epochs, mb, gen, initial, retarget):  # type: ignore[no-untyped-def]
+        assert retarget is not None
+        advantages, returns = retarget(policy)
+        assert torch.allclose(advantages, batch.advantages, atol=1e-5)
+        assert torch.allclose(returns, batch.returns, atol=1e-5)
+        checked.append(1)
+        return real_update(policy, optimizer, batch, algo, coefs, epochs, mb, gen, initial, retarget)
+
+    monkeypatch.setattr(trainer, "ppo_update", spy)
+    result = ppokit.train(tiny_config(tmp_path / "run", recompute_advantages=True, **overrides))
+    assert len(checked) == result.config.num_updates
+    assert result.evaluation is not None and math.isfinite(result.evaluation.mean)
+
+
+@pytest.mark.parametrize("method", ["reinforce", "grpo"])
+def test_recompute_advantages_needs_a_critic(tmp_path: Path, method: str) -> None:
+    with pytest.raises(ConfigError, match=r"recompute_advantages: .* learns no critic") as info:
+        tiny_config(tmp_path / "run", method=method, recompute_advantages=True, group_size=2)
+    assert info.value.field == "recompute_advantages"

@@ -276,3 +276,47 @@ def test_reference_penalty_pulls_towards_the_initial_policy() -> None:
         return float(((batch.ref_logprobs - logp).exp() - (batch.ref_logprobs - logp) - 1).mean())
 
     assert kl_to_ref(anchored) < kl_to_ref(free)
+
+
+# --- recomputed advantages -------------------------------------------------------------------
+
+
+def run_update_retargeted(
+    policy: ActorCritic, batch: Batch, algo: AlgoConfig, retarget: object, seed: int = 0
+) -> dict[str, float]:
+    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2, eps=algo.adam_eps)
+    generator = torch.Generator().manual_seed(seed)
+    coefs = Coefs(algo.ent_coef, algo.clip_coef)
+    return ppo_update(policy, optimizer, batch, algo, coefs, algo.update_epochs, algo.minibatch_size,
+                      generator, retarget=retarget)  # type: ignore[arg-type]  # fmt: skip
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_retarget_runs_before_every_epoch_after_the_first(epochs: int) -> None:
+    policy = make_policy()
+    batch = make_batch(policy)
+    weights_seen: list[torch.Tensor] = []
+
+    def retarget(p: ActorCritic) -> tuple[torch.Tensor, torch.Tensor]:
+        weights_seen.append(flat_params(p).clone())
+        return batch.advantages, batch.returns
+
+    before = flat_params(policy).clone()
+    metrics = run_update_retargeted(policy, batch, AlgoConfig(update_epochs=epochs, minibatch_size=8), retarget)
+    assert metrics["minibatch_steps"] == 2 * epochs
+    assert len(weights_seen) == epochs - 1
+    for seen in weights_seen:  # called with the critic as trained so far, not the behaviour one
+        assert not torch.equal(seen, before)
+
+
+def test_retargeted_advantages_and_returns_are_the_ones_trained_on() -> None:
+    base = make_policy("box")
+    batch = make_batch(base)
+    algo = AlgoConfig(update_epochs=3, minibatch_size=4)
+    plain, same, other = (copy.deepcopy(base) for _ in range(3))
+    run_update(plain, batch, algo)
+    run_update_retargeted(same, batch, algo, lambda p: (batch.advantages, batch.returns))
+    assert torch.equal(flat_params(plain), flat_params(same))  # unchanged targets: the same update
+    flipped = (-batch.advantages, batch.returns + 5.0)
+    run_update_retargeted(other, batch, algo, lambda p: flipped)
+    assert not torch.allclose(flat_params(plain), flat_params(other))
