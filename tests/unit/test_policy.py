@@ -131,7 +131,7 @@ def test_actor_critic_flattens_multidimensional_box_observations() -> None:
     policy = ActorCritic(obs_space, gym.spaces.Discrete(2), PolicyConfig(hidden_sizes=(8,)))
     assert policy.obs_shape == (2, 3)
     assert policy.value(torch.randn(7, 2, 3)).shape == (7,)
-    assert policy.actor_trunk[0].in_features == 6
+    assert policy.actor_trunk.layers[0].in_features == 6
 
 
 # --- ActorCritic: trunks and init ------------------------------------------------------------
@@ -143,7 +143,7 @@ def test_shared_trunk_is_one_module() -> None:
     assert policy.actor_trunk is policy.critic_trunk
     # A value-only loss moves the actor's features too.
     policy.value(torch.randn(3, 4)).sum().backward()
-    assert policy.actor_trunk[0].weight.grad is not None
+    assert policy.actor_trunk.layers[0].weight.grad is not None
 
 
 def test_separate_trunks_share_no_parameters() -> None:
@@ -173,7 +173,7 @@ def _gram(w: torch.Tensor) -> torch.Tensor:
 def test_orthogonal_init_gains(action_space: gym.Space) -> None:
     policy = ActorCritic(OBS_SPACE, action_space, PolicyConfig(hidden_sizes=(64, 64), ortho_init=True))
     trunks = (policy.actor_trunk, policy.critic_trunk)
-    hidden = [m for trunk in trunks for m in trunk if isinstance(m, torch.nn.Linear)]
+    hidden = [m for trunk in trunks for m in trunk.layers]
     assert len(hidden) == 4
     for layer in hidden:
         g = _gram(layer.weight)
