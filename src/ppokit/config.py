@@ -132,6 +132,9 @@ class RunConfig:
     torch_threads: int = _f(
         1, "Torch intra-op CPU threads; 1 suits small MLPs and keeps runs reproducible (0: torch's default)."
     )
+    compile: bool = _f(
+        False, "torch.compile the minibatch loss: a faster update after about a minute of compiling (long runs)."
+    )
     run_dir: str | None = _f(None, "Run folder; default runs/<env>__<seed>__<time>.")
     eval_episodes: int = _f(20, "Episodes of the final evaluation (and of each periodic one).")
     eval_every: int = _f(0, "Evaluate every this many env steps on separate envs, keep best.pt (0: off).")

@@ -32,7 +32,7 @@ from ppokit.loggers import JsonlLogger, Logger, Loggers, ProgressLogger, TensorB
 from ppokit.losses import adapt_clip_coef, adapt_kl_coef, explained_variance, masked_mean
 from ppokit.policy import ActorCritic, RunningNorm
 from ppokit.rollout import Episodes, Rollout, RolloutState, collect, collect_episodes
-from ppokit.update import Batch, Coefs, ppo_update
+from ppokit.update import Batch, Coefs, LossFn, minibatch_loss, ppo_update
 
 _console = Console(stderr=True)
 
@@ -104,7 +104,8 @@ def train(
         buf = Rollout.allocate(config.algo.num_steps, vec, state.policy, device)
         loggers = _make_loggers(config, run_dir, state)
         try:
-            metrics, interrupted = _loop(config, vec, state, buf, loggers, run_dir, stop_after, env_factory)
+            loss_fn: LossFn = torch.compile(minibatch_loss) if config.compile else minibatch_loss
+            metrics, interrupted = _loop(config, vec, state, buf, loggers, run_dir, stop_after, env_factory, loss_fn)
         finally:
             loggers.close()
     finally:
@@ -132,6 +133,7 @@ def _loop(
     run_dir: Path,
     stop_after: int | None,
     env_factory: EnvFactory | None,
+    loss_fn: LossFn,
 ) -> tuple[dict[str, float], bool]:
     algo, metrics = config.algo, {}
     first_update = state.update
@@ -147,7 +149,8 @@ def _loop(
             episodes, batch = _collect_batch(config, state, vec, buf)
             retarget = partial(_gae_targets, buf, algo) if algo.recompute_advantages else None
             metrics = ppo_update(state.policy, state.optimizer, batch, algo, coefs, config.epochs,
-                                 config.minibatch_size, state.shuffle, state.initial_policy, retarget)  # fmt: skip
+                                 config.minibatch_size, state.shuffle, state.initial_policy, retarget,
+                                 loss_fn)  # fmt: skip
             elapsed = time.perf_counter() - start
             _adapt_coefficients(config, state, metrics)
             state.update += 1

@@ -105,6 +105,36 @@ def policy_loss(
     return losses.kl_penalty_surrogate(logp, logp_old, adv, 0.0, mask)
 
 
+LossFn = Callable[[ActorCritic, "Batch", AlgoConfig, Coefs], tuple[Tensor, Tensor]]
+
+
+def minibatch_loss(policy: ActorCritic, mb: Batch, algo: AlgoConfig, coefs: Coefs) -> tuple[Tensor, Tensor]:
+    """One minibatch's loss, and its detached step metrics in ``_STEP_METRICS`` order with a
+    zero in place of ``grad_norm`` (known only after the backward pass).
+
+    Pure in its arguments (``torch.compile``-able: ``RunConfig.compile``)."""
+    logp, entropy, value = policy.evaluate(mb.obs, mb.actions)
+    adv = losses.normalize_advantages(mb.advantages, mb.mask) if algo.norm_adv else mb.advantages
+    pg_loss, diag = policy_loss(algo.method, logp, mb.logprobs, adv, coefs, mb.mask)
+    v_clip = coefs.clip if algo.clip_vloss else None
+    v_loss = (
+        losses.value_loss(value, mb.values, mb.returns, v_clip, mb.mask)
+        if algo.method not in CRITIC_FREE
+        else torch.zeros((), device=value.device)
+    )
+    ent = losses.entropy_bonus(entropy, mb.mask)
+    loss = pg_loss + algo.vf_coef * v_loss - coefs.ent * ent
+    if coefs.ref_kl > 0 and mb.ref_logprobs is not None:
+        loss = loss + coefs.ref_kl * losses.reference_kl(logp, mb.ref_logprobs, mb.mask)
+    step_values = (pg_loss, v_loss, ent, diag["approx_kl"], diag["approx_kl_k1"], diag["clip_fraction"],
+                   torch.zeros_like(loss), loss)  # fmt: skip
+    return loss, torch.stack([v.detach() for v in step_values])
+
+
+_GRAD_NORM = _STEP_METRICS.index("grad_norm")
+_APPROX_KL = _STEP_METRICS.index("approx_kl")
+
+
 def ppo_update(
     policy: ActorCritic,
     optimizer: torch.optim.Optimizer,
@@ -116,6 +146,7 @@ def ppo_update(
     generator: torch.Generator,
     initial: ActorCritic | None = None,
     retarget: Callable[[ActorCritic], tuple[Tensor, Tensor]] | None = None,
+    loss_fn: LossFn = minibatch_loss,
 ) -> dict[str, float]:
     """Run the epochs; return the metrics averaged over the minibatch steps taken, plus
     ``approx_kl_final``: KL(pi_old || pi_new) over the whole batch after the update (k3),
@@ -124,7 +155,8 @@ def ppo_update(
 
     ``retarget(policy)``, if given, returns fresh flat ``(advantages, returns)`` under the
     current critic; it is called before every epoch after the first (recomputed advantages,
-    Andrychowicz et al. 2021). The stored values stay the old ones, for value clipping."""
+    Andrychowicz et al. 2021). The stored values stay the old ones, for value clipping.
+    ``loss_fn``: ``minibatch_loss`` or its compiled form."""
     size = len(batch)
     if not bool(batch.mask.any()):
         # Every step was an autoreset step (one-step episodes, T = 1): no data, no step,
@@ -133,7 +165,6 @@ def ppo_update(
         return nothing | {"minibatch_steps": 0.0, "kl_early_stop": 0.0}
     params = [p for p in policy.parameters() if p.requires_grad]
     totals = torch.zeros(len(_STEP_METRICS), dtype=torch.float64, device=batch.obs.device)
-    learns_value = algo.method not in CRITIC_FREE
     steps, kl_stop = 0, False
     for epoch in range(epochs):
         if retarget is not None and epoch > 0:
@@ -142,32 +173,16 @@ def ppo_update(
         # One gather per epoch into shuffled order; each minibatch is then a contiguous view.
         shuffled = batch.select(torch.randperm(size, generator=generator).to(batch.obs.device))
         for start in range(0, size, minibatch_size):
-            mb = shuffled.select(slice(start, start + minibatch_size))
-            logp, entropy, value = policy.evaluate(mb.obs, mb.actions)
-            adv = losses.normalize_advantages(mb.advantages, mb.mask) if algo.norm_adv else mb.advantages
-            pg_loss, diag = policy_loss(algo.method, logp, mb.logprobs, adv, coefs, mb.mask)
-            if algo.target_kl is not None and float(diag["approx_kl"]) > algo.target_kl:
+            loss, step_values = loss_fn(policy, shuffled.select(slice(start, start + minibatch_size)), algo, coefs)
+            if algo.target_kl is not None and float(step_values[_APPROX_KL]) > algo.target_kl:
                 kl_stop = True  # the policy left the trust region: stop before this step
                 break
-            v_clip = coefs.clip if algo.clip_vloss else None
-            v_loss = (
-                losses.value_loss(value, mb.values, mb.returns, v_clip, mb.mask)
-                if learns_value
-                else torch.zeros((), device=value.device)
-            )
-            ent = losses.entropy_bonus(entropy, mb.mask)
-            loss = pg_loss + algo.vf_coef * v_loss - coefs.ent * ent
-            if coefs.ref_kl > 0 and mb.ref_logprobs is not None:
-                loss = loss + coefs.ref_kl * losses.reference_kl(logp, mb.ref_logprobs, mb.mask)
-
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]  # torch stub gap
             grad_norm = torch.nn.utils.clip_grad_norm_(params, algo.max_grad_norm)
             optimizer.step()
-
-            step_values = (pg_loss, v_loss, ent, diag["approx_kl"], diag["approx_kl_k1"],
-                           diag["clip_fraction"], grad_norm, loss)  # fmt: skip
-            totals += torch.stack([v.detach() for v in step_values]).double()
+            totals += step_values.double()
+            totals[_GRAD_NORM] += grad_norm.detach().double()
             steps += 1
         if kl_stop:
             break

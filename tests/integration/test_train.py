@@ -368,13 +368,13 @@ def test_recomputed_targets_under_the_behaviour_critic_are_the_collected_ones(
     real_update = trainer.ppo_update
     checked: list[int] = []
 
-    def spy(policy, optimizer, batch, algo, coefs, epochs, mb, gen, initial, retarget):  # type: ignore[no-untyped-def]
+    def spy(policy, optimizer, batch, algo, coefs, epochs, mb, gen, initial, retarget, loss_fn):  # type: ignore[no-untyped-def]
         assert retarget is not None
         advantages, returns = retarget(policy)
         assert torch.allclose(advantages, batch.advantages, atol=1e-5)
         assert torch.allclose(returns, batch.returns, atol=1e-5)
         checked.append(1)
-        return real_update(policy, optimizer, batch, algo, coefs, epochs, mb, gen, initial, retarget)
+        return real_update(policy, optimizer, batch, algo, coefs, epochs, mb, gen, initial, retarget, loss_fn)
 
     monkeypatch.setattr(trainer, "ppo_update", spy)
     result = ppokit.train(tiny_config(tmp_path / "run", recompute_advantages=True, **overrides))
@@ -387,3 +387,23 @@ def test_recompute_advantages_needs_a_critic(tmp_path: Path, method: str) -> Non
     with pytest.raises(ConfigError, match=r"recompute_advantages: .* learns no critic") as info:
         tiny_config(tmp_path / "run", method=method, recompute_advantages=True, group_size=2)
     assert info.value.field == "recompute_advantages"
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_compile_hands_the_update_a_compiled_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
+) -> None:
+    """The compiled loss itself is checked against the eager one in tests/unit/test_update.py."""
+    import ppokit.trainer as trainer
+    from ppokit.update import minibatch_loss
+
+    real_update = trainer.ppo_update
+    seen: list[object] = []
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(args[-1])
+        return real_update(*args[:-1], minibatch_loss)  # eager here: compiling is the unit test's cost
+
+    monkeypatch.setattr(trainer, "ppo_update", spy)
+    ppokit.train(tiny_config(tmp_path / "run", compile=compiled, total_steps=128))
+    assert seen and all((fn is not minibatch_loss) == compiled for fn in seen)

@@ -13,7 +13,7 @@ import torch
 from ppokit.config import AlgoConfig, PolicyConfig
 from ppokit.policy import ActorCritic
 from ppokit.rollout import Rollout
-from ppokit.update import Batch, Coefs, ppo_update
+from ppokit.update import Batch, Coefs, minibatch_loss, ppo_update
 
 OBS_DIM = 4
 OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float32)
@@ -320,3 +320,24 @@ def test_retargeted_advantages_and_returns_are_the_ones_trained_on() -> None:
     flipped = (-batch.advantages, batch.returns + 5.0)
     run_update_retargeted(other, batch, algo, lambda p: flipped)
     assert not torch.allclose(flat_params(plain), flat_params(other))
+
+
+# --- compiled loss ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["discrete", "box"])
+def test_compiled_minibatch_loss_trains_like_the_eager_one(kind: str) -> None:
+    base = make_policy(kind)
+    batch = make_batch(base, size=32)
+    algo = AlgoConfig(update_epochs=3, minibatch_size=8, ent_coef=0.01)
+    eager, compiled = copy.deepcopy(base), copy.deepcopy(base)
+    results = []
+    for policy, loss_fn in ((eager, minibatch_loss), (compiled, torch.compile(minibatch_loss))):
+        optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2, eps=algo.adam_eps)
+        generator = torch.Generator().manual_seed(0)
+        results.append(ppo_update(policy, optimizer, batch, algo, Coefs(algo.ent_coef, algo.clip_coef),
+                                  algo.update_epochs, algo.minibatch_size, generator, loss_fn=loss_fn))  # fmt: skip
+    assert not torch.equal(flat_params(eager), flat_params(base))
+    torch.testing.assert_close(flat_params(compiled), flat_params(eager), rtol=1e-4, atol=1e-5)
+    for key in METRIC_KEYS:
+        assert results[1][key] == pytest.approx(results[0][key], rel=1e-3, abs=1e-5), key
