@@ -20,11 +20,15 @@ no value clipping, separate 64x64 tanh MLPs for actor and critic, orthogonal ini
 the bounds, truncations bootstrapped. ppokit's ``RunConfig`` sets every one of these
 explicitly (vectorization ``sync``: Gymnasium's ``SyncVectorEnv`` of 1) and ``to_sb3`` maps
 it onto SB3 (``DummyVecEnv`` of 1 ``Monitor``-wrapped env). No time to solve on Hopper.
+A second ppokit job per seed sets ``compile=True`` (``torch.compile`` of the minibatch loss):
+its compiling happens in the first update, inside its clock, so the table gives its steps/s
+over the whole run and over the updates after the first, what a long run sees (the same
+figure is given for the eager job).
 
 Every job runs in a fresh process (``multiprocessing`` spawn context), one at a time so that
 timings do not contend, with ``torch.set_num_threads(1)``. Per seed (default 1, 2, 3) the
 CartPole jobs are: raw env throughput, ppokit, SB3 (so ppokit and SB3 alternate); then, per
-seed, the Hopper jobs: raw env throughput, ppokit, SB3. With a CUDA device (and no
+seed, the Hopper jobs: raw env throughput, ppokit, ppokit compiled, SB3. With a CUDA device (and no
 ``--no-cuda``), ppokit on CartPole and on Hopper also runs on ``cuda`` right after its CPU
 job; their figures are extra rows (SB3 stays on the CPU). Reported, each the median over
 seeds, and ratios of the medians:
@@ -107,7 +111,7 @@ HOPPER_ID = "Hopper-v5"
 SOLVED_AT = 475.0
 WINDOW = 20
 CARTPOLE_KINDS = ("raw", "ppokit", "sb3")  # per seed, in this order
-HOPPER_KINDS = ("raw-hopper", "ppokit-hopper", "sb3-hopper")
+HOPPER_KINDS = ("raw-hopper", "ppokit-hopper", "ppokit-compile-hopper", "sb3-hopper")
 CUDA_KINDS = ("ppokit", "ppokit-hopper")  # also run on cuda, right after the CPU job
 SOLVING_KINDS = ("ppokit", "sb3")  # the kinds with a time to solve
 WARMUP_STEPS = 200  # raw Hopper: untimed steps before each timed loop
@@ -149,6 +153,7 @@ class JobResult:
     import_rss_mib: float = 0.0  # max RSS once imported
     peak_rss_mib: float = 0.0  # max RSS at the end
     gpu_peak_mib: float | None = None  # cuda: torch.cuda.max_memory_allocated
+    later_sps: float | None = None  # ppokit: steps/s over the updates after the first (compiled by then)
 
     @property
     def sps(self) -> float:
@@ -185,7 +190,7 @@ def _config(job: Job) -> RunConfig:
     run_dir = Path(job.work_dir) / f"{job.kind}-{job.device.replace(':', '')}-seed-{job.seed}"
     base = _base(job.steps, run_dir, job.seed, job.device)
     if job.kind.endswith("hopper"):
-        return override(RunConfig(), HOPPER_OVERRIDES | base)
+        return override(RunConfig(), HOPPER_OVERRIDES | base | {"compile": job.kind == "ppokit-compile-hopper"})
     preset = PRESETS[ENV_ID]
     return override(RunConfig(), {**preset.overrides, "id": preset.env_id, **base})
 
@@ -196,7 +201,8 @@ def _config(job: Job) -> RunConfig:
 def _run_job(job: Job) -> JobResult:
     run: Callable[[Job], JobResult] = {
         "raw": _raw_job, "ppokit": _ppokit_job, "sb3": _sb3_job,
-        "raw-hopper": _raw_hopper_job, "ppokit-hopper": _ppokit_job, "sb3-hopper": _sb3_job,
+        "raw-hopper": _raw_hopper_job, "ppokit-hopper": _ppokit_job, "ppokit-compile-hopper": _ppokit_job,
+        "sb3-hopper": _sb3_job,
     }[job.kind]  # fmt: skip
     return run(job)
 
@@ -342,11 +348,17 @@ def _ppokit_job(job: Job) -> JobResult:
     result = trainer.train(config)
     solve_time, solve_step = (None, None) if job.kind.endswith("hopper") else _solve(finished)
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if config.device.startswith("cuda") else None
+    logged = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    later = None
+    if len(logged) > 1:
+        later = (logged[-1]["global_step"] - logged[0]["global_step"]) / (
+            logged[-1]["time_elapsed"] - logged[0]["time_elapsed"]
+        )
     return JobResult(job.kind, job.seed, result.global_step, float(result.metrics["time_elapsed"]), solve_time,
                      solve_step, loop_time=loop_time[0] if loop_time else None,
                      startup_time=first_rollout[0] if first_rollout else None, n_envs=config.env.num_envs,
                      device=config.device, import_rss_mib=import_rss, peak_rss_mib=_maxrss_mib(),
-                     gpu_peak_mib=gpu_peak)  # fmt: skip
+                     gpu_peak_mib=gpu_peak, later_sps=later)  # fmt: skip
 
 
 def _sb3_job(job: Job) -> JobResult:
@@ -529,6 +541,7 @@ def _throughput_rows(p: Sequence[JobResult], s: Sequence[JobResult]) -> list[str
 
 def hopper_table(results: Sequence[JobResult], seeds: Sequence[int], hopper_steps: int) -> list[str]:
     p, s, raw = _pick(results, "ppokit-hopper"), _pick(results, "sb3-hopper"), _pick(results, "raw-hopper")
+    pk = _pick(results, "ppokit-compile-hopper")
     pc = _pick(results, "ppokit-hopper", "cuda")
     raw_sync = statistics.median(r.sps for r in raw)
     raw_plain = statistics.median(r.raw_plain_sps or math.nan for r in raw)
@@ -542,7 +555,32 @@ def hopper_table(results: Sequence[JobResult], seeds: Sequence[int], hopper_step
         "| | ppokit | SB3 | ppokit / SB3 |",
         "|---|---|---|---|",
         *_throughput_rows(p, s),
+        *_rows(
+            "training steps/s after the first update (ppokit; SB3: whole run)",
+            p,
+            s,
+            lambda r: r.later_sps if r.later_sps is not None else r.sps,
+            ",.0f",
+        ),
     ]
+    if pk:
+        lines += [
+            *_rows(
+                "compile=True: training steps/s, whole run (compiling in the first update)",
+                pk,
+                s,
+                lambda r: r.sps,
+                ",.0f",
+            ),
+            *_rows(
+                "compile=True: training steps/s after the first update; SB3: whole run",
+                pk,
+                s,
+                lambda r: r.later_sps if r.later_sps is not None else r.sps,
+                ",.0f",
+            ),
+            *_rows("compile=True: peak memory (max RSS)", pk, s, lambda r: r.peak_rss_mib, ".0f", " MiB"),
+        ]
     if pc:
         lines += [
             *_rows("cuda: training steps/s; ppokit / SB3 (CPU)", pc, s, lambda r: r.sps, ",.0f"),
@@ -558,6 +596,9 @@ def hopper_table(results: Sequence[JobResult], seeds: Sequence[int], hopper_step
         f"({100 * mp_sps / raw_plain:.1f}% of the plain env); SB3 {100 * ms_sps / raw_dummy:.1f}% of its path "
         f"({100 * ms_sps / raw_plain:.1f}% of the plain env)",
     ]
+    if pk:
+        mk = statistics.median(r.later_sps or r.sps for r in pk)
+        lines.append(f"compile=True, after the first update: ppokit {100 * mk / raw_sync:.1f}% of its raw path")
     if pc:
         mc = statistics.median(r.sps for r in pc)
         lines.append(f"cuda: ppokit {100 * mc / raw_sync:.1f}% of its raw path")
