@@ -1,9 +1,11 @@
 """Training steps/s next to the raw env's steps/s, for the same env and env count.
 
     .venv/bin/python benchmarks/throughput.py [--env CartPole-v1] [--steps 50000] [--repeats 3]
+                                              [--set KEY=VALUE ...]
 
-Prints the median over repeats of: raw env steps/s (random actions, same vectorization),
-ppokit training steps/s (rollout + update, the preset's hyperparameters), and their ratio.
+Prints the median over repeats of: raw env steps/s (random actions, same vectorization and
+env count), ppokit training steps/s (rollout + update, the preset's hyperparameters with the
+``--set`` overrides on top, parsed as ``ppokit train`` flags are), and their ratio.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ppokit.cli import parse_value
 from ppokit.config import RunConfig, override
 from ppokit.envs import make_vec_env
 from ppokit.presets import PRESETS
@@ -51,12 +54,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (flat keys)")
     args = parser.parse_args()
+    extra = {key: parse_value(key, text) for key, text in (item.split("=", 1) for item in args.set)}
     torch.set_num_threads(args.threads)
     preset = PRESETS[args.env].overrides if args.env in PRESETS else {}
     config = override(
         RunConfig(),
-        {"id": args.env, **preset, "total_steps": args.steps, "progress": False, "tensorboard": False},
+        {"id": args.env, **preset, **extra, "total_steps": args.steps, "progress": False, "tensorboard": False},
     ).validate()
     raw, trained = [], []
     for _ in range(args.repeats):  # alternate, so drifting machine load hits both alike
