@@ -58,8 +58,17 @@ MUJOCO_OVERRIDES: dict[str, Any] = {
 }  # fmt: skip
 _MUJOCO_SOURCE = ("CleanRL ppo_continuous_action.py defaults (its 1M-step MuJoCo benchmark), "
                   "as 4 envs x 512 steps; docs/benchmarks.md")  # fmt: skip
-for _env in ("Hopper-v5", "Walker2d-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5", "InvertedPendulum-v5"):
+for _env in ("Hopper-v5", "HalfCheetah-v5", "Ant-v5", "Humanoid-v5", "InvertedPendulum-v5"):
     PRESETS[_env] = Preset(_env, _MUJOCO_SOURCE, dict(MUJOCO_OVERRIDES))
+# Walker2d: with the common preset, 3 of 5 seeds settled near 1,500 (IQM 0.76x CleanRL's mean).
+# Two changes that Andrychowicz et al. 2021 ("What matters in on-policy RL") recommend, as Tianshou's
+# MuJoCo PPO also has them: a smaller initial action std and no value-loss clipping.
+PRESETS["Walker2d-v5"] = Preset(
+    "Walker2d-v5",
+    "the MuJoCo preset with initial log std -0.5 (std 0.61, not 1) and no value clipping "
+    "(Andrychowicz et al. 2021); docs/benchmarks.md",
+    MUJOCO_OVERRIDES | {"init_log_std": -0.5, "clip_vloss": False},
+)
 
 
 def get_preset(name: str) -> Preset:

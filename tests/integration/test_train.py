@@ -237,6 +237,16 @@ def test_box2d_env_trains_and_resume_warns_that_episodes_restart(tmp_path: Path)
     assert result.updates == 2 and result.evaluation is not None
 
 
+def test_walker2d_preset_is_the_mujoco_preset_with_a_smaller_std_and_no_value_clipping() -> None:
+    from ppokit.presets import MUJOCO_OVERRIDES
+
+    walker = PRESETS["Walker2d-v5"].overrides
+    changed = {k: v for k, v in walker.items() if MUJOCO_OVERRIDES.get(k) != v}
+    assert changed == {"init_log_std": -0.5, "clip_vloss": False}
+    assert set(walker) == set(MUJOCO_OVERRIDES) | set(changed)
+    assert all(PRESETS[env].overrides == MUJOCO_OVERRIDES for env in ("Hopper-v5", "HalfCheetah-v5", "Humanoid-v5"))
+
+
 @requires_mujoco
 def test_hopper_preset_smoke(tmp_path: Path) -> None:
     """The Hopper-v5 preset for two updates: the run completes, every metric is finite (no return asked)."""
