@@ -133,7 +133,7 @@ class RunConfig:
         1, "Torch intra-op CPU threads; 1 suits small MLPs and keeps runs reproducible (0: torch's default)."
     )
     compile: bool = _f(
-        False, "torch.compile the minibatch loss: a faster update after about a minute of compiling (long runs)."
+        False, "torch.compile the minibatch loss: faster updates after ~15 s of compiling on first use (long runs)."
     )
     run_dir: str | None = _f(None, "Run folder; default runs/<env>__<seed>__<time>.")
     eval_episodes: int = _f(20, "Episodes of the final evaluation (and of each periodic one).")
