@@ -17,20 +17,19 @@ import argparse
 import json
 import tempfile
 import time
-from collections import deque
 from typing import Any
+
+from speed import first_solved  # the speed benchmark's criterion (this folder is on sys.path)
 
 import ppokit.trainer as trainer
 from ppokit import rollout
 from ppokit.config import RunConfig, override
 from ppokit.presets import PRESETS
 
-WINDOW, SOLVED_AT = 20, 475.0
-
 
 def solve(values: dict[str, Any], seed: int) -> tuple[int | None, float | None, float, float]:
     """(env steps to solve, seconds to solve, training steps/s, final eval mean)."""
-    finished: list[tuple[int, float, float]] = []  # (env steps, seconds, return)
+    finished: list[tuple[float, int, float]] = []  # (seconds, env steps, return)
     clock: dict[str, Any] = {"start": 0.0, "steps": 0}
     collect = rollout.collect  # the trainer calls the collect it imported from rollout
 
@@ -38,7 +37,7 @@ def solve(values: dict[str, Any], seed: int) -> tuple[int | None, float | None, 
         episodes = collect(*args, **kwargs)
         clock["steps"] += episodes.env_steps
         now = time.perf_counter() - clock["start"]
-        finished.extend((clock["steps"], now, r) for r in episodes.returns)
+        finished.extend((now, clock["steps"], r) for r in episodes.returns)
         return episodes
 
     trainer.collect = recording_collect  # type: ignore[attr-defined]
@@ -51,12 +50,8 @@ def solve(values: dict[str, Any], seed: int) -> tuple[int | None, float | None, 
             result = trainer.train(config)
     finally:
         trainer.collect = collect  # type: ignore[attr-defined]
-    window: deque[float] = deque(maxlen=WINDOW)
-    for steps, seconds, ret in finished:
-        window.append(ret)
-        if len(window) == WINDOW and sum(window) / WINDOW >= SOLVED_AT:
-            return steps, seconds, result.metrics["sps"], result.evaluation.mean if result.evaluation else float("nan")
-    return None, None, result.metrics["sps"], result.evaluation.mean if result.evaluation else float("nan")
+    seconds, steps = first_solved(finished)
+    return steps, seconds, result.metrics["sps"], result.evaluation.mean if result.evaluation else float("nan")
 
 
 def main() -> None:

@@ -164,7 +164,7 @@ def _maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _solve(episodes: Iterable[tuple[float, int, float]]) -> tuple[float | None, int | None]:
+def first_solved(episodes: Iterable[tuple[float, int, float]]) -> tuple[float | None, int | None]:
     """First (time, step) at which the mean of the last WINDOW returns is >= SOLVED_AT, from
     (time, step, return) in the order the episodes finished."""
     window: deque[float] = deque(maxlen=WINDOW)
@@ -346,7 +346,7 @@ def _ppokit_job(job: Job) -> JobResult:
     trainer.collect = recording_collect  # type: ignore[attr-defined]  # an import of ppokit.trainer's
     started = time.perf_counter()
     result = trainer.train(config)
-    solve_time, solve_step = (None, None) if job.kind.endswith("hopper") else _solve(finished)
+    solve_time, solve_step = (None, None) if job.kind.endswith("hopper") else first_solved(finished)
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if config.device.startswith("cuda") else None
     logged = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     later = None
@@ -404,7 +404,7 @@ def _sb3_job(job: Job) -> JobResult:
     model.learn(total_timesteps=setup.total_timesteps, callback=recorder)
     train_time = time.perf_counter() - start
     venv.close()
-    solve_time, solve_step = (None, None) if job.kind.endswith("hopper") else _solve(recorder.finished)
+    solve_time, solve_step = (None, None) if job.kind.endswith("hopper") else first_solved(recorder.finished)
     return JobResult(job.kind, job.seed, model.num_timesteps, train_time, solve_time, solve_step,
                      startup_time=recorder.first_rollout, n_envs=setup.n_envs, import_rss_mib=import_rss,
                      peak_rss_mib=_maxrss_mib())  # fmt: skip

@@ -51,7 +51,7 @@ from ppokit.curves import group_curves, load_run, mean_band
 from ppokit.errors import ConfigError
 from ppokit.evaluation import evaluate
 from ppokit.plots import PALETTE
-from ppokit.policy import ActorCritic, mlp
+from ppokit.policy import MLP, ActorCritic
 from ppokit.presets import PRESETS
 from ppokit.stats import Estimate, aggregate, difference_ci
 
@@ -83,7 +83,7 @@ class SharedTrunk(BaseFeaturesExtractor):
 
     def __init__(self, observation_space: gym.spaces.Box, hidden_sizes: tuple[int, ...], activation: str) -> None:
         super().__init__(observation_space, features_dim=hidden_sizes[-1])
-        self.trunk = mlp(int(np.prod(observation_space.shape)), hidden_sizes, activation, ortho=False)
+        self.trunk = MLP(int(np.prod(observation_space.shape)), hidden_sizes, activation, ortho=False)
 
     def forward(self, observations: Tensor) -> Tensor:
         out: Tensor = self.trunk(observations.flatten(1))

@@ -61,7 +61,7 @@ class Rollout:
         Under NEXT_STEP autoreset, s_{t+1} of an episode's last step is its final observation,
         which is what a truncated episode bootstraps from.
         """
-        return torch.cat([self.values[1:], self.next_value.unsqueeze(0)], dim=0)
+        return shift_values(self.values, self.next_value)
 
     def values_under(self, policy: ActorCritic) -> tuple[Tensor, Tensor]:
         """``(V(s_t), V(s_{t+1}))``, ``[T, N]`` each, under ``policy``'s current critic: what
@@ -72,7 +72,12 @@ class Rollout:
         with torch.no_grad():
             values = policy(self.obs.reshape(t * n, *self.obs.shape[2:]))[1].view(t, n)
             next_value = policy(self.next_obs)[1]
-        return values, torch.cat([values[1:], next_value.unsqueeze(0)], dim=0)
+        return values, shift_values(values, next_value)
+
+
+def shift_values(values: Tensor, next_value: Tensor) -> Tensor:
+    """V(s_{t+1}) ``[T, N]`` from V(s_t) ``[T, N]`` and the value ``[N]`` after the last step."""
+    return torch.cat([values[1:], next_value.unsqueeze(0)], dim=0)
 
 
 @dataclass

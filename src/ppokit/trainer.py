@@ -260,11 +260,12 @@ def _gae(buf: Rollout, values: Tensor, next_values: Tensor, algo: AlgoConfig) ->
 
 
 def _gae_targets(buf: Rollout, algo: AlgoConfig, policy: ActorCritic) -> tuple[Tensor, Tensor]:
-    """Flat ``(advantages, returns)`` recomputed with ``policy``'s current critic, masked like
-    ``Batch.from_rollout``'s (``algo.recompute_advantages``)."""
+    """Flat ``(advantages, returns)`` recomputed with ``policy``'s current critic, as
+    ``_collect_batch`` makes them (``algo.recompute_advantages``)."""
     values, next_values = buf.values_under(policy)
     advantages = _gae(buf, values, next_values, algo)
-    return (advantages * buf.valid).reshape(-1), (advantages + values).reshape(-1)
+    batch = Batch.from_rollout(buf, advantages, advantages + values, buf.valid)
+    return batch.advantages, batch.returns
 
 
 def _env_config(config: RunConfig) -> EnvConfig:

@@ -20,17 +20,10 @@ from ppokit.config import CRITIC_FREE, AlgoConfig
 from ppokit.policy import ActorCritic
 from ppokit.rollout import Rollout
 
-# Summed per minibatch step in this order, then averaged.
-_STEP_METRICS = (
-    "policy_loss",
-    "value_loss",
-    "entropy",
-    "approx_kl",
-    "approx_kl_k1",
-    "clip_fraction",
-    "grad_norm",
-    "loss",
-)
+# Summed per minibatch step in this order, then averaged: the loss's metrics, then the
+# gradient norm (known only after the backward pass).
+_LOSS_METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "approx_kl_k1", "clip_fraction", "loss")
+_STEP_METRICS = (*_LOSS_METRICS, "grad_norm")
 
 
 @dataclass
@@ -109,8 +102,7 @@ LossFn = Callable[[ActorCritic, "Batch", AlgoConfig, Coefs], tuple[Tensor, Tenso
 
 
 def minibatch_loss(policy: ActorCritic, mb: Batch, algo: AlgoConfig, coefs: Coefs) -> tuple[Tensor, Tensor]:
-    """One minibatch's loss, and its detached step metrics in ``_STEP_METRICS`` order with a
-    zero in place of ``grad_norm`` (known only after the backward pass).
+    """One minibatch's loss, and its detached metrics in ``_LOSS_METRICS`` order.
 
     Pure in its arguments (``torch.compile``-able: ``RunConfig.compile``)."""
     logp, entropy, value = policy.evaluate(mb.obs, mb.actions)
@@ -126,13 +118,11 @@ def minibatch_loss(policy: ActorCritic, mb: Batch, algo: AlgoConfig, coefs: Coef
     loss = pg_loss + algo.vf_coef * v_loss - coefs.ent * ent
     if coefs.ref_kl > 0 and mb.ref_logprobs is not None:
         loss = loss + coefs.ref_kl * losses.reference_kl(logp, mb.ref_logprobs, mb.mask)
-    step_values = (pg_loss, v_loss, ent, diag["approx_kl"], diag["approx_kl_k1"], diag["clip_fraction"],
-                   torch.zeros_like(loss), loss)  # fmt: skip
-    return loss, torch.stack([v.detach() for v in step_values])
+    values = (pg_loss, v_loss, ent, diag["approx_kl"], diag["approx_kl_k1"], diag["clip_fraction"], loss)
+    return loss, torch.stack([v.detach() for v in values])
 
 
-_GRAD_NORM = _STEP_METRICS.index("grad_norm")
-_APPROX_KL = _STEP_METRICS.index("approx_kl")
+_APPROX_KL = _LOSS_METRICS.index("approx_kl")
 
 
 def ppo_update(
@@ -173,16 +163,15 @@ def ppo_update(
         # One gather per epoch into shuffled order; each minibatch is then a contiguous view.
         shuffled = batch.select(torch.randperm(size, generator=generator).to(batch.obs.device))
         for start in range(0, size, minibatch_size):
-            loss, step_values = loss_fn(policy, shuffled.select(slice(start, start + minibatch_size)), algo, coefs)
-            if algo.target_kl is not None and float(step_values[_APPROX_KL]) > algo.target_kl:
+            loss, loss_values = loss_fn(policy, shuffled.select(slice(start, start + minibatch_size)), algo, coefs)
+            if algo.target_kl is not None and float(loss_values[_APPROX_KL]) > algo.target_kl:
                 kl_stop = True  # the policy left the trust region: stop before this step
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]  # torch stub gap
             grad_norm = torch.nn.utils.clip_grad_norm_(params, algo.max_grad_norm)
             optimizer.step()
-            totals += step_values.double()
-            totals[_GRAD_NORM] += grad_norm.detach().double()
+            totals += torch.cat((loss_values, grad_norm.detach().unsqueeze(0))).double()
             steps += 1
         if kl_stop:
             break
