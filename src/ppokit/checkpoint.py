@@ -21,7 +21,9 @@ import torch
 from ppokit.errors import CheckpointError
 
 FORMAT = "ppokit-checkpoint"
-VERSION = 2  # 2: the MLP trunks' weights are named actor_trunk.layers.N (1: actor_trunk.N)
+# 3: Adam's state is one flat tensor (optim.FlatAdam; 2: one per parameter);
+# 2: the MLP trunks' weights are named actor_trunk.layers.N (1: actor_trunk.N)
+VERSION = 3
 # Everything a resume reads; a file lacking any of it is refused here, not half-loaded later.
 REQUIRED_KEYS = ("format", "version", "config", "policy", "initial_policy", "optimizer", "return_norm", "rng",
                  "rollout", "global_step", "update", "train_time", "best_eval", "diagnostics", "kl_coef",

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ppokit import losses
 from ppokit.config import CRITIC_FREE, AlgoConfig
+from ppokit.optim import FlatAdam
 from ppokit.policy import ActorCritic
 from ppokit.rollout import Rollout
 
@@ -127,7 +128,7 @@ _APPROX_KL = _LOSS_METRICS.index("approx_kl")
 
 def ppo_update(
     policy: ActorCritic,
-    optimizer: torch.optim.Optimizer,
+    optimizer: FlatAdam,
     batch: Batch,
     algo: AlgoConfig,
     coefs: Coefs,
@@ -153,7 +154,6 @@ def ppo_update(
         # since even a zero gradient would move Adam's parameters through its momentum.
         nothing = dict.fromkeys((*_STEP_METRICS, "approx_kl_final", "kl_from_init"), math.nan)
         return nothing | {"minibatch_steps": 0.0, "kl_early_stop": 0.0}
-    params = [p for p in policy.parameters() if p.requires_grad]
     totals = torch.zeros(len(_STEP_METRICS), dtype=torch.float64, device=batch.obs.device)
     steps, kl_stop = 0, False
     for epoch in range(epochs):
@@ -167,9 +167,9 @@ def ppo_update(
             if algo.target_kl is not None and float(loss_values[_APPROX_KL]) > algo.target_kl:
                 kl_stop = True  # the policy left the trust region: stop before this step
                 break
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]  # torch stub gap
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, algo.max_grad_norm)
+            grad_norm = optimizer.clip_grad_norm(algo.max_grad_norm)
             optimizer.step()
             totals += torch.cat((loss_values, grad_norm.detach().unsqueeze(0))).double()
             steps += 1

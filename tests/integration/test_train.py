@@ -107,7 +107,7 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path: Path) -> Non
 def test_checkpoint_holds_everything_to_resume(tmp_path: Path) -> None:
     ppokit.train(tiny_config(tmp_path / "run", norm_obs=True, norm_reward=True), stop_after=2)
     data = ckpt.load(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert data["format"] == "ppokit-checkpoint" and data["version"] == 2
+    assert data["format"] == "ppokit-checkpoint" and data["version"] == 3
     assert data["global_step"] == 128 and data["update"] == 2
     assert {"torch", "shuffle", "numpy", "python"} <= data["rng"].keys()
     assert "obs_norm.mean" in data["policy"] and data["policy"]["obs_norm.count"] > 100

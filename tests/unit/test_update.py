@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from ppokit.config import AlgoConfig, PolicyConfig
+from ppokit.optim import FlatAdam
 from ppokit.policy import ActorCritic
 from ppokit.rollout import Rollout
 from ppokit.update import Batch, Coefs, minibatch_loss, ppo_update
@@ -66,7 +67,7 @@ def make_batch(policy: ActorCritic, size: int = 16, seed: int = 0) -> Batch:
 def run_update(
     policy: ActorCritic, batch: Batch, algo: AlgoConfig, lr: float = 1e-2, seed: int = 0
 ) -> dict[str, float]:
-    optimizer = torch.optim.Adam(policy.parameters(), lr=lr, eps=algo.adam_eps)
+    optimizer = FlatAdam(policy, lr=lr, eps=algo.adam_eps)
     coefs = Coefs(algo.ent_coef, algo.clip_coef)
     generator = torch.Generator().manual_seed(seed)
     return ppo_update(policy, optimizer, batch, algo, coefs, algo.update_epochs, algo.minibatch_size, generator)
@@ -262,10 +263,10 @@ def test_reference_penalty_pulls_towards_the_initial_policy() -> None:
     algo = AlgoConfig(update_epochs=10, minibatch_size=16, norm_adv=False)
     free, anchored = make_policy("discrete"), make_policy("discrete")
     batch = make_batch(free)
-    optimizer = torch.optim.Adam(free.parameters(), lr=5e-2)
+    optimizer = FlatAdam(free, lr=5e-2, eps=1e-8)
     gen = torch.Generator().manual_seed(0)
     ppo_update(free, optimizer, batch, algo, Coefs(0.0, 0.2, ref_kl=0.0), 10, 16, gen)
-    optimizer = torch.optim.Adam(anchored.parameters(), lr=5e-2)
+    optimizer = FlatAdam(anchored, lr=5e-2, eps=1e-8)
     gen = torch.Generator().manual_seed(0)
     ppo_update(anchored, optimizer, batch, algo, Coefs(0.0, 0.2, ref_kl=50.0), 10, 16, gen)
 
@@ -284,7 +285,7 @@ def test_reference_penalty_pulls_towards_the_initial_policy() -> None:
 def run_update_retargeted(
     policy: ActorCritic, batch: Batch, algo: AlgoConfig, retarget: object, seed: int = 0
 ) -> dict[str, float]:
-    optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2, eps=algo.adam_eps)
+    optimizer = FlatAdam(policy, lr=1e-2, eps=algo.adam_eps)
     generator = torch.Generator().manual_seed(seed)
     coefs = Coefs(algo.ent_coef, algo.clip_coef)
     return ppo_update(policy, optimizer, batch, algo, coefs, algo.update_epochs, algo.minibatch_size,
@@ -333,7 +334,7 @@ def test_compiled_minibatch_loss_trains_like_the_eager_one(kind: str) -> None:
     eager, compiled = copy.deepcopy(base), copy.deepcopy(base)
     results = []
     for policy, loss_fn in ((eager, minibatch_loss), (compiled, torch.compile(minibatch_loss))):
-        optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2, eps=algo.adam_eps)
+        optimizer = FlatAdam(policy, lr=1e-2, eps=algo.adam_eps)
         generator = torch.Generator().manual_seed(0)
         results.append(ppo_update(policy, optimizer, batch, algo, Coefs(algo.ent_coef, algo.clip_coef),
                                   algo.update_epochs, algo.minibatch_size, generator, loss_fn=loss_fn))  # fmt: skip

@@ -1,0 +1,91 @@
+"""Adam over a module's parameters laid end to end in one tensor, and gradient-norm clipping on it.
+
+A minibatch step of a 64x64 actor-critic on a CPU is bound by per-call overhead, not by
+arithmetic. Over the policy's ten-odd parameter tensors, ``zero_grad``,
+``torch.nn.utils.clip_grad_norm_`` and fused ``Adam.step`` took 87, 297 and 276 us of a
+3,201 us minibatch step (CartPole's networks, minibatch 256; ``benchmarks/adam_step.py``).
+Here every parameter's data is a view into one flat tensor and its gradient a view into
+another, so zeroing is one op, clipping two, and torch's fused Adam steps one tensor: 8, 83
+and 230 us of 2,910 us in the same run.
+
+The module keeps its parameters (same objects, names and ``state_dict``); only their storage
+moves. Backward accumulates into the existing ``.grad`` views in place (autograd's
+``AccumulateGrad`` does so whenever ``.grad`` is already set), which is why the gradients are
+zeroed, never set to None.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+def clip_grad_norm(grad: Tensor, max_norm: float) -> Tensor:
+    """Scale ``grad`` in place to an L2 norm of at most ``max_norm``; return the norm before.
+
+    The rule of ``torch.nn.utils.clip_grad_norm_``: multiply by min(1, max_norm / (norm + 1e-6))."""
+    norm: Tensor = torch.linalg.vector_norm(grad)
+    grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+    return norm
+
+
+class FlatAdam:
+    """``torch.optim.Adam(fused=True)`` stepping one flat tensor that holds ``module``'s parameters.
+
+    Build it after the module is on its device: moving the module afterwards would give its
+    parameters new storage and cut them off from the flat tensor."""
+
+    def __init__(self, module: nn.Module, lr: float, eps: float) -> None:
+        params = [p for p in module.parameters() if p.requires_grad]
+        first = params[0]
+        size = sum(p.numel() for p in params)
+        self.flat = nn.Parameter(torch.empty(size, dtype=first.dtype, device=first.device))
+        self.flat.grad = torch.zeros_like(self.flat)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            self.flat.data[offset : offset + n].copy_(p.data.reshape(-1))
+            p.data = self.flat.data[offset : offset + n].view_as(p)
+            p.grad = self.flat.grad[offset : offset + n].view_as(p)
+            offset += n
+        self.params = params
+        self.adam = torch.optim.Adam([self.flat], lr=lr, eps=eps, fused=True)
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.adam.param_groups
+
+    @property
+    def grad(self) -> Tensor:
+        grad = self.flat.grad
+        assert grad is not None  # set in __init__, zeroed in place, never dropped
+        return grad
+
+    def zero_grad(self) -> None:
+        self.grad.zero_()
+
+    def clip_grad_norm(self, max_norm: float) -> Tensor:
+        return clip_grad_norm(self.grad, max_norm)
+
+    def step(self) -> None:
+        self.adam.step()
+
+    def is_flat(self) -> bool:
+        """Whether every parameter and gradient still lives in the flat tensors (nothing replaced them)."""
+        offset = 0
+        for p in self.params:
+            n, size = p.numel(), self.flat.element_size()
+            expect_data = self.flat.data_ptr() + offset * size
+            expect_grad = self.grad.data_ptr() + offset * size
+            if p.data_ptr() != expect_data or p.grad is None or p.grad.data_ptr() != expect_grad:
+                return False
+            offset += n
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.adam.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.adam.load_state_dict(state)
