@@ -417,3 +417,28 @@ def test_compile_hands_the_update_a_compiled_loss(
     monkeypatch.setattr(trainer, "ppo_update", spy)
     ppokit.train(tiny_config(tmp_path / "run", compile=compiled, total_steps=128))
     assert seen and all((fn is not minibatch_loss) == compiled for fn in seen)
+
+
+def test_fresh_and_resumed_runs_update_the_policy_through_its_flat_parameters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every update steps a FlatAdam whose flat tensor still holds the policy's parameters,
+    before and after a resume (loading a checkpoint must copy in place, not re-point them)."""
+    import ppokit.trainer as trainer
+
+    real_update = trainer.ppo_update
+    seen: list[bool] = []
+
+    def spy(policy, optimizer, *args):  # type: ignore[no-untyped-def]
+        owned = {id(p) for p in policy.parameters()} == {id(p) for p in optimizer.params}
+        before = optimizer.flat.detach().clone()
+        metrics = real_update(policy, optimizer, *args)
+        moved = not torch.equal(before, torch.cat([p.detach().reshape(-1) for p in optimizer.params]))
+        seen.append(owned and optimizer.is_flat() and moved)
+        return metrics
+
+    monkeypatch.setattr(trainer, "ppo_update", spy)
+    config = tiny_config(tmp_path / "run")
+    ppokit.train(config, stop_after=2)
+    ppokit.train(resume=tmp_path / "run")
+    assert len(seen) == config.num_updates and all(seen)
