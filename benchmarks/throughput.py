@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/throughput.py [--env CartPole-v1] [--steps 50000] [--repeats 3]
                                               [--set KEY=VALUE ...]
 
+Torch threads are the config's ``torch_threads`` (default 1; ``--set torch_threads=2``), which
+``train()`` sets.
+
 Prints the median over repeats of: raw env steps/s (random actions, same vectorization and
 env count); ppokit's training steps/s with the preset's hyperparameters and the ``--set``
 overrides on top (parsed as ``ppokit train`` flags are), twice: over the rollouts and updates
@@ -18,8 +21,6 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-
-import torch
 
 from ppokit.cli import parse_value
 from ppokit.config import RunConfig, override
@@ -57,11 +58,9 @@ def main() -> None:
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides (flat keys)")
     args = parser.parse_args()
     extra = {key: parse_value(key, text) for key, text in (item.split("=", 1) for item in args.set)}
-    torch.set_num_threads(args.threads)
     preset = PRESETS[args.env].overrides if args.env in PRESETS else {}
     config = override(
         RunConfig(),
@@ -76,7 +75,7 @@ def main() -> None:
     raw_m, train_m, whole_m = statistics.median(raw), statistics.median(trained), statistics.median(whole)
     print(f"env {args.env}, {config.env.num_envs} envs x {config.algo.num_steps} steps, "
           f"{config.algo.update_epochs} epochs, minibatch {config.algo.minibatch_size}, "
-          f"torch threads {args.threads}, {args.steps} steps, median of {args.repeats}")  # fmt: skip
+          f"torch threads {config.torch_threads}, {args.steps} steps, median of {args.repeats}")  # fmt: skip
 
     def runs(xs: list[float]) -> str:
         return ", ".join(f"{x:,.0f}" for x in xs)
