@@ -39,6 +39,9 @@ class FlatAdam:
 
     def __init__(self, module: nn.Module, lr: float, eps: float) -> None:
         params = [p for p in module.parameters() if p.requires_grad]
+        if not params or len({(p.dtype, p.device) for p in params}) > 1:
+            kinds = sorted({f"{p.dtype} on {p.device}" for p in params})
+            raise ValueError(f"FlatAdam needs trainable parameters of one dtype and device; got {kinds or 'none'}")
         first = params[0]
         size = sum(p.numel() for p in params)
         self.flat = nn.Parameter(torch.empty(size, dtype=first.dtype, device=first.device))

@@ -111,3 +111,12 @@ def test_state_dict_round_trip_resumes_the_same_steps() -> None:
         _loss(policy, x).backward()  # type: ignore[no-untyped-call]
         opt.step()
     torch.testing.assert_close(a.flat.detach(), b.flat.detach(), rtol=0, atol=0)
+
+
+def test_parameters_of_mixed_dtypes_or_none_are_refused() -> None:
+    mixed = torch.nn.Linear(3, 2)
+    mixed.bias.data = mixed.bias.data.double()
+    with pytest.raises(ValueError, match="one dtype and device"):
+        FlatAdam(mixed, lr=1e-3, eps=1e-5)
+    with pytest.raises(ValueError, match="none"):
+        FlatAdam(torch.nn.Linear(3, 2).requires_grad_(False), lr=1e-3, eps=1e-5)
