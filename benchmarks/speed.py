@@ -79,9 +79,9 @@ seeds, and ratios of the medians:
   steps/s is also given as a percentage of the raw figures.
 
 ``--quick`` (5,000 CartPole steps, 2,048 Hopper steps, 1 seed) checks the script in a few
-seconds of training per job; it does not solve. The default run should take 5 to 7 minutes on
-a quiet 2-core machine (an estimate from ~20 s per CartPole and Hopper training job and ~4 s
-of start-up and imports per job, not a measurement).
+seconds of training per job; it does not solve. The default run took 11-12 minutes on the
+2-core development machine (three runs on 2026-11-21, docs/benchmarks.md); ``--no-hopper``
+halves that. The CartPole budget stays at 100k steps because SB3 needed up to ~62k to solve.
 """
 
 from __future__ import annotations
