@@ -34,7 +34,8 @@ from ppokit.update import Batch, Coefs, minibatch_loss
 PARTS = ("zero", "clip", "adam", "step")
 
 
-def _case(env_id: str, size: int) -> tuple[ActorCritic, Batch, RunConfig]:
+def case(env_id: str, size: int) -> tuple[ActorCritic, Batch, RunConfig]:
+    """The env's preset policy (seed 0) and a random minibatch of ``size`` samples."""
     config = override(RunConfig(), {**PRESETS[env_id].overrides, "id": env_id}).validate()
     env = gym.make(env_id)
     torch.manual_seed(0)
@@ -51,7 +52,7 @@ def _case(env_id: str, size: int) -> tuple[ActorCritic, Batch, RunConfig]:
 
 
 def _stepper(kind: str, env_id: str, size: int) -> Callable[[dict[str, float]], None]:
-    policy, batch, config = _case(env_id, size)
+    policy, batch, config = case(env_id, size)
     coefs = Coefs(ent=0.0, clip=0.2)
     if kind == "flat":
         flat = FlatAdam(policy, lr=3e-4, eps=1e-5)

@@ -81,7 +81,7 @@ seeds, and ratios of the medians:
 ``--quick`` (5,000 CartPole steps, 2,048 Hopper steps, 1 seed) checks the script in a few
 seconds of training per job; it does not solve. The default run took 11-12 minutes on the
 2-core development machine (three runs on 2026-11-21, docs/benchmarks.md); ``--no-hopper``
-halves that. The CartPole budget stays at 100k steps because SB3 needed up to ~62k to solve.
+skips the Hopper section. The CartPole budget stays at 100k steps because SB3 needed up to ~62k to solve.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/step_ops.py [--env CartPole-v1] [--minibatch 256] [--steps 100] [--rows 25]
 
-Builds the env's preset policy and ``optim.FlatAdam``, runs ``--steps`` minibatch steps
-(``update.minibatch_loss``, backward, clipping, Adam) on a random batch under
+Builds the env's preset policy and random minibatch as ``adam_step.py`` does, and
+``optim.FlatAdam``, runs ``--steps`` minibatch steps (``update.minibatch_loss``, backward,
+clipping, Adam) under
 ``torch.profiler`` (after 20 untimed steps), and prints: the aten calls per step (nested
 calls counted, e.g. ``aten::to`` and the ``aten::_to_copy`` inside it), the time per step
 in the compute-heavy kernels (matrix products, tanh and its backward) against the rest,
@@ -14,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 
-import gymnasium as gym
 import torch
+from adam_step import case  # the same policy and random minibatch (this folder is on sys.path)
 from torch.profiler import ProfilerActivity, profile
 
-from ppokit.config import RunConfig, override
 from ppokit.optim import FlatAdam
-from ppokit.policy import ActorCritic
 from ppokit.presets import PRESETS
-from ppokit.update import Batch, Coefs, minibatch_loss
+from ppokit.update import Coefs, minibatch_loss
 
 HEAVY = ("aten::mm", "aten::addmm", "aten::tanh", "aten::tanh_backward")
 
@@ -35,19 +34,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=25)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = override(RunConfig(), {**PRESETS[args.env].overrides, "id": args.env}).validate()
-    env = gym.make(args.env)
-    torch.manual_seed(0)
-    policy = ActorCritic(env.observation_space, env.action_space, config.policy)
+    policy, batch, config = case(args.env, args.minibatch)
     optimizer = FlatAdam(policy, config.algo.learning_rate, config.algo.adam_eps)
-    n, g = args.minibatch, torch.Generator().manual_seed(0)
-    if isinstance(env.action_space, gym.spaces.Discrete):
-        actions = torch.randint(0, int(env.action_space.n), (n,), generator=g)
-    else:
-        actions = torch.randn(n, *env.action_space.shape, generator=g)
-    obs = torch.randn(n, *env.observation_space.shape, generator=g)
-    batch = Batch(obs, actions, torch.randn(n, generator=g) - 1.0, torch.randn(n, generator=g),
-                  torch.randn(n, generator=g), torch.randn(n, generator=g), torch.ones(n))  # fmt: skip
     coefs = Coefs(ent=config.algo.ent_coef, clip=config.algo.clip_coef)
 
     def step() -> None:
@@ -66,7 +54,7 @@ def main() -> None:
     aten = [e for e in events if e.key.startswith("aten::")]
     total_us = sum(e.self_cpu_time_total for e in events) / args.steps
     heavy_us = sum(e.self_cpu_time_total for e in events if e.key in HEAVY) / args.steps
-    print(f"{args.env}, minibatch {n}, {args.steps} steps under the profiler (it adds its own overhead)")
+    print(f"{args.env}, minibatch {args.minibatch}, {args.steps} steps under the profiler (it adds its own overhead)")
     print(f"aten calls per step (nested included): {sum(e.count for e in aten) / args.steps:.0f}")
     print(f"self CPU per step: {total_us:,.0f} us, of which matrix products and tanh {heavy_us:,.0f} us")
     print(events.table(sort_by="self_cpu_time_total", row_limit=args.rows))

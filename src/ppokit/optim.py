@@ -77,14 +77,13 @@ class FlatAdam:
 
     def is_flat(self) -> bool:
         """Whether every parameter and gradient still lives in the flat tensors (nothing replaced them)."""
-        offset = 0
+        offset, size = 0, self.flat.element_size()
         for p in self.params:
-            n, size = p.numel(), self.flat.element_size()
             expect_data = self.flat.data_ptr() + offset * size
             expect_grad = self.grad.data_ptr() + offset * size
             if p.data_ptr() != expect_data or p.grad is None or p.grad.data_ptr() != expect_grad:
                 return False
-            offset += n
+            offset += p.numel()
         return True
 
     def state_dict(self) -> dict[str, Any]:

@@ -171,7 +171,7 @@ def ppo_update(
             loss.backward()  # type: ignore[no-untyped-call]  # torch stub gap
             grad_norm = optimizer.clip_grad_norm(algo.max_grad_norm)
             optimizer.step()
-            totals += torch.cat((loss_values, grad_norm.detach().unsqueeze(0))).double()
+            totals += torch.cat((loss_values, grad_norm.unsqueeze(0))).double()  # no autograd: norm of a .grad
             steps += 1
         if kl_stop:
             break
