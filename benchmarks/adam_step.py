@@ -9,7 +9,7 @@ clipping at 0.5, Adam) with either
 - **per-tensor**: ``torch.optim.Adam(fused=True)`` over the policy's parameters,
   ``zero_grad(set_to_none=True)`` and ``torch.nn.utils.clip_grad_norm_`` (ppokit before
   ``optim.FlatAdam``), or
-- **flat**: ``ppokit.optim.FlatAdam`` (the parameters and gradients views into one tensor each).
+- **flat**: ``ppokit.core.optim.FlatAdam`` (the parameters and gradients views into one tensor each).
 
 Prints the median over repeats (the two alternate within each repeat) of microseconds per
 step for the zeroing, the clipping and the Adam step, and for the whole step. One torch thread.
@@ -25,11 +25,11 @@ from collections.abc import Callable
 import gymnasium as gym
 import torch
 
+from ppokit.classic.policy import ActorCritic
 from ppokit.config import RunConfig, override
-from ppokit.optim import FlatAdam
-from ppokit.policy import ActorCritic
+from ppokit.core.optim import FlatAdam
+from ppokit.core.update import Batch, Coefs, minibatch_loss
 from ppokit.presets import PRESETS
-from ppokit.update import Batch, Coefs, minibatch_loss
 
 PARTS = ("zero", "clip", "adam", "step")
 

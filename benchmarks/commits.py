@@ -41,7 +41,7 @@ _RUN = """
 import json, sys, tempfile, torch
 torch.set_num_threads(1)
 from ppokit.config import RunConfig, override
-from ppokit.trainer import train
+from ppokit.classic.trainer import train
 values = json.loads(sys.argv[1])
 with tempfile.TemporaryDirectory() as tmp:
     values.update(run_dir=tmp + "/run", progress=False, tensorboard=False, eval_episodes=1, seed=1)

@@ -31,9 +31,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from ppokit.classic.policy import ActorCritic
 from ppokit.config import AlgoConfig, PolicyConfig
-from ppokit.policy import ActorCritic
-from ppokit.update import Batch, Coefs, LossFn, minibatch_loss
+from ppokit.core.update import Batch, Coefs, LossFn, minibatch_loss
 
 
 def _policy() -> ActorCritic:

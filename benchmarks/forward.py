@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ppokit.classic.policy import ActorCritic
 from ppokit.config import PolicyConfig
-from ppokit.policy import ActorCritic
 
 
 def sequential_twin(policy: ActorCritic) -> Callable[[Tensor], tuple[Tensor, Tensor]]:

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/profile_run.py [--preset CartPole-v1] [--set KEY=VALUE ...] [--top 15]
 
-Runs ``ppokit.trainer.train`` with a preset (seed 1, one torch thread, TensorBoard and the
+Runs ``ppokit.classic.trainer.train`` with a preset (seed 1, one torch thread, TensorBoard and the
 progress bar off, a one-episode final evaluation) and ``--set`` overrides on top, and prints
 the run's training steps/s and the profile sorted by own time and by cumulative time.
 The Hopper profile of docs/benchmarks.md (SB3's defaults, with both normalizations)::
@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
+from ppokit.classic.trainer import train
 from ppokit.config import RunConfig, override
 from ppokit.presets import PRESETS
-from ppokit.trainer import train
 
 
 def _value(text: str) -> Any:

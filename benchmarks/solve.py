@@ -21,8 +21,8 @@ from typing import Any
 
 from speed import first_solved  # the speed benchmark's criterion (this folder is on sys.path)
 
-import ppokit.trainer as trainer
-from ppokit import rollout
+import ppokit.classic.trainer as trainer
+from ppokit.classic import rollout
 from ppokit.config import RunConfig, override
 from ppokit.presets import PRESETS
 

@@ -6,7 +6,7 @@
 **CartPole-v1, rl-zoo hyperparameters.** Both libraries train with the rl-baselines3-zoo
 hyperparameters: ppokit's CartPole-v1 preset (8 envs x 32 steps, 20 epochs, minibatch 256,
 gamma 0.98, lambda 0.8, lr 1e-3 and clip 0.2 annealed linearly), mapped onto SB3's ``PPO`` by
-:func:`ppokit.compare.to_sb3`. Both train ``updates x 256`` env steps (99,840 for ``--steps
+:func:`ppokit.analysis.compare.to_sb3`. Both train ``updates x 256`` env steps (99,840 for ``--steps
 100000``). ppokit runs with TensorBoard and the progress bar off (SB3 runs with ``verbose=0``)
 and a one-episode final evaluation (after training, outside every clock).
 
@@ -38,7 +38,7 @@ seeds, and ratios of the medians:
   stop). A seed that never gets there counts as not solved (infinite): the median is "not
   solved" when half or more of the seeds are.
 
-  * ppokit: ``ppokit.trainer.collect`` is wrapped to record, for every episode finished in a
+  * ppokit: ``ppokit.classic.trainer.collect`` is wrapped to record, for every episode finished in a
     rollout, (wall-clock since ``train()`` was called, env steps so far, return) at the end of
     that rollout. The clock starts where SB3's starts at ``learn()``, so it holds everything
     after it: rollouts, updates, per-update metrics, logging, health checks, checkpoints.
@@ -59,7 +59,7 @@ seeds, and ratios of the medians:
   the start of the first rollout.
 - **training steps/s**: env steps trained / training wall-clock of the whole run (ppokit:
   ``time_elapsed``, rollouts + updates only; SB3: ``learn()``). A second ppokit line uses the
-  wall-clock of ppokit's whole training loop (``ppokit.trainer._loop``, timed from here),
+  wall-clock of ppokit's whole training loop (``ppokit.classic.trainer._loop``, timed from here),
   which also holds the per-update metrics, JSONL logging, health checks and checkpoints, i.e.
   what SB3's ``learn()`` holds. ppokit's env steps include the step after each episode end
   that resets the sub-env (Gymnasium's ``NEXT_STEP`` autoreset; it trains on nothing), SB3's
@@ -67,12 +67,12 @@ seeds, and ratios of the medians:
   tens of steps, up to a few percent of ppokit's steps are such resets.
 - **peak memory**: ``ru_maxrss`` of the job's process at its end (imports included; the
   RSS after imports is printed too; the SB3 job imports ppokit and matplotlib, via
-  ``ppokit.compare``). cuda jobs also report torch's peak allocated GPU memory.
+  ``ppokit.analysis.compare``). cuda jobs also report torch's peak allocated GPU memory.
 - **raw env steps/s**, random actions drawn beforehand, the limit for training steps/s.
   CartPole: Gymnasium's native CartPole vector env (what ppokit steps) with 8 envs, and SB3's
   env path (``make_vec_env``: ``DummyVecEnv`` of 8 ``Monitor``-wrapped envs). Hopper (1 env):
   a plain ``gym.make`` env reset by hand when an episode ends (resets not counted as steps),
-  ppokit's path (``ppokit.envs.make_vec_env``: ``SyncVectorEnv`` of 1, ``NEXT_STEP``
+  ppokit's path (``ppokit.classic.envs.make_vec_env``: ``SyncVectorEnv`` of 1, ``NEXT_STEP``
   autoreset, reset steps counted as ppokit counts them), and SB3's path (``DummyVecEnv`` of 1
   ``Monitor``-wrapped env), each after 200 untimed steps. Random actions end Hopper episodes
   after a few dozen steps, so these raw figures hold more resets than training does. Training
@@ -103,8 +103,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ppokit.classic.rollout import Episodes
     from ppokit.config import RunConfig
-    from ppokit.rollout import Episodes
 
 ENV_ID = "CartPole-v1"
 HOPPER_ID = "Hopper-v5"
@@ -252,7 +252,7 @@ def _raw_hopper_job(job: Job) -> JobResult:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from ppokit.envs import make_vec_env as ppokit_vec_env
+    from ppokit.classic.envs import make_vec_env as ppokit_vec_env
 
     plain = gym.make(HOPPER_ID)
     space = plain.action_space
@@ -310,8 +310,8 @@ def _warm_up(torch: Any, device: str) -> None:
 def _ppokit_job(job: Job) -> JobResult:
     import torch
 
-    import ppokit.trainer as trainer
-    from ppokit import rollout
+    import ppokit.classic.trainer as trainer
+    from ppokit.classic import rollout
 
     torch.set_num_threads(1)
     config = _config(job).validate()
@@ -343,7 +343,7 @@ def _ppokit_job(job: Job) -> JobResult:
         return episodes
 
     trainer._loop = timed_loop
-    trainer.collect = recording_collect  # type: ignore[attr-defined]  # an import of ppokit.trainer's
+    trainer.collect = recording_collect  # type: ignore[attr-defined]  # an import of ppokit.classic.trainer's
     started = time.perf_counter()
     result = trainer.train(config)
     solve_time, solve_step = (None, None) if job.kind.endswith("hopper") else first_solved(finished)
@@ -368,7 +368,7 @@ def _sb3_job(job: Job) -> JobResult:
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from ppokit.compare import to_sb3
+    from ppokit.analysis.compare import to_sb3
 
     torch.set_num_threads(1)
     config = _config(job).validate()

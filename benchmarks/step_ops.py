@@ -19,9 +19,9 @@ import torch
 from adam_step import case  # the same policy and random minibatch (this folder is on sys.path)
 from torch.profiler import ProfilerActivity, profile
 
-from ppokit.optim import FlatAdam
+from ppokit.core.optim import FlatAdam
+from ppokit.core.update import Coefs, minibatch_loss
 from ppokit.presets import PRESETS
-from ppokit.update import Coefs, minibatch_loss
 
 HEAVY = ("aten::mm", "aten::addmm", "aten::tanh", "aten::tanh_backward")
 

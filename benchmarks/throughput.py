@@ -22,11 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from ppokit.classic.envs import make_vec_env
+from ppokit.classic.trainer import train
 from ppokit.cli import parse_value
 from ppokit.config import RunConfig, override
-from ppokit.envs import make_vec_env
 from ppokit.presets import PRESETS
-from ppokit.trainer import train
 
 
 def raw_env_sps(config: RunConfig, steps: int) -> float:

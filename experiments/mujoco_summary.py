@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ppokit import plots, stats
-from ppokit.curves import RunData, final_eval_mean, load_run
+from ppokit.analysis import plots, stats
+from ppokit.analysis.curves import RunData, final_eval_mean, load_run
 
 # Published PPO returns at 1M steps (CleanRL ppo_continuous_action, MuJoCo v4, 3 seeds; and
 # rl-baselines3-zoo's tuned SB3 agents), as quoted in the project's issue.

@@ -10,11 +10,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ppokit import checkpoint as ckpt
+from ppokit.classic.envs import EnvFactory, make_vec_env
+from ppokit.classic.policy import ActorCritic
 from ppokit.config import RunConfig, from_dict
-from ppokit.envs import EnvFactory, make_vec_env
 from ppokit.errors import CheckpointError
-from ppokit.policy import ActorCritic
+from ppokit.io import checkpoint as ckpt
 
 
 @dataclass

@@ -208,7 +208,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ppokit.trainer import train
+    from ppokit.classic.trainer import train
 
     if args.resume is not None:
         ignored = [*_given_flags(args), *(["config"] if args.config else []), *(["preset"] if args.preset else [])]
@@ -233,9 +233,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ppokit import checkpoint as ckpt
     from ppokit.api import load
-    from ppokit.evaluation import evaluate
+    from ppokit.classic.evaluation import evaluate
+    from ppokit.io import checkpoint as ckpt
 
     if args.episodes < 1:
         raise ConfigError("episodes", f"{args.episodes}; allowed: an integer >= 1")
@@ -258,7 +258,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _experiment(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from ppokit import experiment as exp
+    from ppokit.analysis import experiment as exp
 
     if args.seeds < 1:
         raise ConfigError("seeds", f"{args.seeds}; allowed: an integer >= 1")
@@ -338,12 +338,12 @@ def train_flags(config: RunConfig) -> list[str]:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ppokit.experiment import default_workers
+    from ppokit.analysis.experiment import default_workers
 
     if args.steps < 1:
         raise ConfigError("steps", f"{args.steps}; allowed: an integer >= 1")
     try:
-        from ppokit.compare import compare, markdown
+        from ppokit.analysis.compare import compare, markdown
     except ImportError:
         raise ConfigError("compare", "needs Stable-Baselines3: pip install 'ppokit[compare]'") from None
     config = resolve_config(args)
@@ -359,7 +359,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ppokit.report import write_report
+    from ppokit.analysis.report import write_report
 
     path = write_report(args.folder, fmt=args.format, threshold=args.threshold)
     console.print(f"Report written to {path}")

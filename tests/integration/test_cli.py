@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import ppokit as ppokit_api
-from ppokit import checkpoint as ckpt
+from ppokit.io import checkpoint as ckpt
 from ppokit.presets import PRESETS
 from tests.conftest import tiny_config
 

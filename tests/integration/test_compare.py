@@ -10,10 +10,10 @@ import pytest
 from stable_baselines3 import PPO
 from torch import nn
 
-from ppokit.compare import LinearSchedule, RunRecord, SharedTrunk, compare, to_sb3
+from ppokit.analysis.compare import LinearSchedule, RunRecord, SharedTrunk, compare, to_sb3
+from ppokit.classic.policy import ActorCritic
 from ppokit.config import RunConfig, override
 from ppokit.errors import ConfigError
-from ppokit.policy import ActorCritic
 
 
 def _config(**overrides: object) -> RunConfig:

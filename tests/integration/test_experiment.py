@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import ppokit
-from ppokit import experiment as exp
+from ppokit.analysis import experiment as exp
 from ppokit.cli import main, parse_grid
 from ppokit.errors import ConfigError
 from tests.conftest import tiny_config

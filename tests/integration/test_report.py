@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 import ppokit
-from ppokit import stats
+from ppokit.analysis import stats
+from ppokit.analysis.report import write_report
 from ppokit.config import override, to_dict
 from ppokit.errors import ConfigError
-from ppokit.report import write_report
 from tests.conftest import tiny_config
 from tests.unit.test_plots import assert_png_has_content
 
@@ -107,7 +107,7 @@ def test_report_refuses_folders_it_cannot_read(tmp_path: Path, experiment: Path)
 
 
 def test_report_has_a_trust_region_table(tmp_path: Path) -> None:
-    from ppokit.trainer import train
+    from ppokit.classic.trainer import train
     from tests.conftest import tiny_config
 
     train(tiny_config(tmp_path / "run", method="ppo-kl"))

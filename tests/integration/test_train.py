@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import ppokit
-from ppokit import checkpoint as ckpt
 from ppokit.errors import CheckpointError, ConfigError, NonFiniteError
+from ppokit.io import checkpoint as ckpt
 from ppokit.presets import PRESETS
 from tests.conftest import tiny_config
 
@@ -333,7 +333,7 @@ def test_bootstrap_truncation_decides_what_cuts_the_bootstrap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bootstrap: bool
 ) -> None:
     """GAE gets ``terminated`` alone by default; with bootstrapping off, truncations too."""
-    import ppokit.trainer as trainer
+    import ppokit.classic.trainer as trainer
 
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     real_gae = trainer.gae
@@ -373,7 +373,7 @@ def test_recomputed_targets_under_the_behaviour_critic_are_the_collected_ones(
 ) -> None:
     """Before the first step the critic is the behaviour one, so recomputing must give back
     the collected advantages and returns: same values, same next values, same masking."""
-    import ppokit.trainer as trainer
+    import ppokit.classic.trainer as trainer
 
     real_update = trainer.ppo_update
     checked: list[int] = []
@@ -404,8 +404,8 @@ def test_compile_hands_the_update_a_compiled_loss(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
 ) -> None:
     """The compiled loss itself is checked against the eager one in tests/unit/test_update.py."""
-    import ppokit.trainer as trainer
-    from ppokit.update import minibatch_loss
+    import ppokit.classic.trainer as trainer
+    from ppokit.core.update import minibatch_loss
 
     real_update = trainer.ppo_update
     seen: list[object] = []
@@ -424,7 +424,7 @@ def test_fresh_and_resumed_runs_update_the_policy_through_its_flat_parameters(
 ) -> None:
     """Every update steps a FlatAdam whose flat tensor still holds the policy's parameters,
     before and after a resume (loading a checkpoint must copy in place, not re-point them)."""
-    import ppokit.trainer as trainer
+    import ppokit.classic.trainer as trainer
 
     real_update = trainer.ppo_update
     seen: list[bool] = []

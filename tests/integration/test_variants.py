@@ -52,7 +52,7 @@ def test_adaptive_clip_moves_within_bounds(tmp_path: Path) -> None:
 
 
 def test_grpo_groups_start_from_one_state(tmp_path: Path) -> None:
-    from ppokit.envs import make_vec_env
+    from ppokit.classic.envs import make_vec_env
 
     config = tiny_config(tmp_path / "run", method="grpo", group_size=2, vectorization="sync")
     vec = make_vec_env(config.env)

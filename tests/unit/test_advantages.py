@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from ppokit.advantages import gae
-from ppokit.rollout import Rollout
+from ppokit.classic.rollout import Rollout
+from ppokit.core.advantages import gae
 
 # gamma = lambda = 0.5 keeps every hand computation exact in binary floating point.
 GAMMA, LAM = 0.5, 0.5  # gamma * lambda = 0.25

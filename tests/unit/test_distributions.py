@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.distributions import Categorical, Normal
 
-from ppokit.distributions import CategoricalHead, DiagGaussianHead, MultiCategoricalHead, make_head
+from ppokit.classic.distributions import CategoricalHead, DiagGaussianHead, MultiCategoricalHead, make_head
 from ppokit.errors import ConfigError
 
 BATCH = 32

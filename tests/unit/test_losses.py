@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from ppokit.losses import (
+from ppokit.core.losses import (
     clipped_surrogate,
     entropy_bonus,
     explained_variance,

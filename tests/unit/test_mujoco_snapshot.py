@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from ppokit.classic.envs import VecEnv, make_vec_env, restore, snapshot
 from ppokit.config import EnvConfig
-from ppokit.envs import VecEnv, make_vec_env, restore, snapshot
 
 pytest.importorskip("mujoco", reason="needs the mujoco extra")
 

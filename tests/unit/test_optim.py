@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from ppokit.classic.policy import ActorCritic
 from ppokit.config import PolicyConfig
-from ppokit.optim import FlatAdam, clip_grad_norm
-from ppokit.policy import ActorCritic
+from ppokit.core.optim import FlatAdam, clip_grad_norm
 
 
 def _policy(continuous: bool = True) -> ActorCritic:

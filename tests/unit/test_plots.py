@@ -12,8 +12,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from ppokit import curves as curves_mod
-from ppokit import plots
+from ppokit.analysis import curves as curves_mod
+from ppokit.analysis import plots
 from ppokit.errors import ConfigError
 
 CONFIG = """seed = 1

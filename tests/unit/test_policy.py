@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from ppokit.classic.distributions import CategoricalHead, DiagGaussianHead, MultiCategoricalHead
+from ppokit.classic.policy import ActorCritic, RunningNorm
 from ppokit.config import PolicyConfig
-from ppokit.distributions import CategoricalHead, DiagGaussianHead, MultiCategoricalHead
 from ppokit.errors import ConfigError
-from ppokit.policy import ActorCritic, RunningNorm
 
 OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32)
 BOX2 = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from ppokit.stats import (
+from ppokit.analysis.stats import (
     Estimate,
     Method,
     Statistic,

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from ppokit.classic.policy import ActorCritic
+from ppokit.classic.rollout import Rollout
 from ppokit.config import AlgoConfig, PolicyConfig
-from ppokit.optim import FlatAdam
-from ppokit.policy import ActorCritic
-from ppokit.rollout import Rollout
-from ppokit.update import Batch, Coefs, minibatch_loss, ppo_update
+from ppokit.core.optim import FlatAdam
+from ppokit.core.update import Batch, Coefs, minibatch_loss, ppo_update
 
 OBS_DIM = 4
 OBS_SPACE = gym.spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float32)

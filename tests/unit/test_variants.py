@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from ppokit.advantages import discounted_returns, group_relative_advantages
-from ppokit.losses import adapt_clip_coef, adapt_kl_coef, kl_penalty_surrogate, reference_kl
+from ppokit.core.advantages import discounted_returns, group_relative_advantages
+from ppokit.core.losses import adapt_clip_coef, adapt_kl_coef, kl_penalty_surrogate, reference_kl
 
 
 @pytest.mark.parametrize(
@@ -97,7 +97,7 @@ def test_k3_reference_kl_is_nonnegative_and_matches_exact_kl_on_an_enumerable_di
 def test_exact_kl_of_each_head_matches_torch_distributions() -> None:
     from torch.distributions import Categorical, Normal, kl_divergence
 
-    from ppokit.distributions import CategoricalHead, DiagGaussianHead, MultiCategoricalHead
+    from ppokit.classic.distributions import CategoricalHead, DiagGaussianHead, MultiCategoricalHead
 
     gen = torch.Generator().manual_seed(0)
     p, q = torch.randn(5, 4, generator=gen), torch.randn(5, 4, generator=gen)

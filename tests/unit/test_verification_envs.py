@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from ppokit.classic.envs import make_vec_env, restore, snapshot
+from ppokit.classic.trainer import train
+from ppokit.classic.verification_envs import BANDIT_ID, GRIDWORLD_ID, GridWorld, MultiArmedBandit, register_envs
 from ppokit.config import EnvConfig, RunConfig, override
-from ppokit.envs import make_vec_env, restore, snapshot
-from ppokit.trainer import train
-from ppokit.verification_envs import BANDIT_ID, GRIDWORLD_ID, GridWorld, MultiArmedBandit, register_envs
 
 UP, RIGHT, DOWN, LEFT = 0, 1, 2, 3
 
@@ -49,9 +49,9 @@ def test_check_env_passes_without_warnings(env_id: str, kwargs: dict[str, Any]) 
 def test_register_envs_is_idempotent_and_make_works() -> None:
     register_envs()
     register_envs()
-    assert gym.spec(BANDIT_ID).entry_point == "ppokit.verification_envs:MultiArmedBandit"
+    assert gym.spec(BANDIT_ID).entry_point == "ppokit.classic.verification_envs:MultiArmedBandit"
     assert gym.spec(BANDIT_ID).max_episode_steps is None
-    assert gym.spec(GRIDWORLD_ID).entry_point == "ppokit.verification_envs:GridWorld"
+    assert gym.spec(GRIDWORLD_ID).entry_point == "ppokit.classic.verification_envs:GridWorld"
     assert gym.spec(GRIDWORLD_ID).max_episode_steps == 50
     assert isinstance(gym.make(BANDIT_ID).unwrapped, MultiArmedBandit)
     grid = gym.make(GRIDWORLD_ID, size=5).unwrapped

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from ppokit.classic.envs import EnvFactory, make_vec_env
+from ppokit.classic.policy import ActorCritic
 from ppokit.config import EnvConfig
-from ppokit.envs import EnvFactory, make_vec_env
-from ppokit.policy import ActorCritic
 
 MAX_EVAL_ENVS = 32
 EVAL_SEED_OFFSET = 1_000_003  # eval envs never share seeds with training envs

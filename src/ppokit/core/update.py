@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from ppokit import losses
+from ppokit.classic.policy import ActorCritic
+from ppokit.classic.rollout import Rollout
 from ppokit.config import CRITIC_FREE, AlgoConfig
-from ppokit.optim import FlatAdam
-from ppokit.policy import ActorCritic
-from ppokit.rollout import Rollout
+from ppokit.core import losses
+from ppokit.core.optim import FlatAdam
 
 # Summed per minibatch step in this order, then averaged: the loss's metrics, then the
 # gradient norm (known only after the backward pass).

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ppokit.checkpoint import atomic_write_text
+from ppokit.io.checkpoint import atomic_write_text
 
 
 class Logger(Protocol):

@@ -7,7 +7,7 @@ links (``learning_curves.png``, ``diagnostics.png``, ``kl_per_update.png``); wit
 The report is built as a list of blocks (heading, text, table, image, collapsible code) and
 rendered to Markdown or HTML, so both formats say the same thing. Across seeds it reports
 the mean, median and interquartile mean with 95% percentile-bootstrap confidence intervals
-(``ppokit.stats``; Agarwal et al. 2021), never a bare mean +- std.
+(``ppokit.analysis.stats``; Agarwal et al. 2021), never a bare mean +- std.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ppokit import curves, plots, stats
-from ppokit.checkpoint import atomic_write_text
+from ppokit.analysis import curves, plots, stats
+from ppokit.analysis.curves import FloatArray, RunData
 from ppokit.config import RunConfig, to_dict
-from ppokit.curves import FloatArray, RunData
 from ppokit.errors import ConfigError
+from ppokit.io.checkpoint import atomic_write_text
 
 Format = Literal["md", "html"]
 FIGURES = (

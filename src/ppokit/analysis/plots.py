@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import Formatter, FuncFormatter
 
-from ppokit.curves import (
+from ppokit.analysis.curves import (
     FloatArray,
     Groups,
     RunData,

@@ -187,10 +187,10 @@ def _checked_action(space: spaces.Space[Any], action: int | np.integer[Any]) -> 
 def register_envs() -> None:
     """Register ``ppokit/Bandit-v0`` and ``ppokit/GridWorld-v0`` with Gymnasium; calling it again is a no-op."""
     if BANDIT_ID not in gym.registry:
-        gym.register(id=BANDIT_ID, entry_point="ppokit.verification_envs:MultiArmedBandit")
+        gym.register(id=BANDIT_ID, entry_point="ppokit.classic.verification_envs:MultiArmedBandit")
     if GRIDWORLD_ID not in gym.registry:
         gym.register(
             id=GRIDWORLD_ID,
-            entry_point="ppokit.verification_envs:GridWorld",
+            entry_point="ppokit.classic.verification_envs:GridWorld",
             max_episode_steps=GRIDWORLD_MAX_EPISODE_STEPS,
         )

@@ -3,7 +3,7 @@
 :func:`to_sb3` maps a :class:`~ppokit.config.RunConfig` field by field onto SB3's ``PPO(...)``
 arguments (the mapping and every difference that cannot be matched: ``docs/compare.md``).
 :func:`compare` trains both libraries on every seed in worker processes, evaluates both final
-policies with ppokit's protocol (:func:`ppokit.evaluation.evaluate`: deterministic, 20
+policies with ppokit's protocol (:func:`ppokit.classic.evaluation.evaluate`: deterministic, 20
 episodes, fresh envs with the same seeds), and writes::
 
     OUT/ppokit/seed-<s>/      an ordinary ppokit run folder (+ result.json)
@@ -45,15 +45,15 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 from torch import Tensor, nn
 
-from ppokit import checkpoint as ckpt
+from ppokit.analysis.curves import group_curves, load_run, mean_band
+from ppokit.analysis.plots import PALETTE
+from ppokit.analysis.stats import Estimate, aggregate, difference_ci
+from ppokit.classic.evaluation import evaluate
+from ppokit.classic.policy import MLP, ActorCritic
 from ppokit.config import RunConfig, from_dict, override, to_dict
-from ppokit.curves import group_curves, load_run, mean_band
 from ppokit.errors import ConfigError
-from ppokit.evaluation import evaluate
-from ppokit.plots import PALETTE
-from ppokit.policy import MLP, ActorCritic
+from ppokit.io import checkpoint as ckpt
 from ppokit.presets import PRESETS
-from ppokit.stats import Estimate, aggregate, difference_ci
 
 LIBRARIES = ("ppokit", "sb3")
 EVAL_EPISODES = 20
@@ -205,7 +205,7 @@ def _run_job(library: str, config: RunConfig) -> RunRecord:
 
 
 def _train_ppokit(config: RunConfig) -> tuple[list[float], float, int]:
-    from ppokit.trainer import train
+    from ppokit.classic.trainer import train
 
     result = train(config)
     assert result.evaluation is not None

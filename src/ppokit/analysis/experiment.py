@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from ppokit import checkpoint as ckpt
 from ppokit.config import RunConfig, from_dict, override, to_dict
 from ppokit.errors import ConfigError
+from ppokit.io import checkpoint as ckpt
 
 SPEC_FILE = "experiment.json"
 
@@ -96,7 +96,7 @@ def _execute(run: RunSpec) -> tuple[str, int, float]:
     """Worker: train (or resume) one run with one torch thread; return its final eval mean."""
     import torch
 
-    from ppokit.trainer import train
+    from ppokit.classic.trainer import train
 
     torch.set_num_threads(1)
     if run_status(run) == "interrupted":
@@ -133,7 +133,7 @@ def run_experiment(
 
 def summarize(runs: list[RunSpec]) -> dict[str, Any]:
     """Per variant: the final deterministic-eval means of its seeds and their aggregates."""
-    from ppokit.stats import aggregate
+    from ppokit.analysis.stats import aggregate
 
     variants: dict[str, list[float]] = {}
     for run in runs:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ppokit.envs import VecEnv
-from ppokit.policy import ActorCritic, MeanVar, RunningNorm
+from ppokit.classic.envs import VecEnv
+from ppokit.classic.policy import ActorCritic, MeanVar, RunningNorm
 
 
 @dataclass

@@ -21,19 +21,19 @@ import torch
 from rich.console import Console
 from torch import Tensor
 
-from ppokit import checkpoint as ckpt
-from ppokit.advantages import discounted_returns, gae, group_relative_advantages
+from ppokit.classic.envs import EnvFactory, VecEnv, make_vec_env, restore, snapshot
+from ppokit.classic.evaluation import EvalResult, episode_summary, evaluate
+from ppokit.classic.policy import ActorCritic, RunningNorm
+from ppokit.classic.rollout import Episodes, Rollout, RolloutState, collect, collect_episodes
 from ppokit.config import CRITIC_FREE, AlgoConfig, EnvConfig, RunConfig, from_dict, to_dict
+from ppokit.core.advantages import discounted_returns, gae, group_relative_advantages
+from ppokit.core.losses import adapt_clip_coef, adapt_kl_coef, explained_variance, masked_mean
+from ppokit.core.optim import FlatAdam
+from ppokit.core.update import Batch, Coefs, LossFn, minibatch_loss, ppo_update
 from ppokit.diagnostics import Diagnostics, in_annealing_tail
-from ppokit.envs import EnvFactory, VecEnv, make_vec_env, restore, snapshot
 from ppokit.errors import CheckpointError, ConfigError, NonFiniteError
-from ppokit.evaluation import EvalResult, episode_summary, evaluate
-from ppokit.loggers import JsonlLogger, Logger, Loggers, ProgressLogger, TensorBoardLogger
-from ppokit.losses import adapt_clip_coef, adapt_kl_coef, explained_variance, masked_mean
-from ppokit.optim import FlatAdam
-from ppokit.policy import ActorCritic, RunningNorm
-from ppokit.rollout import Episodes, Rollout, RolloutState, collect, collect_episodes
-from ppokit.update import Batch, Coefs, LossFn, minibatch_loss, ppo_update
+from ppokit.io import checkpoint as ckpt
+from ppokit.io.loggers import JsonlLogger, Logger, Loggers, ProgressLogger, TensorBoardLogger
 
 _console = Console(stderr=True)
 

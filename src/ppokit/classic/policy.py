@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ppokit.classic.distributions import ActionHead, make_head
 from ppokit.config import PolicyConfig
-from ppokit.distributions import ActionHead, make_head
 from ppokit.errors import ConfigError
 
 

@@ -1,0 +1,1 @@
+"""Statistics over seeds, learning curves, figures, reports, experiments and the SB3 comparison."""

@@ -1,0 +1,1 @@
+"""The Gymnasium trainer: vector envs, actor-critic policies, rollouts, evaluation, the loop."""

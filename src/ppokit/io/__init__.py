@@ -1,0 +1,1 @@
+"""Files: the run folder's names, checkpoints, loggers."""
