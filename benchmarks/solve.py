@@ -21,8 +21,8 @@ from typing import Any
 
 from speed import first_solved  # the speed benchmark's criterion (this folder is on sys.path)
 
-import ppokit.classic.trainer as trainer
-from ppokit.classic import rollout
+from ppokit.classic.hooks import Hooks, RolloutEvent
+from ppokit.classic.trainer import train
 from ppokit.config import RunConfig, override
 from ppokit.presets import PRESETS
 
@@ -31,25 +31,18 @@ def solve(values: dict[str, Any], seed: int) -> tuple[int | None, float | None, 
     """(env steps to solve, seconds to solve, training steps/s, final eval mean)."""
     finished: list[tuple[float, int, float]] = []  # (seconds, env steps, return)
     clock: dict[str, Any] = {"start": 0.0, "steps": 0}
-    collect = rollout.collect  # the trainer calls the collect it imported from rollout
 
-    def recording_collect(*args: Any, **kwargs: Any) -> Any:
-        episodes = collect(*args, **kwargs)
-        clock["steps"] += episodes.env_steps
+    def record(event: RolloutEvent) -> None:
+        clock["steps"] += event.episodes.env_steps
         now = time.perf_counter() - clock["start"]
-        finished.extend((now, clock["steps"], r) for r in episodes.returns)
-        return episodes
+        finished.extend((now, clock["steps"], r) for r in event.episodes.returns)
 
-    trainer.collect = recording_collect  # type: ignore[attr-defined]
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            config = override(RunConfig(), {**PRESETS["CartPole-v1"].overrides, "id": "CartPole-v1", **values,
-                                            "seed": seed, "run_dir": f"{tmp}/run", "progress": False,
-                                            "tensorboard": False, "torch_threads": 1}).validate()  # fmt: skip
-            clock["start"] = time.perf_counter()
-            result = trainer.train(config)
-    finally:
-        trainer.collect = collect  # type: ignore[attr-defined]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = override(RunConfig(), {**PRESETS["CartPole-v1"].overrides, "id": "CartPole-v1", **values,
+                                        "seed": seed, "run_dir": f"{tmp}/run", "progress": False,
+                                        "tensorboard": False, "torch_threads": 1}).validate()  # fmt: skip
+        clock["start"] = time.perf_counter()
+        result = train(config, hooks=Hooks(on_rollout=[record]))
     seconds, steps = first_solved(finished)
     return steps, seconds, result.metrics["sps"], result.evaluation.mean if result.evaluation else float("nan")
 

@@ -38,16 +38,17 @@ seeds, and ratios of the medians:
   stop). A seed that never gets there counts as not solved (infinite): the median is "not
   solved" when half or more of the seeds are.
 
-  * ppokit: ``ppokit.classic.trainer.collect`` is wrapped to record, for every episode finished in a
-    rollout, (wall-clock since ``train()`` was called, env steps so far, return) at the end of
-    that rollout. The clock starts where SB3's starts at ``learn()``, so it holds everything
+  * ppokit: an ``on_rollout`` hook records, for every episode finished in a rollout,
+    (wall-clock since ``train()`` was called, env steps so far, return) at the end of that
+    rollout. The clock starts where SB3's starts at ``learn()``, so it holds everything
     after it: rollouts, updates, per-update metrics, logging, health checks, checkpoints.
     ppokit's ``train()`` also builds the envs, the policy and the optimizer, which SB3 does
     before ``learn()`` (in ``make_vec_env`` and ``PPO(...)``, outside its clock): a few ms
     against ppokit. Not so the one-off costs of a process's first optimizer (torch imports
     ``torch._dynamo`` on the first ``Optimizer.__init__``, ~1 s) and, on cuda, of the CUDA
     context: the ppokit job pays these before its clock starts, as SB3 does in ``PPO(...)``.
-    A row gives each clock's start-up (the call to the first rollout's start). An episode is
+    A row gives each clock's start-up (the call to the first rollout's start: ppokit's
+    ``on_start`` hook). An episode is
     stamped at the end of its rollout, not at its last step: late by at most one rollout's
     collection (8 x 32 steps on the rl-zoo preset: a few ms), again against ppokit.
   * SB3: a callback records every finished episode's return from ``infos`` (SB3's
@@ -59,8 +60,8 @@ seeds, and ratios of the medians:
   the start of the first rollout.
 - **training steps/s**: env steps trained / training wall-clock of the whole run (ppokit:
   ``time_elapsed``, rollouts + updates only; SB3: ``learn()``). A second ppokit line uses the
-  wall-clock of ppokit's whole training loop (``ppokit.classic.trainer._loop``, timed from here),
-  which also holds the per-update metrics, JSONL logging, health checks and checkpoints, i.e.
+  wall-clock of ppokit's whole training loop (from the ``on_start`` hook to the last
+  ``on_update`` hook), which also holds the per-update metrics, JSONL logging, health checks and checkpoints, i.e.
   what SB3's ``learn()`` holds. ppokit's env steps include the step after each episode end
   that resets the sub-env (Gymnasium's ``NEXT_STEP`` autoreset; it trains on nothing), SB3's
   do not (its vec env resets within the last step): on Hopper, where early episodes last
@@ -103,7 +104,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ppokit.classic.rollout import Episodes
     from ppokit.config import RunConfig
 
 ENV_ID = "CartPole-v1"
@@ -310,8 +310,8 @@ def _warm_up(torch: Any, device: str) -> None:
 def _ppokit_job(job: Job) -> JobResult:
     import torch
 
-    import ppokit.classic.trainer as trainer
-    from ppokit.classic import rollout
+    from ppokit.classic.hooks import Hooks
+    from ppokit.classic.trainer import train
 
     torch.set_num_threads(1)
     config = _config(job).validate()
@@ -323,29 +323,22 @@ def _ppokit_job(job: Job) -> JobResult:
     finished: list[tuple[float, int, float]] = []  # (s since train() was called, env steps, return)
     env_steps = 0
     started = 0.0
-    loop, collect = trainer._loop, rollout.collect  # the trainer calls the collect it imported from rollout
 
-    def timed_loop(*args: Any, **kwargs: Any) -> Any:  # the whole loop's wall-clock, for reference
-        start = time.perf_counter()
-        try:
-            return loop(*args, **kwargs)
-        finally:
-            loop_time.append(time.perf_counter() - start)
+    def on_start(state: Any) -> None:  # the loop starts with the first rollout
+        first_rollout.append(time.perf_counter() - started)
 
-    def recording_collect(*args: Any, **kwargs: Any) -> Episodes:  # every finished episode, stamped
+    def on_rollout(event: Any) -> None:  # every finished episode, stamped at the end of its rollout
         nonlocal env_steps
-        if not first_rollout:
-            first_rollout.append(time.perf_counter() - started)
-        episodes = collect(*args, **kwargs)
         now = time.perf_counter() - started
-        env_steps += episodes.env_steps
-        finished.extend((now, env_steps, ret) for ret in episodes.returns)
-        return episodes
+        env_steps += event.episodes.env_steps
+        finished.extend((now, env_steps, ret) for ret in event.episodes.returns)
 
-    trainer._loop = timed_loop
-    trainer.collect = recording_collect  # type: ignore[attr-defined]  # an import of ppokit.classic.trainer's
+    def on_update(event: Any) -> None:  # the loop's wall-clock up to the end of this update
+        loop_time[:] = [time.perf_counter() - started - first_rollout[0]]
+
+    hooks = Hooks(on_start=[on_start], on_rollout=[on_rollout], on_update=[on_update])
     started = time.perf_counter()
-    result = trainer.train(config)
+    result = train(config, hooks=hooks)
     solve_time, solve_step = (None, None) if job.kind.endswith("hopper") else first_solved(finished)
     gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if config.device.startswith("cuda") else None
     logged = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]

@@ -48,8 +48,8 @@ def load(path: str | Path, env_factory: EnvFactory | None = None, device: str = 
     vec.close()
     model = ActorCritic(vec.obs_space, vec.action_space, config.policy, config.env.norm_obs, config.env.clip_obs)
     try:
-        model.load_state_dict(data["policy"])
-    except RuntimeError as e:
+        model.load_state_dict(data["state"]["policy"])
+    except (RuntimeError, KeyError) as e:
         raise CheckpointError(f"checkpoint: weights do not fit the env ({str(e).splitlines()[0]})") from None
     model.to(device).eval()
     return Policy(model, config, vec.action_space, vec.obs_space)

@@ -35,6 +35,8 @@ def _add_field_flag(group: argparse._ArgumentGroup, f: dataclasses.Field[Any], h
         group.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
     elif get_origin(kind) is typing.Literal:
         group.add_argument(flag, choices=list(get_args(kind)), **common)
+    elif "choices" in f.metadata:
+        group.add_argument(flag, choices=list(f.metadata["choices"]), **common)
     elif get_origin(kind) is tuple:
         item = get_args(kind)[0]
         group.add_argument(flag, type=item, nargs="+", metavar="N" if item is int else "KEY", **common)

@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from ppokit.errors import ConfigError
+from ppokit.methods import METHOD_NAMES, METHODS
 
 Vectorization = Literal["auto", "native", "sync", "async"]
 Activation = Literal["tanh", "relu"]
-Method = Literal["ppo", "ppo-kl", "a2c", "reinforce", "grpo"]
-METHODS = ("ppo", "ppo-kl", "a2c", "reinforce", "grpo")
-CRITIC_FREE = ("reinforce", "grpo")  # methods that learn no value function
 VECTORIZATIONS = ("auto", "native", "sync", "async")
 ACTIVATIONS = ("tanh", "relu")
 # The PPO paper's trust region stops meaning anything past these (see `allow_unsafe`).
@@ -27,8 +25,10 @@ MAX_SAFE_EPOCHS = 30
 MAX_SAFE_CLIP = 0.3
 
 
-def _f(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A field with its help text (and, for a string chosen from a table, the choices)."""
+    metadata: dict[str, Any] = {"help": help} if choices is None else {"help": help, "choices": choices}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,8 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class AlgoConfig:
-    method: Method = _f(
-        "ppo",
-        "ppo (clipped), ppo-kl (adaptive KL penalty), a2c (one epoch, one minibatch, no clipping), "
-        "reinforce (Monte-Carlo returns, no critic), grpo (group-relative returns, no critic).",
+    method: str = _f(
+        "ppo", "The method; " + "; ".join(f"{name}: {m.help}" for name, m in METHODS.items()), choices=METHOD_NAMES
     )
     num_steps: int = _f(128, "Steps collected per env per rollout (T).")
     update_epochs: int = _f(4, "Epochs over each rollout (K).")
@@ -69,7 +67,13 @@ class AlgoConfig:
     recompute_advantages: bool = _f(
         False, "Recompute values and GAE advantages with the current critic before every epoch after the first."
     )
-    clip_coef: float = _f(0.2, "PPO clip range epsilon for the probability ratio.")
+    clip_coef: float = _f(0.2, "PPO clip range epsilon for the probability ratio (its lower side, 1 - eps).")
+    clip_high: float | None = _f(
+        None, "Upper clip range: the ratio may rise to 1 + clip_high (DAPO's clip-higher); None: clip_coef."
+    )
+    dual_clip: float | None = _f(
+        None, "Dual clip c > 1: bound the loss of a negative advantage at c |A| (Ye et al. 2020); None: off."
+    )
     anneal_clip: bool = _f(False, "Anneal clip_coef linearly to 0 over training (as rl-zoo's lin_0.2).")
     clip_vloss: bool = _f(True, "Clip the value loss with the same epsilon (max of both forms).")
     vf_coef: float = _f(0.5, "Weight of the value loss.")
@@ -157,25 +161,16 @@ class RunConfig:
     def num_updates(self) -> int:
         return max(1, self.total_steps // self.batch_size)
 
-    @property
-    def epochs(self) -> int:
-        """Epochs per rollout: a2c and reinforce take one."""
-        return 1 if self.algo.method in ("a2c", "reinforce") else self.algo.update_epochs
-
-    @property
-    def minibatch_size(self) -> int:
-        """Samples per minibatch: a2c and reinforce take the whole batch at once."""
-        return self.batch_size if self.algo.method in ("a2c", "reinforce") else self.algo.minibatch_size
-
     def validate(self) -> RunConfig:
         """Raise ConfigError for the first invalid field; return self when all are valid."""
         _validate_env(self.env)
         _validate_algo(self.algo, self.allow_unsafe)
         _validate_policy(self.policy)
         _validate_diagnostics(self.diagnostics)
-        if self.algo.method == "grpo" and self.env.vectorization == "native":
-            raise ConfigError("vectorization", "grpo seeds each env's reset; allowed: auto, sync, async")
-        if self.algo.method == "grpo" and self.env.num_envs % self.algo.group_size:
+        episodes = METHODS[self.algo.method].collects == "episodes"
+        if episodes and self.env.vectorization == "native":
+            raise ConfigError("vectorization", f"{self.algo.method} seeds each env's reset; allowed: auto, sync, async")
+        if episodes and self.env.num_envs % self.algo.group_size:
             raise ConfigError(
                 "num_envs",
                 f"{self.env.num_envs} is not a multiple of group_size {self.algo.group_size}; "
@@ -230,8 +225,8 @@ def _validate_env(env: EnvConfig) -> None:
 
 def _validate_algo(algo: AlgoConfig, allow_unsafe: bool) -> None:
     if algo.method not in METHODS:
-        raise ConfigError("algo", f"unknown algorithm {algo.method!r}; allowed: {', '.join(METHODS)}")
-    if algo.recompute_advantages and algo.method in CRITIC_FREE:
+        raise ConfigError("algo", f"unknown algorithm {algo.method!r}; allowed: {', '.join(METHOD_NAMES)}")
+    if algo.recompute_advantages and not METHODS[algo.method].critic:
         raise ConfigError("recompute_advantages", f"{algo.method} learns no critic to recompute with; allowed: false")
     if algo.group_size < 2:
         raise ConfigError("group_size", f"{algo.group_size}; allowed: >= 2 (a group needs episodes to compare)")
@@ -254,6 +249,12 @@ def _validate_algo(algo: AlgoConfig, allow_unsafe: bool) -> None:
     _in_range("gamma", algo.gamma, 0.0, 1.0, True, False)
     _in_range("gae_lambda", algo.gae_lambda, 0.0, 1.0, False, False)
     _in_range("clip_coef", algo.clip_coef, 0.0, 1.0, True, True)
+    if algo.clip_high is not None:
+        _in_range("clip_high", algo.clip_high, 0.0, 1.0, True, True)
+        if not allow_unsafe and algo.clip_high > MAX_SAFE_CLIP:
+            raise ConfigError("clip_high", f"{algo.clip_high}; allowed: <= {MAX_SAFE_CLIP}, or pass --allow-unsafe")
+    if algo.dual_clip is not None:
+        _in_range("dual_clip", algo.dual_clip, 1.0, math.inf, True, True)
     _in_range("vf_coef", algo.vf_coef, 0.0, math.inf, False, True)
     _in_range("ent_coef", algo.ent_coef, 0.0, math.inf, False, True)
     if algo.ent_coef_final is not None:
@@ -305,6 +306,8 @@ def _validate_diagnostics(d: DiagnosticsConfig) -> None:
 def check_env_id(env_id: str) -> None:
     """Raise ConfigError for an unregistered env id, suggesting the closest registered ids."""
     import gymnasium as gym
+
+    import ppokit.classic  # noqa: F401  # registers the verification envs
 
     if env_id in gym.registry:
         return

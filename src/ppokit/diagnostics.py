@@ -10,6 +10,10 @@ critic explains nothing yet) and skips updates whose value targets barely vary. 
 the size of updates (KL, clip fraction) are not checked in the annealing tail, once the
 learning rate or the clip range has been annealed below a quarter of its start: there
 updates shrink by design.
+
+A rule that does not apply to the method is not in its list at all: the clip-fraction rules
+need a method that clips, the explained-variance rule one with a critic (``ppokit.methods``).
+Their metrics are not logged for other methods either, so no advice can be wrong for them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ppokit.config import DiagnosticsConfig
+from ppokit.methods import Method
 
 TAIL_FRACTION = 0.25
 TARGET_SPREAD = 0.05  # value targets whose std is below 5% of their mean are "constant"
@@ -34,31 +39,36 @@ class Rule:
     patience: int
     check: Callable[[float, dict[str, float]], bool]  # (value, metrics) -> condition holds
     skip_in_tail: bool = False
+    needs: str | None = None  # "clips" or "critic": a fact of the method the rule is about
+
+    def applies_to(self, method: Method) -> bool:
+        return self.needs is None or bool(getattr(method, self.needs))
 
 
-def rules_for(config: DiagnosticsConfig) -> list[Rule]:
-    """The rules with the thresholds of ``config`` (sources: the PPO debugging checklists of
+def rules_for(config: DiagnosticsConfig, method: Method | None = None) -> list[Rule]:
+    """The rules with the thresholds of ``config`` that apply to ``method`` (all for None;
+    sources: the PPO debugging checklists of
     Engstrom et al. 2020, Andrychowicz et al. 2021 "What matters in on-policy RL", and
     the 37 implementation details of PPO, Huang et al. 2022)."""
     c = config
-    return [
+    rules = [
         Rule("kl_high", "approx_kl", f"approx KL above {c.kl_max}",
              "the policy moves too far per update: lower the learning rate or clip_coef, "
              "fewer epochs, or set target_kl", c.kl_patience,
              lambda v, m: v > c.kl_max, skip_in_tail=True),
         Rule("clip_fraction_low", "clip_fraction", f"clip fraction below {c.clip_fraction_min}",
              "clipping never binds, updates are tiny: raise the learning rate or the epochs",
-             c.clip_fraction_patience, lambda v, m: v < c.clip_fraction_min, skip_in_tail=True),
+             c.clip_fraction_patience, lambda v, m: v < c.clip_fraction_min, skip_in_tail=True, needs="clips"),
         Rule("clip_fraction_high", "clip_fraction", f"clip fraction above {c.clip_fraction_max}",
              "the policy drifts out of the trust region: lower the learning rate or the epochs",
-             c.clip_fraction_patience, lambda v, m: v > c.clip_fraction_max, skip_in_tail=True),
+             c.clip_fraction_patience, lambda v, m: v > c.clip_fraction_max, skip_in_tail=True, needs="clips"),
         Rule("value_broken", "explained_variance",
              f"explained variance below {c.explained_variance_min}",
              "the value function predicts worse than a constant: check value_loss and the "
              "reward scale (try norm_reward), vf_coef, or clip_vloss off",
              c.explained_variance_patience,
              lambda v, m: v < c.explained_variance_min and m.get("_progress", 1.0) >= c.value_warmup
-             and _targets_vary(m)),
+             and _targets_vary(m), needs="critic"),
         Rule("entropy_collapse", "entropy",
              f"entropy below {c.entropy_collapse_ratio} of its start in the first "
              f"{c.entropy_collapse_before:.0%} of training",
@@ -73,6 +83,7 @@ def rules_for(config: DiagnosticsConfig) -> list[Rule]:
              "training cannot continue: lower the learning rate, normalize observations "
              "and rewards, check the env for NaN", 1, lambda v, m: not math.isfinite(v)),
     ]  # fmt: skip
+    return [rule for rule in rules if method is None or rule.applies_to(method)]
 
 
 @dataclass
@@ -91,12 +102,13 @@ class Diagnostics:
     """Stateful monitor: feed it each update's metrics, get the warnings to print."""
 
     config: DiagnosticsConfig
+    method: Method | None = None  # None: every rule
     streaks: dict[str, int] = field(default_factory=dict)
     episodes: list[Episode] = field(default_factory=list)
     initial_entropy: float | None = None
 
     def __post_init__(self) -> None:
-        self.rules = rules_for(self.config)
+        self.rules = rules_for(self.config, self.method)
 
     def observe(self, update: int, metrics: dict[str, float], progress: float, in_tail: bool) -> list[str]:
         """Update the streaks with one update's metrics; return the warnings that fire now."""
@@ -148,7 +160,7 @@ class Diagnostics:
             }
         return {"total_warnings": len(warned), "rules": by_rule}
 
-    def state(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """Plain data for checkpoints."""
         return {
             "streaks": dict(self.streaks),
@@ -156,7 +168,7 @@ class Diagnostics:
             "initial_entropy": self.initial_entropy,
         }
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.streaks = dict(state["streaks"])
         self.episodes = [Episode(**e) for e in state["episodes"]]
         self.initial_entropy = state["initial_entropy"]

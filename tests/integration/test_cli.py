@@ -86,8 +86,8 @@ def test_ctrl_c_writes_checkpoint_exits_zero_and_resumes(tmp_path: Path) -> None
     assert "resume with: ppokit train --resume" in stdout
     data = ckpt.load(run)
     logged = len(metrics.read_text().splitlines())
-    assert data["update"] == logged >= 3
-    assert data["update"] < 200000 // 64
+    assert data["state"]["update"] == logged >= 3
+    assert data["state"]["update"] < 200000 // 64
 
 
 def test_resume_finishes_an_interrupted_run(tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ def test_resume_finishes_an_interrupted_run(tmp_path: Path) -> None:
     result = ppokit("train", "--resume", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     assert "Final evaluation" in result.stdout
-    assert ckpt.load(tmp_path / "run")["update"] == 6
+    assert ckpt.load(tmp_path / "run")["state"]["update"] == 6
 
 
 def test_presets_are_listed_with_sources() -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
 
 import ppokit
 from ppokit.analysis import experiment as exp
+from ppokit.analysis.jobs import run_jobs
 from ppokit.cli import main, parse_grid
 from ppokit.errors import ConfigError
 from tests.conftest import tiny_config
@@ -121,3 +124,35 @@ def test_spec_written_before_a_new_config_field_still_resumes(tmp_path: Path) ->
     del spec["base"]["diagnostics"]["value_warmup"]  # as written by a ppokit without that field
     spec_file.write_text(json.dumps(spec))
     exp.load_or_write_spec(tmp_path / "exp", base, {}, [1])  # the default fills in: same spec
+
+
+def _meet(job: tuple[str, int]) -> tuple[int, int, bool]:
+    """A job of the run_jobs tests: leave a mark in the shared folder, then wait (60 s at most)
+    for a second job's mark; only jobs that run at the same time both see two marks."""
+    folder, index = Path(job[0]), job[1]
+    (folder / f"started-{index}").touch()
+    deadline = time.monotonic() + 60.0
+    while len(list(folder.glob("started-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return index, os.getpid(), len(list(folder.glob("started-*"))) >= 2
+
+
+def test_run_jobs_runs_in_parallel_and_skips_finished_jobs(tmp_path: Path) -> None:
+    jobs = [(str(tmp_path), i) for i in range(4)]
+    saved = {0: (0, -1, True), 2: (2, -1, True)}  # finished by an "earlier call"
+    reported: list[tuple[int, int, bool]] = []
+    results = run_jobs(jobs, 2, _meet, reported.append, finished=lambda job: saved.get(job[1]))
+    assert results[:2] == [saved[0], saved[2]]  # the saved ones first, in job order
+    new = sorted(results[2:])
+    assert [index for index, _, _ in new] == [1, 3]
+    assert all(met for _, _, met in new)  # both ran at once, in two worker processes
+    assert len({pid for _, pid, _ in new} | {os.getpid()}) == 3
+    assert sorted(reported) == new  # reported as they ended; the saved ones are not reported
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["started-1", "started-3"]  # nothing else ran
+
+
+def test_run_jobs_with_every_job_finished_starts_no_worker(tmp_path: Path) -> None:
+    reported: list[tuple[int, int, bool]] = []
+    results = run_jobs([(str(tmp_path), 0)], 4, _meet, reported.append, finished=lambda job: (job[1], -1, True))
+    assert results == [(0, -1, True)] and reported == []
+    assert list(tmp_path.iterdir()) == []

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import ppokit
+from ppokit.core.advantages import gae
 from ppokit.errors import CheckpointError, ConfigError, NonFiniteError
 from ppokit.io import checkpoint as ckpt
 from ppokit.presets import PRESETS
@@ -95,7 +96,7 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path: Path) -> Non
     config = tiny_config(tmp_path / "run", checkpoint_every=2)
     ppokit.train(config, stop_after=3)  # checkpoints at update 2 and at the stop (3)
     data = ckpt.load(tmp_path / "run")
-    assert data["update"] == 3
+    assert data["state"]["update"] == 3
     # Simulate a crash after update 4 was logged but before it was saved.
     with (tmp_path / "run" / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({"global_step": 256, "update": 4.0}) + "\n")
@@ -107,12 +108,12 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path: Path) -> Non
 def test_checkpoint_holds_everything_to_resume(tmp_path: Path) -> None:
     ppokit.train(tiny_config(tmp_path / "run", norm_obs=True, norm_reward=True), stop_after=2)
     data = ckpt.load(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert data["format"] == "ppokit-checkpoint" and data["version"] == 3
-    assert data["global_step"] == 128 and data["update"] == 2
-    assert {"torch", "shuffle", "numpy", "python"} <= data["rng"].keys()
-    assert "obs_norm.mean" in data["policy"] and data["policy"]["obs_norm.count"] > 100
-    assert data["return_norm"]["count"] > 100
-    assert data["optimizer"]["state"]
+    assert data["format"] == "ppokit-checkpoint" and data["version"] == 4
+    assert data["state"]["global_step"] == 128 and data["state"]["update"] == 2
+    assert {"torch", "shuffle", "numpy", "python"} <= data["state"]["rng"].keys()
+    assert "obs_norm.mean" in data["state"]["policy"] and data["state"]["policy"]["obs_norm.count"] > 100
+    assert data["state"]["return_norm"]["count"] > 100
+    assert data["state"]["optimizer"]["state"]
     assert data["env_state"] is not None
     assert data["config"]["env"]["norm_obs"] is True
 
@@ -163,8 +164,8 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path) ->
         ppokit.train(config, env_factory=lambda: NaNRewardAfter(16 * 2 + 5))
     assert info.value.update == 3
     data = ckpt.load(tmp_path / "run")
-    assert data["update"] == 2
-    assert all(torch.isfinite(v).all() for v in data["policy"].values())
+    assert data["state"]["update"] == 2
+    assert all(torch.isfinite(v).all() for v in data["state"]["policy"].values())
 
 
 def test_unsupported_observation_space_is_refused_before_writing(tmp_path: Path) -> None:
@@ -280,8 +281,8 @@ def test_periodic_evaluation_keeps_best_checkpoint(tmp_path: Path) -> None:
     evals = [json.loads(line) for line in (tmp_path / "run" / "evals.jsonl").read_text().splitlines()]
     assert [e["global_step"] for e in evals] == [128, 256, 384]
     best = ckpt.load(tmp_path / "run" / "checkpoints" / "best.pt")
-    assert best["best_eval"] == max(e["eval_return_mean"] for e in evals)
-    assert best["global_step"] in [e["global_step"] for e in evals]
+    assert best["state"]["best_eval"] == max(e["eval_return_mean"] for e in evals)
+    assert best["state"]["global_step"] in [e["global_step"] for e in evals]
 
 
 class PickTwo(gym.Env[np.ndarray, np.ndarray]):
@@ -322,31 +323,33 @@ def test_async_vector_envs_train_and_resume(tmp_path: Path) -> None:
 def test_checkpoint_lacking_a_resume_key_is_refused(tmp_path: Path) -> None:
     ppokit.train(tiny_config(tmp_path / "run"), stop_after=1)
     data = ckpt.load(tmp_path / "run")
-    del data["rollout"]
+    del data["state"]["rollout"]
     torch.save(data, tmp_path / "run" / "checkpoints" / "last.pt")
     with pytest.raises(CheckpointError, match="lacks rollout"):
         ppokit.train(resume=tmp_path / "run")
 
 
 @pytest.mark.parametrize("bootstrap", [True, False])
-def test_bootstrap_truncation_decides_what_cuts_the_bootstrap(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bootstrap: bool
-) -> None:
+def test_bootstrap_truncation_decides_what_cuts_the_bootstrap(tmp_path: Path, bootstrap: bool) -> None:
     """GAE gets ``terminated`` alone by default; with bootstrapping off, truncations too."""
-    import ppokit.classic.trainer as trainer
-
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
-    real_gae = trainer.gae
 
-    def spy(rewards, values, next_values, terminated, dones, gamma, lam):  # type: ignore[no-untyped-def]
-        seen.append((terminated.clone(), dones.clone()))
-        return real_gae(rewards, values, next_values, terminated, dones, gamma, lam)
+    def check(event: ppokit.RolloutEvent) -> None:
+        buf, algo = event.rollout, config.algo
+        dones = torch.maximum(buf.terminated, buf.truncated)
+        cuts, other = (buf.terminated, dones) if bootstrap else (dones, buf.terminated)
+        trained = event.batch.advantages.view_as(buf.rewards)
+        expected = gae(buf.rewards, buf.values, buf.next_values, cuts, dones, algo.gamma, algo.gae_lambda)
+        assert torch.allclose(trained, expected * buf.valid)
+        if dones.sum() > 0:  # the other choice would have trained on other advantages
+            wrong = gae(buf.rewards, buf.values, buf.next_values, other, dones, algo.gamma, algo.gae_lambda)
+            assert not torch.allclose(trained, wrong * buf.valid)
+        seen.append((cuts.clone(), dones.clone()))
 
-    monkeypatch.setattr(trainer, "gae", spy)
     # Pendulum never terminates; its 200-step time limit truncates every episode.
     config = tiny_config(tmp_path / "run", id="Pendulum-v1", num_envs=2, num_steps=256, minibatch_size=128,
                          total_steps=512, bootstrap_truncation=bootstrap)  # fmt: skip
-    ppokit.train(config)
+    ppokit.train(config, hooks=ppokit.Hooks(on_rollout=[check]))
     cuts = torch.cat([t for t, _ in seen])
     dones = torch.cat([d for _, d in seen])
     assert dones.sum() > 0  # truncations happened
@@ -369,25 +372,25 @@ def test_bootstrap_truncation_decides_what_cuts_the_bootstrap(
     ],
 )
 def test_recomputed_targets_under_the_behaviour_critic_are_the_collected_ones(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: dict[str, object]
+    tmp_path: Path, overrides: dict[str, object]
 ) -> None:
     """Before the first step the critic is the behaviour one, so recomputing must give back
     the collected advantages and returns: same values, same next values, same masking."""
-    import ppokit.classic.trainer as trainer
+    from ppokit.classic.batch import recomputed_targets
+    from ppokit.classic.trainer import advantage_settings
+    from ppokit.methods import METHODS
 
-    real_update = trainer.ppo_update
     checked: list[int] = []
 
-    def spy(policy, optimizer, batch, algo, coefs, epochs, mb, gen, initial, retarget, loss_fn):  # type: ignore[no-untyped-def]
-        assert retarget is not None
-        advantages, returns = retarget(policy)
-        assert torch.allclose(advantages, batch.advantages, atol=1e-5)
-        assert torch.allclose(returns, batch.returns, atol=1e-5)
+    def check(event: ppokit.RolloutEvent) -> None:
+        method, settings = METHODS[config.algo.method], advantage_settings(config)
+        advantages, returns = recomputed_targets(event.rollout, method, settings, event.state.policy)
+        assert torch.allclose(advantages, event.batch.advantages, atol=1e-5)
+        assert torch.allclose(returns, event.batch.returns, atol=1e-5)
         checked.append(1)
-        return real_update(policy, optimizer, batch, algo, coefs, epochs, mb, gen, initial, retarget, loss_fn)
 
-    monkeypatch.setattr(trainer, "ppo_update", spy)
-    result = ppokit.train(tiny_config(tmp_path / "run", recompute_advantages=True, **overrides))
+    config = tiny_config(tmp_path / "run", recompute_advantages=True, **overrides)
+    result = ppokit.train(config, hooks=ppokit.Hooks(on_rollout=[check]))
     assert len(checked) == result.config.num_updates
     assert result.evaluation is not None and math.isfinite(result.evaluation.mean)
 
@@ -399,46 +402,64 @@ def test_recompute_advantages_needs_a_critic(tmp_path: Path, method: str) -> Non
     assert info.value.field == "recompute_advantages"
 
 
-@pytest.mark.parametrize("compiled", [False, True])
-def test_compile_hands_the_update_a_compiled_loss(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compiled: bool
-) -> None:
-    """The compiled loss itself is checked against the eager one in tests/unit/test_update.py."""
-    import ppokit.classic.trainer as trainer
-    from ppokit.core.update import minibatch_loss
+class _StopBeforeTheUpdate(Exception):
+    pass
 
-    real_update = trainer.ppo_update
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_compile_hands_the_update_a_compiled_loss(tmp_path: Path, compiled: bool) -> None:
+    """The compiled loss itself is checked against the eager one in tests/unit/test_update.py;
+    here the run stops before the first update, so nothing is compiled (that is the unit
+    test's cost)."""
     seen: list[object] = []
 
-    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(args[-1])
-        return real_update(*args[:-1], minibatch_loss)  # eager here: compiling is the unit test's cost
+    def stop(event: ppokit.RolloutEvent) -> None:
+        seen.append(event.loss_fn)
+        raise _StopBeforeTheUpdate
 
-    monkeypatch.setattr(trainer, "ppo_update", spy)
-    ppokit.train(tiny_config(tmp_path / "run", compile=compiled, total_steps=128))
-    assert seen and all((fn is not minibatch_loss) == compiled for fn in seen)
+    with pytest.raises(_StopBeforeTheUpdate):
+        ppokit.train(tiny_config(tmp_path / "run", compile=compiled, total_steps=128),
+                     hooks=ppokit.Hooks(on_rollout=[stop]))  # fmt: skip
+    assert len(seen) == 1 and hasattr(seen[0], "_torchdynamo_orig_callable") == compiled
 
 
-def test_fresh_and_resumed_runs_update_the_policy_through_its_flat_parameters(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_fresh_and_resumed_runs_update_the_policy_through_its_flat_parameters(tmp_path: Path) -> None:
     """Every update steps a FlatAdam whose flat tensor still holds the policy's parameters,
     before and after a resume (loading a checkpoint must copy in place, not re-point them)."""
-    import ppokit.classic.trainer as trainer
-
-    real_update = trainer.ppo_update
+    before: list[tuple[bool, torch.Tensor]] = []
     seen: list[bool] = []
 
-    def spy(policy, optimizer, *args):  # type: ignore[no-untyped-def]
+    def record(event: ppokit.RolloutEvent) -> None:
+        policy, optimizer = event.state.policy, event.state.optimizer
         owned = {id(p) for p in policy.parameters()} == {id(p) for p in optimizer.params}
-        before = optimizer.flat.detach().clone()
-        metrics = real_update(policy, optimizer, *args)
-        moved = not torch.equal(before, torch.cat([p.detach().reshape(-1) for p in optimizer.params]))
-        seen.append(owned and optimizer.is_flat() and moved)
-        return metrics
+        before.append((owned, optimizer.flat.detach().clone()))
 
-    monkeypatch.setattr(trainer, "ppo_update", spy)
+    def check(event: ppokit.UpdateEvent) -> None:
+        optimizer = event.state.optimizer
+        owned, flat = before[-1]
+        moved = not torch.equal(flat, torch.cat([p.detach().reshape(-1) for p in optimizer.params]))
+        seen.append(owned and optimizer.is_flat() and moved)
+
+    hooks = ppokit.Hooks(on_rollout=[record], on_update=[check])
     config = tiny_config(tmp_path / "run")
-    ppokit.train(config, stop_after=2)
-    ppokit.train(resume=tmp_path / "run")
+    ppokit.train(config, stop_after=2, hooks=hooks)
+    ppokit.train(resume=tmp_path / "run", hooks=hooks)
     assert len(seen) == config.num_updates and all(seen)
+
+
+def test_only_rank_zero_writes_and_each_rank_seeds_its_own_envs(tmp_path: Path) -> None:
+    from ppokit.runtime import Process
+
+    lone = ppokit.train(tiny_config(tmp_path / "lone"))
+    rank0 = ppokit.train(tiny_config(tmp_path / "rank0"), process=Process(0, 2))
+    rank1 = ppokit.train(tiny_config(tmp_path / "rank1"), process=Process(1, 2))
+    assert read_metrics(rank0.run_dir) == read_metrics(lone.run_dir)  # rank 0 of 2 runs as one process does
+    assert not (tmp_path / "rank1").exists()  # rank 1 wrote nothing
+    assert rank1.evaluation is not None and rank1.updates == lone.updates
+    assert rank1.metrics["episode_return_mean"] != lone.metrics["episode_return_mean"]  # its own seed
+
+
+def test_train_restores_the_callers_torch_threads(tmp_path: Path) -> None:
+    before = torch.get_num_threads()
+    ppokit.train(tiny_config(tmp_path / "run", torch_threads=2, total_steps=128))
+    assert torch.get_num_threads() == before

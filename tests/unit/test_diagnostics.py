@@ -108,5 +108,5 @@ def test_state_round_trip_continues_streaks() -> None:
     a = Diagnostics(DiagnosticsConfig())
     feed(a, [{"approx_kl": 0.2}])
     b = Diagnostics(DiagnosticsConfig())
-    b.load_state(a.state())
+    b.load_state_dict(a.state_dict())
     assert len(b.observe(2, {**HEALTHY, "approx_kl": 0.2}, 0.5, False)) == 1  # patience 2 reached across

@@ -8,16 +8,29 @@ import pytest
 import torch
 from torch import Tensor
 
-from ppokit.core.losses import (
-    clipped_surrogate,
-    entropy_bonus,
-    explained_variance,
-    masked_mean,
-    normalize_advantages,
-    value_loss,
-)
+from ppokit.core import losses
+from ppokit.core.metrics import explained_variance
+from ppokit.core.reduce import masked_mean
+from ppokit.core.reduce import masked_whiten as normalize_advantages
 
 EPS = 0.2
+
+
+def clipped_surrogate(
+    logp: Tensor, logp_old: Tensor, adv: Tensor, eps: float, mask: Tensor
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The per-element clipped surrogate reduced as the trainers reduce it (masked mean), with
+    its logged diagnostics."""
+    terms = losses.clipped_surrogate(logp, logp_old, adv, eps, eps)
+    return masked_mean(terms.loss, mask), losses.policy_diagnostics(terms, mask)
+
+
+def value_loss(values: Tensor, values_old: Tensor, returns: Tensor, clip: float | None, mask: Tensor) -> Tensor:
+    return masked_mean(losses.value_loss(values, values_old, returns, clip), mask)
+
+
+def entropy_bonus(entropy: Tensor, mask: Tensor) -> Tensor:
+    return masked_mean(entropy, mask)
 
 
 def t64(*xs: float) -> Tensor:
@@ -156,8 +169,11 @@ def test_approx_kl_k3_never_negative(seed: int) -> None:
 
 def test_diagnostics_carry_no_gradient() -> None:
     logp = torch.zeros(3, requires_grad=True)
-    _, diag = clipped_surrogate(logp, torch.full((3,), 0.5), torch.ones(3), EPS, torch.ones(3))
+    loss, diag = clipped_surrogate(logp, torch.full((3,), 0.5), torch.ones(3), EPS, torch.ones(3))
+    assert loss.requires_grad
     assert all(not v.requires_grad for v in diag.values())
+    terms = losses.clipped_surrogate(logp, torch.full((3,), 0.5), torch.ones(3), EPS, EPS)
+    assert terms.clipped is not None and not terms.clipped.requires_grad
 
 
 # --- value_loss -------------------------------------------------------------------------------

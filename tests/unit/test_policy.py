@@ -1,4 +1,4 @@
-"""RunningNorm statistics and the ActorCritic's shapes, trunks and initialization."""
+"""The encoders, and the ActorCritic's shapes, encoders (trunks), parameter names and initialization."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ppokit.classic.distributions import CategoricalHead, DiagGaussianHead, MultiCategoricalHead
-from ppokit.classic.policy import ActorCritic, RunningNorm
+from ppokit.classic.encoders import MLP, make_encoder
+from ppokit.classic.policy import ActorCritic
 from ppokit.config import PolicyConfig
 from ppokit.errors import ConfigError
 
@@ -21,58 +22,53 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
-# --- RunningNorm -----------------------------------------------------------------------------
+# --- Encoders --------------------------------------------------------------------------------
 
 
-def test_running_norm_matches_numpy_over_all_batches() -> None:
-    rng = np.random.default_rng(0)
-    norm = RunningNorm((3,), enabled=True)
-    shift, scale = np.array([5.0, -2.0, 0.5]), np.array([2.0, 0.1, 10.0])
-    # Different batch sizes, one with extra leading dims [T, N, 3] as the rollout passes them.
-    shapes = [(7, 3), (1, 3), (50, 3), (2, 5, 3), (13, 3)]
-    seen: list[np.ndarray] = []
-    for shape in shapes:
-        batch = rng.normal(size=shape) * scale + shift
-        norm.update(torch.as_tensor(batch, dtype=torch.float32))
-        seen.append(batch.reshape(-1, 3).astype(np.float32))
-        data = np.concatenate(seen).astype(np.float64)
-        # The 1e-4 pseudo-count prior (mean 0, var 1) shifts things by ~1e-5 relative at most.
-        np.testing.assert_allclose(norm.mean.numpy(), data.mean(0), rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(norm.var.numpy(), data.var(0), rtol=1e-3, atol=1e-4)
-        assert float(norm.count) == pytest.approx(len(data), abs=1e-3)
-    normalized = norm(torch.as_tensor(np.concatenate(seen)))
-    assert normalized.dtype == torch.float32
-    np.testing.assert_allclose(normalized.mean(0).numpy(), 0.0, atol=1e-3)
-    np.testing.assert_allclose(normalized.std(0, unbiased=False).numpy(), 1.0, atol=1e-3)
+def test_make_encoder_gives_an_mlp_over_flattened_box_observations() -> None:
+    space = gym.spaces.Box(-1.0, 1.0, shape=(2, 3), dtype=np.float32)
+    encoder = make_encoder(space, PolicyConfig(hidden_sizes=(16, 8)))
+    assert isinstance(encoder, MLP)
+    assert encoder.out_features == 8
+    assert [layer.in_features for layer in encoder.layers] == [6, 16]
+    assert encoder(torch.randn(5, 2, 3)).shape == (5, 8)
 
 
-def test_running_norm_forward_formula_and_clip() -> None:
-    norm = RunningNorm((2,), enabled=True, clip=3.0)
-    norm.update(torch.tensor([[0.0, 10.0], [2.0, 30.0]]))  # mean ~[1, 20], var ~[1, 100]
-    out = norm(torch.tensor([[2.0, 0.0], [100.0, -1000.0]]))
-    # (2 - 1)/1 = 1, (0 - 20)/10 = -2; then clipped to [-3, 3].
-    torch.testing.assert_close(out, torch.tensor([[1.0, -2.0], [3.0, -3.0]]), rtol=0, atol=1e-3)
+def test_mlp_forward_by_hand() -> None:
+    # One relu layer with W = [[1, -1], [2, 0]], b = [0, -1]: x = [3, 1] -> relu([2, 5]) = [2, 5];
+    # x = [0, 1] -> relu([-1, -1]) = [0, 0].
+    mlp = MLP(2, (2,), "relu", ortho=False)
+    with torch.no_grad():
+        mlp.layers[0].weight.copy_(torch.tensor([[1.0, -1.0], [2.0, 0.0]]))
+        mlp.layers[0].bias.copy_(torch.tensor([0.0, -1.0]))
+    torch.testing.assert_close(mlp(torch.tensor([[3.0, 1.0], [0.0, 1.0]])), torch.tensor([[2.0, 5.0], [0.0, 0.0]]))
+    # Integer observations are converted to float as they are (no scaling).
+    out = mlp(torch.tensor([[3, 1]], dtype=torch.uint8))
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.tensor([[2.0, 5.0]]))
 
 
-def test_running_norm_disabled_is_identity_and_never_updates() -> None:
-    norm = RunningNorm((3,), enabled=False)
-    before = {k: v.clone() for k, v in norm.state_dict().items()}
-    norm.update(torch.randn(20, 3) * 50 + 7)
-    for key, value in norm.state_dict().items():
-        assert torch.equal(value, before[key]), key
-    x = torch.randn(5, 3) * 100.0  # well beyond the clip of 10
-    assert torch.equal(norm(x), x)
+@pytest.mark.parametrize(
+    "obs_space",
+    [gym.spaces.Discrete(5), gym.spaces.Dict({"x": gym.spaces.Box(-1.0, 1.0, (2,), np.float32)})],
+    ids=["discrete", "dict"],
+)
+def test_make_encoder_refuses_spaces_it_cannot_encode(obs_space: gym.Space) -> None:
+    with pytest.raises(ConfigError, match=r"observation_space: .* allowed: Box observations"):
+        make_encoder(obs_space, PolicyConfig())
 
 
-def test_running_norm_statistics_live_in_state_dict() -> None:
-    norm = RunningNorm((2,), enabled=True)
-    norm.update(torch.randn(10, 2) + 3.0)
-    state = norm.state_dict()
-    assert set(state) == {"mean", "var", "count"}
-    fresh = RunningNorm((2,), enabled=True)
-    fresh.load_state_dict(state)
-    x = torch.randn(4, 2)
-    torch.testing.assert_close(fresh(x), norm(x))
+@pytest.mark.parametrize("shared", [False, True])
+def test_parameter_names_and_order_are_those_of_saved_checkpoints(shared: bool) -> None:
+    """Checkpoints hold the state_dict by name and FlatAdam's moments in parameter order: both
+    must stay what the MLP-only policy had (checkpoint format 3)."""
+    policy = ActorCritic(OBS_SPACE, BOX2, PolicyConfig(hidden_sizes=(8, 8), shared_trunk=shared))
+    trunk = [f"{t}_trunk.layers.{i}.{p}" for t in ("actor", "critic") for i in (0, 1) for p in ("weight", "bias")]
+    heads = ["actor_out.weight", "actor_out.bias", "critic_out.weight", "critic_out.bias"]
+    buffers = ["obs_norm.mean", "obs_norm.var", "obs_norm.count"]
+    assert list(policy.state_dict()) == [*buffers, "head.log_std", *trunk, *heads]
+    own_trunk = trunk[:4] if shared else trunk
+    assert [name for name, _ in policy.named_parameters()] == ["head.log_std", *own_trunk, *heads]
 
 
 # --- ActorCritic: shapes ---------------------------------------------------------------------
@@ -228,17 +224,3 @@ def test_normalization_disabled_by_default_and_enabled_on_request() -> None:
     assert torch.equal(off.normalize(x), x)
     assert torch.equal(on.normalize(x), torch.full((1, 4), 5.0))  # (1000 - 0) / 1, clipped at 5
     assert "obs_norm.mean" in on.state_dict()
-
-
-def test_host_statistics_normalize_exactly_as_the_module() -> None:
-    """The rollout normalizes with MeanVar (numpy), the update and evaluation with the module's
-    forward (torch): both must give the same input, or the ratio would not start at 1."""
-    rng = np.random.default_rng(1)
-    norm = RunningNorm((3,), enabled=True, clip=2.0)
-    stats = norm.to_host()
-    for _ in range(5):
-        stats.update(rng.normal(size=(4, 3)) * [3.0, 0.1, 20.0] + [1.0, -5.0, 0.0])
-    norm.load_host(stats)
-    x = (rng.normal(size=(16, 3)) * [3.0, 0.1, 20.0]).astype(np.float32)  # some beyond the clip
-    np.testing.assert_allclose(stats.normalize(x, norm.clip), norm(torch.from_numpy(x)).numpy(), rtol=1e-6, atol=1e-6)
-    assert float(norm.count) == pytest.approx(20 + 1e-4)

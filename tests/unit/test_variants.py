@@ -8,8 +8,10 @@ import math
 import pytest
 import torch
 
+from ppokit.core import losses
 from ppokit.core.advantages import discounted_returns, group_relative_advantages
-from ppokit.core.losses import adapt_clip_coef, adapt_kl_coef, kl_penalty_surrogate, reference_kl
+from ppokit.core.kl import adapt_clip_coef, adapt_kl_coef
+from ppokit.core.reduce import masked_mean
 
 
 @pytest.mark.parametrize(
@@ -40,7 +42,7 @@ def test_group_advantages_have_zero_mean_per_group() -> None:
 
 def test_dr_grpo_drops_the_std() -> None:
     returns = torch.tensor([[1.0, 2.0, 3.0, 6.0]])
-    assert group_relative_advantages(returns, scale_by_std=False).tolist() == [[-2.0, -1.0, 0.0, 3.0]]
+    assert group_relative_advantages(returns, scale="none").tolist() == [[-2.0, -1.0, 0.0, 3.0]]
 
 
 def test_group_with_equal_returns_gets_zero_advantages() -> None:
@@ -68,7 +70,9 @@ def test_kl_penalty_objective_value_and_gradient() -> None:
     logp = torch.log(torch.tensor([0.6, 0.2])).requires_grad_(True)
     adv = torch.tensor([1.0, -2.0])
     mask = torch.ones(2)
-    loss, diag = kl_penalty_surrogate(logp, logp_old, adv, beta=2.0, mask=mask)
+    terms = losses.kl_penalty_surrogate(logp, logp_old, adv, beta=2.0)
+    loss, diag = masked_mean(terms.loss, mask), losses.policy_diagnostics(terms, mask)
+    assert "clip_fraction" not in diag  # the KL penalty never clips
     r = torch.tensor([1.2, 0.8])
     k3 = (r - 1) - torch.log(r)
     expected = -((r * adv - 2.0 * k3).mean())
@@ -91,7 +95,8 @@ def test_k3_reference_kl_is_nonnegative_and_matches_exact_kl_on_an_enumerable_di
     assert float((p * per_action).sum()) == pytest.approx(exact, rel=1e-6)
     # reference_kl is the masked sample mean of the same per-action terms.
     samples = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 2, 2])  # frequencies 0.5, 0.3, 0.2
-    assert float(reference_kl(logp[samples], logq[samples], torch.ones(10))) == pytest.approx(exact, rel=1e-5)
+    per_sample = losses.reference_kl(logp[samples], logq[samples])
+    assert float(masked_mean(per_sample, torch.ones(10))) == pytest.approx(exact, rel=1e-5)
 
 
 def test_exact_kl_of_each_head_matches_torch_distributions() -> None:

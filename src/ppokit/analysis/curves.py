@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ppokit.errors import ConfigError
+from ppokit.io.run_dir import CONFIG, METRICS, RunDir
 
 FloatArray = npt.NDArray[np.float64]
 Groups = Mapping[str, Sequence[Path]]
@@ -52,7 +53,7 @@ class RunData:
 
 
 def is_run(path: Path) -> bool:
-    return (path / "config.toml").is_file() and (path / "metrics.jsonl").is_file()
+    return RunDir(path).config.is_file() and RunDir(path).metrics.is_file()
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -88,23 +89,24 @@ def _json_file(path: Path) -> dict[str, Any] | None:
 def load_run(path: Path) -> RunData:
     """Read a run folder; ConfigError when it is not one or has no metrics yet."""
     path = Path(path)
+    run_dir = RunDir(path)
     if not is_run(path):
-        raise ConfigError("run", f"{path} is not a run folder (it needs config.toml and metrics.jsonl)")
-    records = read_jsonl(path / "metrics.jsonl")
+        raise ConfigError("run", f"{path} is not a run folder (it needs {CONFIG} and {METRICS})")
+    records = read_jsonl(run_dir.metrics)
     if not records:
-        raise ConfigError("run", f"{path}/metrics.jsonl holds no metrics (did training finish an update?)")
+        raise ConfigError("run", f"{path}/{METRICS} holds no metrics (did training finish an update?)")
     try:
-        config = tomllib.loads((path / "config.toml").read_text())
+        config = tomllib.loads(run_dir.config.read_text())
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError("run", f"{path}/config.toml is not valid TOML ({e})") from None
-    evals = read_jsonl(path / "evals.jsonl") if (path / "evals.jsonl").is_file() else []
+        raise ConfigError("run", f"{path}/{CONFIG} is not valid TOML ({e})") from None
+    evals = read_jsonl(run_dir.evals) if run_dir.evals.is_file() else []
     return RunData(
         path=path,
         config=config,
         metrics=_columns(records),
         evals=_columns(evals) if evals else {},
-        final_eval=_json_file(path / "eval.json"),
-        diagnostics=_json_file(path / "diagnostics.json"),
+        final_eval=_json_file(run_dir.final_eval),
+        diagnostics=_json_file(run_dir.diagnostics),
     )
 
 

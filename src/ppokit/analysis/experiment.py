@@ -7,9 +7,9 @@ Layout of an experiment folder::
     EXP/summary.json                   final-evaluation aggregates per variant
 
 ``<variant>`` is ``base`` without a grid, else ``key=value[,key=value...]``. Runs go to
-worker processes (up to the number of cores, one torch thread each). Running the same
-command again resumes the experiment: finished runs are kept, interrupted runs resume from
-their checkpoint, missing runs start.
+worker processes (:func:`ppokit.analysis.jobs.run_jobs`, up to the number of cores, one torch
+thread each). Running the same command again resumes the experiment: finished runs are kept,
+interrupted runs resume from their checkpoint, missing runs start.
 """
 
 from __future__ import annotations
@@ -18,19 +18,19 @@ import itertools
 import json
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ppokit.analysis.jobs import run_jobs
 from ppokit.config import RunConfig, from_dict, override, to_dict
 from ppokit.errors import ConfigError
 from ppokit.io import checkpoint as ckpt
+from ppokit.io.run_dir import CONFIG, DIAGNOSTICS, EVALS, EXPERIMENT_SPEC, METRICS, RUNS, SUMMARY, RunDir, seed_folder
 
-SPEC_FILE = "experiment.json"
+SPEC_FILE = EXPERIMENT_SPEC
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def plan_runs(out: Path, base: RunConfig, grid: dict[str, list[Any]], seeds: lis
         assignment = dict(zip(keys, values, strict=True))
         name = variant_name(assignment)
         for seed in seeds:
-            run_dir = out / "runs" / name / f"seed-{seed}"
+            run_dir = out / RUNS / name / seed_folder(seed)
             config = override(base, {**assignment, "seed": seed, "run_dir": str(run_dir), "progress": False})
             runs.append(RunSpec(name, seed, config.validate()))
     return runs
@@ -85,9 +85,9 @@ def load_or_write_spec(out: Path, base: RunConfig, grid: dict[str, list[Any]], s
 
 
 def run_status(run: RunSpec) -> str:
-    if (run.run_dir / "eval.json").is_file():
+    if RunDir(run.run_dir).final_eval.is_file():
         return "done"
-    if (run.run_dir / "checkpoints" / "last.pt").is_file():
+    if RunDir(run.run_dir).last.is_file():
         return "interrupted"
     return "new"
 
@@ -103,7 +103,7 @@ def _execute(run: RunSpec) -> tuple[str, int, float]:
         result = train(resume=run.run_dir)
     else:
         if run.run_dir.exists():  # a run that died before its first checkpoint: start it again
-            for leftover in ("metrics.jsonl", "evals.jsonl", "config.toml", "diagnostics.json"):
+            for leftover in (METRICS, EVALS, CONFIG, DIAGNOSTICS):
                 (run.run_dir / leftover).unlink(missing_ok=True)
         result = train(run.config)
     assert result.evaluation is not None
@@ -117,17 +117,11 @@ def run_experiment(
     on_result: Callable[[str, int, float], None] | None = None,
 ) -> dict[str, Any]:
     """Run every run that is not done, in up to ``workers`` processes; write summary.json."""
-    todo = [r for r in runs if run_status(r) != "done"]
-    if todo:
-        workers = max(1, min(workers, len(todo)))
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_execute, r) for r in todo]
-            for future in as_completed(futures):
-                variant, seed, score = future.result()
-                if on_result is not None:
-                    on_result(variant, seed, score)
+    todo = [r for r in runs if run_status(r) != "done"]  # an interrupted run resumes in _execute
+    report = None if on_result is None else lambda result: on_result(*result)
+    run_jobs(todo, workers, _execute, report)
     summary = summarize(runs)
-    ckpt.atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    ckpt.atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2))
     return summary
 
 
@@ -137,7 +131,7 @@ def summarize(runs: list[RunSpec]) -> dict[str, Any]:
 
     variants: dict[str, list[float]] = {}
     for run in runs:
-        evaluation = json.loads((run.run_dir / "eval.json").read_text())
+        evaluation = json.loads(RunDir(run.run_dir).final_eval.read_text())
         variants.setdefault(run.variant, []).append(float(evaluation["eval_return_mean"]))
     out: dict[str, Any] = {}
     for name, scores in variants.items():

@@ -54,8 +54,23 @@ class VecEnv:
             return actions + space.start
         return actions
 
+    @property
+    def obs_dtype(self) -> torch.dtype:
+        """The dtype the rollout stores this env's observations in (``obs_dtype``)."""
+        return obs_dtype(self.obs_space)
+
     def close(self) -> None:
         self.env.close()
+
+
+def obs_dtype(space: gym.Space[Any]) -> torch.dtype:
+    """How observations are stored and handed to the policy: integer observations (uint8
+    pixels) in their own dtype, a quarter of float32's memory, converted to float by the
+    policy's encoder; every other observation as float32."""
+    dtype = np.dtype(space.dtype) if space.dtype is not None else np.dtype(np.float32)
+    if np.issubdtype(dtype, np.integer):
+        return torch.from_numpy(np.zeros(0, dtype)).dtype
+    return torch.float32
 
 
 def make_vec_env(config: EnvConfig, num_envs: int | None = None, env_factory: EnvFactory | None = None) -> VecEnv:

@@ -14,6 +14,7 @@ import torch
 
 from ppokit.classic.envs import EnvFactory, make_vec_env
 from ppokit.classic.policy import ActorCritic
+from ppokit.classic.rollout import EpisodeTracker, step_envs
 from ppokit.config import EnvConfig
 
 MAX_EVAL_ENVS = 32
@@ -63,23 +64,20 @@ def evaluate(
     quota = np.full(num_envs, episodes // num_envs) + (np.arange(num_envs) < episodes % num_envs)
     returns: list[list[float]] = [[] for _ in range(num_envs)]
     lengths: list[list[int]] = [[] for _ in range(num_envs)]
-    ep_ret, ep_len = np.zeros(num_envs), np.zeros(num_envs, np.int64)
-    reset_next = np.zeros(num_envs, bool)
+    tracker = EpisodeTracker.for_envs(num_envs)
     device = next(policy.parameters()).device
     try:
         obs, _ = vec.env.reset(seed=seed + EVAL_SEED_OFFSET)
         while any(len(returns[i]) < quota[i] for i in range(num_envs)):
-            action = policy.act(torch.as_tensor(obs, dtype=torch.float32, device=device), deterministic)
-            obs, reward, terminated, truncated, _ = vec.env.step(vec.to_env_actions(action.cpu().numpy()))
-            valid = ~reset_next
-            ep_ret += np.asarray(reward, dtype=np.float64) * valid
-            ep_len += valid
-            reset_next = np.logical_or(terminated, truncated)
-            for i in np.flatnonzero(reset_next):
-                if len(returns[i]) < quota[i]:
-                    returns[i].append(float(ep_ret[i]))
-                    lengths[i].append(int(ep_len[i]))
-                ep_ret[i], ep_len[i] = 0.0, 0
+            action = policy.act(torch.as_tensor(obs, dtype=vec.obs_dtype, device=device), deterministic)
+            step = step_envs(vec, action.cpu().numpy(), tracker)
+            obs, done = step.obs, step.finished
+            if done is None:
+                continue
+            for i, ret, length in zip(np.flatnonzero(done.ended), done.returns, done.lengths, strict=True):
+                if len(returns[i]) < quota[i]:  # each env counts its first quota[i] episodes only
+                    returns[i].append(float(ret))
+                    lengths[i].append(int(length))
     finally:
         vec.close()
     return EvalResult(

@@ -1,60 +1,48 @@
-"""The training loop: schedule, collect, advantages, update, metrics, log, checkpoint."""
+"""The training loop: schedule, collect, advantages, update, metrics, log, checkpoint.
+
+``train`` sets up a ``Run`` (envs, state, buffers, loggers) and ``_loop`` reads top to bottom
+as one update does. What differs between methods comes from the method table
+(``ppokit.methods``); what persists lives in ``TrainState`` (``ppokit.classic.state``); what
+a caller wants to watch it gets through ``Hooks`` (``ppokit.classic.hooks``).
+"""
 
 from __future__ import annotations
 
-import copy
 import json
 import math
-import random
-import signal
-import threading
 import time
-import warnings
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
-from torch import Tensor
 
-from ppokit.classic.envs import EnvFactory, VecEnv, make_vec_env, restore, snapshot
+from ppokit.classic.batch import Batch, recomputed_targets, trajectories
+from ppokit.classic.envs import EnvFactory, VecEnv, make_vec_env
 from ppokit.classic.evaluation import EvalResult, episode_summary, evaluate
-from ppokit.classic.policy import ActorCritic, RunningNorm
-from ppokit.classic.rollout import Episodes, Rollout, RolloutState, collect, collect_episodes
-from ppokit.config import CRITIC_FREE, AlgoConfig, EnvConfig, RunConfig, from_dict, to_dict
-from ppokit.core.advantages import discounted_returns, gae, group_relative_advantages
-from ppokit.core.losses import adapt_clip_coef, adapt_kl_coef, explained_variance, masked_mean
-from ppokit.core.optim import FlatAdam
-from ppokit.core.update import Batch, Coefs, LossFn, minibatch_loss, ppo_update
-from ppokit.diagnostics import Diagnostics, in_annealing_tail
-from ppokit.errors import CheckpointError, ConfigError, NonFiniteError
+from ppokit.classic.hooks import Hooks, RolloutEvent, UpdateEvent
+from ppokit.classic.objective import MinibatchLoss, make_minibatch_loss
+from ppokit.classic.rollout import Episodes, Rollout, collect, collect_episodes
+from ppokit.classic.state import TrainState, check_keys, initial_state, resume_state, save_checkpoint
+from ppokit.classic.update import update_policy
+from ppokit.config import EnvConfig, RunConfig, from_dict, to_dict
+from ppokit.core.advantages import AdvantageSettings
+from ppokit.core.kl import adapt_clip_coef, adapt_kl_coef
+from ppokit.core.losses import Coefs
+from ppokit.core.metrics import explained_variance
+from ppokit.core.update import UpdatePlan
+from ppokit.diagnostics import in_annealing_tail
+from ppokit.errors import ConfigError, NonFiniteError
 from ppokit.io import checkpoint as ckpt
 from ppokit.io.loggers import JsonlLogger, Logger, Loggers, ProgressLogger, TensorBoardLogger
+from ppokit.io.run_dir import RunDir, run_folder_of
+from ppokit.methods import METHODS, Method
+from ppokit.runtime import GracefulInterrupt, Process, seed_everything, torch_threads
 
 _console = Console(stderr=True)
-
-
-@dataclass
-class TrainState:
-    """Everything that changes during training; a checkpoint is this plus the config."""
-
-    policy: ActorCritic
-    optimizer: FlatAdam
-    rollout: RolloutState
-    return_norm: RunningNorm
-    shuffle: torch.Generator
-    diagnostics: Diagnostics
-    initial_policy: ActorCritic  # frozen copy of the policy at update 0 (KL from initial)
-    kl_coef: float = 0.0  # ppo-kl's adaptive beta
-    clip_coef: float = 0.0  # the adaptive clip range's current value
-    global_step: int = 0
-    update: int = 0
-    train_time: float = 0.0  # wall-clock seconds spent training, over all sessions of the run
-    best_eval: float | None = None  # best periodic evaluation mean so far (best.pt)
 
 
 @dataclass
@@ -68,228 +56,259 @@ class TrainResult:
     interrupted: bool = False
 
 
+@dataclass
+class Run:
+    """What one call of ``train`` works with."""
+
+    config: RunConfig
+    method: Method
+    vec: VecEnv
+    state: TrainState
+    buf: Rollout
+    loggers: Loggers
+    paths: RunDir
+    process: Process
+    seed: int  # this process's seed (``process.seed(config.seed)``)
+    hooks: Hooks
+    loss_fn: MinibatchLoss
+    env_factory: EnvFactory | None
+
+
 def train(
     config: RunConfig | None = None,
     env_factory: EnvFactory | None = None,
     resume: str | Path | None = None,
     stop_after: int | None = None,
+    hooks: Hooks | None = None,
+    process: Process | None = None,
 ) -> TrainResult:
-    """Train PPO with ``config`` (default: the defaults, CartPole-v1).
+    """Train with ``config`` (default: the defaults, CartPole-v1).
 
     ``resume``: a run folder or checkpoint to continue; its saved config is used and
     ``config`` must be None. ``stop_after``: stop with a checkpoint after this many updates
-    in this call (time-sliced jobs)."""
+    in this call (time-sliced jobs). ``hooks``: callbacks after each rollout and update.
+    ``process``: this process's rank (seeds differ per rank; only rank 0 writes files)."""
+    process = process or Process()
     saved = ckpt.load(resume) if resume is not None else None
     if saved is not None and resume is not None:
         if config is not None:
             raise ConfigError("resume", "a resumed run uses its saved config; pass config=None")
-        folder = Path(resume) if Path(resume).is_dir() else Path(resume).parent.parent
+        check_keys(saved["state"])
+        folder = Path(resume) if Path(resume).is_dir() else run_folder_of(Path(resume))
         config = replace(from_dict(saved["config"]), run_dir=str(folder))
-    config = config or RunConfig()
-    config.validate()
-    run_dir = _run_dir(config, resuming=saved is not None)
-    _seed_everything(config.seed)
-    if config.torch_threads > 0:
-        torch.set_num_threads(config.torch_threads)  # process-wide, as torch has it
-    device = torch.device(config.device)
-    vec = make_vec_env(_env_config(config), env_factory=env_factory)
-    try:
-        state = _initial_state(config, vec, device)  # checks the spaces before anything is written
-        if config.algo.method == "grpo":
-            _check_shared_start(vec, config)
-        if saved is not None:
-            _load_state(state, saved, vec, config)
-        else:
-            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            ckpt.atomic_write_text(run_dir / "config.toml", _toml(to_dict(config)))
-        buf = Rollout.allocate(config.algo.num_steps, vec, state.policy, device)
-        loggers = _make_loggers(config, run_dir, state)
+    config = (config or RunConfig()).validate()
+    paths = RunDir(_run_dir(config, resuming=saved is not None))
+    seed = process.seed(config.seed)
+    with torch_threads(config.torch_threads):
+        seed_everything(seed)
+        vec = make_vec_env(_env_config(config), env_factory=env_factory)
         try:
-            loss_fn: LossFn = torch.compile(minibatch_loss) if config.compile else minibatch_loss
-            metrics, interrupted = _loop(config, vec, state, buf, loggers, run_dir, stop_after, env_factory, loss_fn)
+            run = _start(config, vec, saved, paths, process, seed, hooks or Hooks(), env_factory)
+            try:
+                metrics, interrupted = _loop(run, stop_after)
+            finally:
+                run.loggers.close()
         finally:
-            loggers.close()
-    finally:
-        vec.close()
-    result = TrainResult(run_dir, config, state.global_step, state.update, metrics, None, interrupted)
-    if state.update >= config.num_updates:
-        result.evaluation = evaluate(
-            state.policy,
-            config.env,
-            config.eval_episodes,
-            config.eval_deterministic,
-            config.seed,
-            env_factory,
-        )
-        ckpt.atomic_write_text(run_dir / "eval.json", json.dumps(result.evaluation.to_dict(), indent=2))
+            vec.close()
+        result = TrainResult(paths.root, config, run.state.global_step, run.state.update, metrics, None, interrupted)
+        if run.state.update >= config.num_updates:
+            result.evaluation = evaluate(run.state.policy, config.env, config.eval_episodes, config.eval_deterministic,
+                                         seed, env_factory)  # fmt: skip
+            if process.writes:
+                ckpt.atomic_write_text(paths.final_eval, json.dumps(result.evaluation.to_dict(), indent=2))
     return result
 
 
-def _loop(
+def _start(
     config: RunConfig,
     vec: VecEnv,
-    state: TrainState,
-    buf: Rollout,
-    loggers: Loggers,
-    run_dir: Path,
-    stop_after: int | None,
+    saved: dict[str, Any] | None,
+    paths: RunDir,
+    process: Process,
+    seed: int,
+    hooks: Hooks,
     env_factory: EnvFactory | None,
-    loss_fn: LossFn,
-) -> tuple[dict[str, float], bool]:
-    algo, metrics = config.algo, {}
+) -> Run:
+    """The state (fresh or resumed), the rollout buffer, the loggers and the loss."""
+    method = METHODS[config.algo.method]
+    device = torch.device(config.device)
+    state = initial_state(config, vec, device, seed)  # checks the spaces before anything is written
+    if method.collects == "episodes":
+        _check_shared_start(vec, config, seed)
+    if saved is not None:
+        resume_state(state, saved, vec, config, seed)
+    elif process.writes:
+        paths.checkpoints.mkdir(parents=True, exist_ok=True)
+        ckpt.atomic_write_text(paths.config, _toml(to_dict(config)))
+    buf = Rollout.allocate(config.algo.num_steps, vec, state.policy, device)
+    loss_fn = make_minibatch_loss(method, config.algo)
+    if config.compile:
+        loss_fn = torch.compile(loss_fn)
+    loggers = _make_loggers(config, paths, state, process)
+    return Run(config, method, vec, state, buf, loggers, paths, process, seed, hooks, loss_fn, env_factory)
+
+
+def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
+    config, state, algo = run.config, run.state, run.config.algo
+    num_updates, plan, settings = config.num_updates, update_plan(config), advantage_settings(config)
+    metrics: dict[str, float] = {}
     first_update = state.update
-    with _GracefulInterrupt() as interrupt:
-        while state.update < config.num_updates:
-            progress = state.update / config.num_updates
+    run.hooks.start(state)
+    with GracefulInterrupt() as interrupt:
+        while state.update < num_updates:
+            progress = state.update / num_updates
             lr, coefs = _schedules(config, state, progress)
             for group in state.optimizer.param_groups:
                 group["lr"] = lr
 
             start = time.perf_counter()
             previous_step = state.global_step
-            episodes, batch = _collect_batch(config, state, vec, buf)
-            retarget = partial(_gae_targets, buf, algo) if algo.recompute_advantages else None
-            metrics = ppo_update(state.policy, state.optimizer, batch, algo, coefs, config.epochs,
-                                 config.minibatch_size, state.shuffle, state.initial_policy, retarget,
-                                 loss_fn)  # fmt: skip
+            episodes, batch = _collect_batch(run, settings)
+            run.hooks.rollout(RolloutEvent(state, run.buf, episodes, batch, run.loss_fn))
+            retarget = partial(recomputed_targets, run.buf, run.method, settings) if algo.recompute_advantages else None
+            metrics = update_policy(state.policy, state.optimizer, batch, loss_fn=run.loss_fn, coefs=coefs,
+                                    plan=plan, generator=state.rng.shuffle, initial=state.initial_policy,
+                                    retarget=retarget)  # fmt: skip
             elapsed = time.perf_counter() - start
-            _adapt_coefficients(config, state, metrics)
+            _adapt_coefficients(config, run.method, state, metrics)
             state.update += 1
-            state.global_step += episodes.env_steps  # = batch size, except GRPO's early-ending rollouts
+            state.global_step += episodes.env_steps  # = batch size, except when episodes end early
             state.train_time += elapsed
 
-            metrics |= _episode_metrics(episodes) | _update_metrics(config, state, batch)
-            metrics |= {"learning_rate": lr, "ent_coef": coefs.ent, "clip_coef": coefs.clip, "kl_coef": coefs.kl,
+            metrics |= _episode_metrics(episodes) | _update_metrics(run.method, state, batch)
+            metrics |= {"learning_rate": lr, "ent_coef": coefs.ent, "clip_coef": coefs.clip_low, "kl_coef": coefs.kl,
                         "sps": episodes.env_steps / elapsed}  # fmt: skip
-            in_tail = in_annealing_tail(lr, algo.learning_rate, coefs.clip, algo.clip_coef)
+            in_tail = in_annealing_tail(lr, algo.learning_rate, coefs.clip_low, algo.clip_coef)
             for warning in state.diagnostics.observe(state.update, metrics, progress, in_tail):
                 _console.print(f"[yellow]ppokit health:[/yellow] {warning}", highlight=False, soft_wrap=True)
             _check_finite(metrics, state)
-            loggers.log(state.global_step, metrics)
+            run.loggers.log(state.global_step, metrics)
+            run.hooks.updated(UpdateEvent(state, metrics))
             if config.eval_every and state.global_step // config.eval_every > previous_step // config.eval_every:
-                _periodic_eval(config, state, run_dir, vec, env_factory)
+                _periodic_eval(run)
 
             stop = interrupt.requested or (stop_after is not None and state.update - first_update >= stop_after)
-            if stop or state.update % config.checkpoint_every == 0 or state.update == config.num_updates:
-                _save(run_dir / "checkpoints" / "last.pt", config, state, vec)
-                ckpt.atomic_write_text(run_dir / "diagnostics.json", json.dumps(state.diagnostics.summary(), indent=2))
+            if stop or state.update % config.checkpoint_every == 0 or state.update == num_updates:
+                _checkpoint(run, run.paths.last)
             if stop:
                 return metrics, True
     return metrics, False
 
 
+def update_plan(config: RunConfig) -> UpdatePlan:
+    """Epochs and minibatch size of each update: one-pass methods take the whole batch once."""
+    algo, one_pass = config.algo, METHODS[config.algo.method].one_pass
+    epochs = 1 if one_pass else algo.update_epochs
+    minibatch_size = config.batch_size if one_pass else algo.minibatch_size
+    return UpdatePlan(epochs, minibatch_size, algo.max_grad_norm, algo.target_kl)
+
+
+def advantage_settings(config: RunConfig) -> AdvantageSettings:
+    algo = config.algo
+    return AdvantageSettings(algo.gamma, algo.gae_lambda, algo.bootstrap_truncation, algo.reinforce_baseline,
+                             algo.group_size, "group" if algo.group_scale_std else "none")  # fmt: skip
+
+
 def _schedules(config: RunConfig, state: TrainState, progress: float) -> tuple[float, Coefs]:
-    """This update's learning rate and coefficients: linear schedules, or adaptive values."""
+    """This update's learning rate and coefficients: linear schedules, or adaptive values.
+    The upper clip range moves with the lower one (annealed or adapted by the same factor)."""
     algo = config.algo
     lr = algo.learning_rate * (1.0 - progress if algo.anneal_lr else 1.0)
     ent_coef = _linear(algo.ent_coef, algo.ent_coef_final, progress)
-    clip_coef = algo.clip_coef * (1.0 - progress if algo.anneal_clip else 1.0)
+    clip_low = algo.clip_coef * (1.0 - progress if algo.anneal_clip else 1.0)
     if algo.adaptive_clip:
-        clip_coef = state.clip_coef
-    return lr, Coefs(ent_coef, clip_coef, state.kl_coef, algo.ref_kl_coef)
+        clip_low = state.clip_coef
+    clip_high = clip_low if algo.clip_high is None else algo.clip_high * (clip_low / algo.clip_coef)
+    return lr, Coefs(ent_coef, clip_low, clip_high, state.kl_coef, algo.ref_kl_coef, algo.dual_clip)
 
 
-def _adapt_coefficients(config: RunConfig, state: TrainState, metrics: dict[str, float]) -> None:
+def _adapt_coefficients(config: RunConfig, method: Method, state: TrainState, metrics: dict[str, float]) -> None:
     """ppo-kl's beta and the adaptive clip range react to the KL this update caused."""
     algo, kl = config.algo, metrics["approx_kl_final"]
     if metrics["minibatch_steps"] == 0:  # no update, nothing to react to
         return
-    if algo.method == "ppo-kl" and algo.kl_adaptive:
+    if "kl_coef" in method.adapts and algo.kl_adaptive:
         state.kl_coef = adapt_kl_coef(state.kl_coef, kl, algo.kl_target)
     if algo.adaptive_clip:
         state.clip_coef = adapt_clip_coef(state.clip_coef, kl, algo.clip_kl_target, algo.clip_min, algo.clip_max)
 
 
-def _update_metrics(config: RunConfig, state: TrainState, batch: Batch) -> dict[str, float]:
-    """Per-update metrics of the rollout: the critic's fit and the value targets' scale."""
-    critic = config.algo.method not in CRITIC_FREE
+def _collect_batch(run: Run, settings: AdvantageSettings) -> tuple[Episodes, Batch]:
+    """Collect a rollout and turn it into a batch with the method's advantages."""
+    config, state, buf, vec = run.config, run.state, run.buf, run.vec
+    algo = config.algo
+    reference = state.initial_policy if algo.ref_kl_coef > 0 else None
+    if run.method.collects == "episodes":
+        groups = vec.num_envs // algo.group_size
+        seeds = [_group_seed(run.seed, state.update, g) for g in range(groups) for _ in range(algo.group_size)]
+        episodes, returns = collect_episodes(state.policy, vec, buf, seeds, config.env.info_metrics)
+        traj = trajectories(buf, returns)
+    else:
+        episodes = collect(state.policy, vec, buf, state.rollout, state.return_norm, algo.gamma,
+                           config.env.clip_reward, config.env.info_metrics)  # fmt: skip
+        traj = trajectories(buf)
+    return episodes, Batch.from_rollout(buf, run.method.advantages(traj, settings), reference)
+
+
+def _update_metrics(method: Method, state: TrainState, batch: Batch) -> dict[str, float]:
+    """Per-update metrics of the rollout: the critic's fit and the value targets' scale
+    (methods with a critic only)."""
+    metrics = {"time_elapsed": state.train_time, "update": float(state.update)}
+    if not method.critic:
+        return metrics
     targets = batch.returns[batch.mask.bool()].double()
-    return {
-        "explained_variance": explained_variance(batch.values, batch.returns, batch.mask) if critic else math.nan,
-        "value_target_mean": float(targets.mean()) if critic and targets.numel() else math.nan,
-        "value_target_std": float(targets.std(unbiased=False)) if critic and targets.numel() else math.nan,
-        "time_elapsed": state.train_time,
-        "update": float(state.update),
+    return metrics | {
+        "explained_variance": explained_variance(batch.values, batch.returns, batch.mask),
+        "value_target_mean": float(targets.mean()) if targets.numel() else math.nan,
+        "value_target_std": float(targets.std(unbiased=False)) if targets.numel() else math.nan,
     }
 
 
-def _periodic_eval(
-    config: RunConfig, state: TrainState, run_dir: Path, vec: VecEnv, env_factory: EnvFactory | None
-) -> None:
+def _periodic_eval(run: Run) -> None:
     """Evaluate on separate envs (normalization frozen); keep the best policy as best.pt."""
+    config, state = run.config, run.state
     result = evaluate(state.policy, config.env, config.eval_episodes, config.eval_deterministic,
-                      config.seed + state.update, env_factory)  # fmt: skip
+                      run.seed + state.update, run.env_factory)  # fmt: skip
     record = {"global_step": state.global_step, "update": state.update, "time_elapsed": state.train_time,
               "deterministic": result.deterministic, **result.summary()}  # fmt: skip
-    with (run_dir / "evals.jsonl").open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    if run.process.writes:
+        with run.paths.evals.open("a") as f:
+            f.write(json.dumps(record) + "\n")
     if state.best_eval is None or result.mean > state.best_eval:
         state.best_eval = result.mean
-        _save(run_dir / "checkpoints" / "best.pt", config, state, vec)
+        _checkpoint(run, run.paths.best, diagnostics=False)
 
 
-def _collect_batch(config: RunConfig, state: TrainState, vec: VecEnv, buf: Rollout) -> tuple[Episodes, Batch]:
-    """Collect a rollout and turn it into a batch with the method's advantages:
-    GAE with a critic (ppo, ppo-kl, a2c), Monte-Carlo returns (reinforce), group-relative
-    episode returns (grpo)."""
-    algo = config.algo
-    reference = state.initial_policy if algo.ref_kl_coef > 0 else None
-    if algo.method == "grpo":
-        groups = vec.num_envs // algo.group_size
-        seeds = [_group_seed(config, state.update, g) for g in range(groups) for _ in range(algo.group_size)]
-        episodes, returns = collect_episodes(state.policy, vec, buf, seeds, config.env.info_metrics)
-        per_env = group_relative_advantages(returns.view(groups, algo.group_size), algo.group_scale_std)
-        advantages = per_env.view(1, -1).expand_as(buf.rewards)
-        return episodes, Batch.from_rollout(buf, advantages, buf.values, buf.valid, reference)
-    episodes = collect(state.policy, vec, buf, state.rollout, state.return_norm, algo.gamma,
-                       config.env.clip_reward, config.env.info_metrics)  # fmt: skip
-    if algo.method == "reinforce":
-        returns, complete = discounted_returns(buf.rewards, torch.maximum(buf.terminated, buf.truncated), algo.gamma)
-        mask = buf.valid * complete
-        baseline = masked_mean(returns, mask) if algo.reinforce_baseline else 0.0
-        return episodes, Batch.from_rollout(buf, returns - baseline, returns, mask, reference)
-    advantages = _gae(buf, buf.values, buf.next_values, algo)
-    return episodes, Batch.from_rollout(buf, advantages, advantages + buf.values, buf.valid, reference)
-
-
-def _gae(buf: Rollout, values: Tensor, next_values: Tensor, algo: AlgoConfig) -> Tensor:
-    """GAE over the rollout for the given values ``[T, N]``."""
-    dones = torch.maximum(buf.terminated, buf.truncated)
-    # Off, a time-limit truncation counts as a termination (the ablation of what bootstrapping buys).
-    cuts_bootstrap = buf.terminated if algo.bootstrap_truncation else dones
-    return gae(buf.rewards, values, next_values, cuts_bootstrap, dones, algo.gamma, algo.gae_lambda)
-
-
-def _gae_targets(buf: Rollout, algo: AlgoConfig, policy: ActorCritic) -> tuple[Tensor, Tensor]:
-    """Flat ``(advantages, returns)`` recomputed with ``policy``'s current critic, as
-    ``_collect_batch`` makes them (``algo.recompute_advantages``)."""
-    values, next_values = buf.values_under(policy)
-    advantages = _gae(buf, values, next_values, algo)
-    batch = Batch.from_rollout(buf, advantages, advantages + values, buf.valid)
-    return batch.advantages, batch.returns
+def _checkpoint(run: Run, path: Path, diagnostics: bool = True) -> None:
+    """Rank 0 writes the checkpoint (and with it the diagnostics summary)."""
+    if not run.process.writes:
+        return
+    save_checkpoint(path, run.config, run.state, run.vec)
+    if diagnostics:
+        ckpt.atomic_write_text(run.paths.diagnostics, json.dumps(run.state.diagnostics.summary(), indent=2))
 
 
 def _env_config(config: RunConfig) -> EnvConfig:
-    """GRPO resets each env with its group's seed: that needs envs seeded one by one (sync)."""
-    if config.algo.method == "grpo" and config.env.vectorization == "auto":
+    """Group methods reset each env with its group's seed: that needs envs seeded one by one (sync)."""
+    if METHODS[config.algo.method].collects == "episodes" and config.env.vectorization == "auto":
         return replace(config.env, vectorization="sync")
     return config.env
 
 
-def _check_shared_start(vec: VecEnv, config: RunConfig) -> None:
-    """GRPO compares episodes from one start state: envs reset with one seed must agree."""
-    obs, _ = vec.env.reset(seed=[config.seed] * vec.num_envs)  # type: ignore[arg-type]  # one seed per env
+def _check_shared_start(vec: VecEnv, config: RunConfig, seed: int) -> None:
+    """Group methods compare episodes from one start state: envs reset with one seed must agree."""
+    obs, _ = vec.env.reset(seed=[seed] * vec.num_envs)  # type: ignore[arg-type]  # one seed per env
     if not np.allclose(obs, obs[:1]):
         raise ConfigError(
             "algo",
-            f"grpo needs envs that reset(seed) to one start state; {config.env.id} started from "
+            f"{config.algo.method} needs envs that reset(seed) to one start state; {config.env.id} started from "
             "different observations with the same seed",
         )
 
 
-def _group_seed(config: RunConfig, update: int, group: int) -> int:
-    """The reset seed shared by the envs of one GRPO group: new every update, reproducible."""
-    return (config.seed * 1_000_003 + update * 10_007 + group) % 2**31
+def _group_seed(seed: int, update: int, group: int) -> int:
+    """The reset seed shared by the envs of one group: new every update, reproducible."""
+    return (seed * 1_000_003 + update * 10_007 + group) % 2**31
 
 
 def _episode_metrics(episodes: Episodes) -> dict[str, float]:
@@ -301,8 +320,8 @@ def _check_finite(metrics: dict[str, float], state: TrainState) -> None:
     """Stop on NaN/inf in a loss or gradient, or in any parameter, naming the first one."""
     if metrics["minibatch_steps"] == 0:  # no valid sample, no update: the losses are undefined
         return
-    for name in ("loss", "policy_loss", "value_loss", "entropy", "grad_norm", "approx_kl"):
-        if not math.isfinite(metrics[name]):
+    for name in ("loss", "policy_loss", "value_loss", "entropy", "grad_norm", "approx_kl", "ref_kl"):
+        if name in metrics and not math.isfinite(metrics[name]):
             raise NonFiniteError(name, state.update)
     for name, p in state.policy.named_parameters():
         if not torch.isfinite(p).all():
@@ -313,128 +332,33 @@ def _linear(start: float, end: float | None, progress: float) -> float:
     return start if end is None else start + (end - start) * progress
 
 
-# --- State, checkpoints ------------------------------------------------------------------
-
-
-def _initial_state(config: RunConfig, vec: VecEnv, device: torch.device) -> TrainState:
-    policy = ActorCritic(vec.obs_space, vec.action_space, config.policy,
-                         config.env.norm_obs, config.env.clip_obs).to(device)  # fmt: skip
-    optimizer = FlatAdam(policy, config.algo.learning_rate, config.algo.adam_eps)  # after .to(device)
-    obs, _ = vec.env.reset(seed=config.seed)
-    shuffle = torch.Generator().manual_seed(config.seed)
-    initial = copy.deepcopy(policy).requires_grad_(False)
-    return TrainState(policy, optimizer, RolloutState.start(obs), RunningNorm((), config.env.norm_reward), shuffle,
-                      Diagnostics(config.diagnostics), initial, config.algo.kl_coef, config.algo.clip_coef)  # fmt: skip
-
-
-def _save(path: Path, config: RunConfig, state: TrainState, vec: VecEnv) -> None:
-    r = state.rollout
-    payload: dict[str, Any] = {
-        "config": to_dict(config),
-        "policy": state.policy.state_dict(),
-        "initial_policy": state.initial_policy.state_dict(),
-        "kl_coef": state.kl_coef,
-        "clip_coef": state.clip_coef,
-        "optimizer": state.optimizer.state_dict(),
-        "return_norm": state.return_norm.state_dict(),
-        "rng": ckpt.rng_states(state.shuffle),
-        "global_step": state.global_step,
-        "update": state.update,
-        "train_time": state.train_time,
-        "best_eval": state.best_eval,
-        "diagnostics": state.diagnostics.state(),
-        "rollout": {k: torch.from_numpy(np.array(getattr(r, k))) for k in vars(r)},
-        "env_state": snapshot(vec),
-        "spaces": {"observation": str(vec.obs_space), "action": str(vec.action_space)},
-    }
-    ckpt.save(path, payload)
-
-
-def _load_state(state: TrainState, saved: dict[str, Any], vec: VecEnv, config: RunConfig) -> None:
-    spaces = {"observation": str(vec.obs_space), "action": str(vec.action_space)}
-    if saved.get("spaces") != spaces:
-        raise CheckpointError(f"checkpoint: spaces {saved.get('spaces')} do not match the env's {spaces}")
-    try:
-        state.policy.load_state_dict(saved["policy"])
-        state.initial_policy.load_state_dict(saved["initial_policy"])
-        state.kl_coef, state.clip_coef = float(saved["kl_coef"]), float(saved["clip_coef"])
-        state.optimizer.load_state_dict(saved["optimizer"])
-        state.return_norm.load_state_dict(saved["return_norm"])
-    except (RuntimeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"checkpoint: weights do not fit this config ({str(e).splitlines()[0]})") from None
-    state.global_step, state.update = int(saved["global_step"]), int(saved["update"])
-    state.train_time, state.best_eval = float(saved["train_time"]), saved["best_eval"]
-    state.diagnostics.load_state(saved["diagnostics"])
-    ckpt.set_rng_states(saved["rng"], state.shuffle)
-    env_state = saved.get("env_state")
-    if env_state is not None and restore(vec, env_state):
-        state.rollout = RolloutState(**{k: v.numpy().copy() for k, v in saved["rollout"].items()})
-    else:
-        warnings.warn(
-            f"{config.env.id}: the env's state is not plain data and cannot be restored; "
-            "the episodes in flight at the checkpoint restart from new resets",
-            stacklevel=2,
-        )
-        obs, _ = vec.env.reset(seed=config.seed + state.update)
-        state.rollout = RolloutState.start(obs)
-
-
-# --- Run folder, loggers, seeding ----------------------------------------------------------
-
-
 def _run_dir(config: RunConfig, resuming: bool) -> Path:
     if config.run_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path("runs") / f"{config.env.id.replace('/', '_')}__{config.seed}__{stamp}"
     else:
         run_dir = Path(config.run_dir)
-    if not resuming and (run_dir / "checkpoints" / "last.pt").exists():
+    if not resuming and RunDir(run_dir).last.exists():
         raise ConfigError("run_dir", f"{run_dir} already holds a run; resume it with --resume or pick another")
     return run_dir
 
 
-def _make_loggers(config: RunConfig, run_dir: Path, state: TrainState) -> Loggers:
+def _make_loggers(config: RunConfig, paths: RunDir, state: TrainState, process: Process) -> Loggers:
+    """Rank 0 logs to files (and shows progress); other ranks log nothing."""
+    if not process.writes:
+        return Loggers([])
     keep = state.update if state.update > 0 else None
-    if keep is not None and (run_dir / "evals.jsonl").exists():
-        JsonlLogger(run_dir / "evals.jsonl", keep_until_update=keep).close()  # drop evals after the checkpoint
-    loggers: list[Logger] = [JsonlLogger(run_dir / "metrics.jsonl", keep_until_update=keep)]
+    if keep is not None and paths.evals.exists():
+        JsonlLogger(paths.evals, keep_until_update=keep).close()  # drop evals after the checkpoint
+    loggers: list[Logger] = [JsonlLogger(paths.metrics, keep_until_update=keep)]
     if config.tensorboard:
-        loggers.append(TensorBoardLogger(run_dir / "tensorboard"))
+        loggers.append(TensorBoardLogger(paths.tensorboard))
     if config.progress:
         loggers.append(ProgressLogger(config.num_updates * config.batch_size, state.global_step))
     return Loggers(loggers)
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _toml(data: dict[str, Any]) -> str:
     import tomli_w
 
     return tomli_w.dumps(data)
-
-
-class _GracefulInterrupt:
-    """First Ctrl-C: finish the update, checkpoint, stop. Second Ctrl-C: abort at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def _handler(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nppokit: stopping after this update and writing a checkpoint (Ctrl-C again to abort)")
-
-    def __enter__(self) -> _GracefulInterrupt:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)

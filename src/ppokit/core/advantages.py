@@ -1,9 +1,24 @@
-"""Advantage estimation as pure functions over time-major tensors ``[T, N]``."""
+"""Advantage estimation as pure functions over time-major tensors ``[T, N]``.
+
+The estimators (``gae``, ``discounted_returns``, ``group_relative_advantages``,
+``rloo_advantages``) are plain tensor math. The ``*_targets`` functions adapt them to one
+signature, ``(Trajectories, AdvantageSettings) -> Targets``, which is what the method table
+(``ppokit.methods``) names for each method; a trainer builds ``Trajectories`` from its own
+storage (the classic rollout, or completions whose last real token ends the episode).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 from torch import Tensor
+
+from ppokit.core.reduce import masked_mean
+
+GroupScale = Literal["group", "batch", "none"]
+GROUP_SCALES: tuple[GroupScale, ...] = ("group", "batch", "none")
 
 
 def gae(
@@ -65,16 +80,117 @@ def discounted_returns(rewards: Tensor, dones: Tensor, gamma: float) -> tuple[Te
     return returns, complete
 
 
-def group_relative_advantages(returns: Tensor, scale_by_std: bool = True, eps: float = 1e-8) -> Tensor:
+def group_relative_advantages(returns: Tensor, scale: GroupScale = "group", eps: float = 1e-8) -> Tensor:
     """GRPO's advantages (Shao et al. 2024, DeepSeekMath, eq. 3): each episode's return
     relative to the other episodes of its group, shape ``[groups, G]``.
 
-        A_i = (R_i - mean_g(R)) / (std_g(R) + eps)       (GRPO)
-        A_i =  R_i - mean_g(R)                            (Dr. GRPO, Liu et al. 2025: no std)
+        A_i = (R_i - mean_g(R)) / (std_g(R) + eps)       scale "group" (GRPO)
+        A_i = (R_i - mean_g(R)) / (std(R) + eps)         scale "batch" (std over all groups)
+        A_i =  R_i - mean_g(R)                            scale "none" (Dr. GRPO, Liu et al. 2025)
+
+    "batch" keeps the group baseline but does not blow up groups whose returns barely differ
+    (the difficulty bias Dr. GRPO points out in the per-group std).
     """
-    if returns.ndim != 2 or returns.shape[1] < 2:
-        raise ValueError(f"group_relative_advantages: need [groups, G >= 2], got {tuple(returns.shape)}")
+    _check_groups("group_relative_advantages", returns)
     centred = returns - returns.mean(dim=1, keepdim=True)
-    if not scale_by_std:
+    if scale == "none":
         return centred
-    return centred / (returns.std(dim=1, unbiased=False, keepdim=True) + eps)
+    if scale == "batch":
+        return centred / (returns.std(unbiased=False) + eps)
+    if scale == "group":
+        return centred / (returns.std(dim=1, unbiased=False, keepdim=True) + eps)
+    raise ValueError(f"group_relative_advantages: unknown scale {scale!r}; allowed: {', '.join(GROUP_SCALES)}")
+
+
+def rloo_advantages(returns: Tensor) -> Tensor:
+    """REINFORCE leave-one-out (Kool et al. 2019; Ahmadian et al. 2024), ``[groups, G]``: each
+    episode's return minus the mean of the *other* episodes of its group,
+
+        A_i = R_i - (sum_g(R) - R_i) / (G - 1)  =  G / (G - 1) * (R_i - mean_g(R))
+
+    an unbiased baseline, since it does not depend on episode i itself.
+    """
+    _check_groups("rloo_advantages", returns)
+    g = returns.shape[1]
+    others = (returns.sum(dim=1, keepdim=True) - returns) / (g - 1)
+    return returns - others
+
+
+def _check_groups(name: str, returns: Tensor) -> None:
+    if returns.ndim != 2 or returns.shape[1] < 2:
+        raise ValueError(f"{name}: need [groups, G >= 2], got {tuple(returns.shape)}")
+
+
+# --- One signature for the method table --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """What an advantage estimator reads, time-major ``[T, N]`` (``valid`` is 0 on steps that
+    carry no sample: autoreset steps, steps after a group episode ended)."""
+
+    rewards: Tensor
+    values: Tensor  # V(s_t)
+    next_values: Tensor  # V(s_{t+1}); a truncated step's is V(final observation)
+    terminated: Tensor
+    truncated: Tensor
+    valid: Tensor
+    episode_returns: Tensor | None = None  # [N]: each env's one whole episode (group methods)
+
+
+@dataclass(frozen=True)
+class AdvantageSettings:
+    gamma: float
+    gae_lambda: float
+    bootstrap_truncation: bool = True  # off: a time-limit truncation cuts the bootstrap too
+    return_baseline: bool = True  # return_targets: subtract the batch's mean return
+    group_size: int = 2
+    group_scale: GroupScale = "group"
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Advantages and value targets ``[T, N]`` and the mask of steps that carry a sample."""
+
+    advantages: Tensor
+    returns: Tensor
+    mask: Tensor
+
+
+def gae_targets(traj: Trajectories, s: AdvantageSettings) -> Targets:
+    """GAE advantages; value targets A + V (the lambda-return)."""
+    dones = torch.maximum(traj.terminated, traj.truncated)
+    # Off, a time-limit truncation counts as a termination (the ablation of what bootstrapping buys).
+    cuts_bootstrap = traj.terminated if s.bootstrap_truncation else dones
+    advantages = gae(traj.rewards, traj.values, traj.next_values, cuts_bootstrap, dones, s.gamma, s.gae_lambda)
+    return Targets(advantages, advantages + traj.values, traj.valid)
+
+
+def return_targets(traj: Trajectories, s: AdvantageSettings) -> Targets:
+    """Monte-Carlo returns-to-go (REINFORCE), less the batch's mean return as a baseline;
+    steps whose episode did not end inside the rollout are masked out."""
+    returns, complete = discounted_returns(traj.rewards, torch.maximum(traj.terminated, traj.truncated), s.gamma)
+    mask = traj.valid * complete
+    baseline = masked_mean(returns, mask) if s.return_baseline else 0.0
+    return Targets(returns - baseline, returns, mask)
+
+
+def group_targets(traj: Trajectories, s: AdvantageSettings) -> Targets:
+    """GRPO: every step of an episode gets its episode's group-relative advantage."""
+    return _per_episode(traj, s, group_relative_advantages(_grouped(traj, s), s.group_scale))
+
+
+def rloo_targets(traj: Trajectories, s: AdvantageSettings) -> Targets:
+    """RLOO: every step of an episode gets its episode's leave-one-out advantage."""
+    return _per_episode(traj, s, rloo_advantages(_grouped(traj, s)))
+
+
+def _grouped(traj: Trajectories, s: AdvantageSettings) -> Tensor:
+    if traj.episode_returns is None:
+        raise ValueError("group advantages need Trajectories.episode_returns (one episode per env)")
+    return traj.episode_returns.view(-1, s.group_size)
+
+
+def _per_episode(traj: Trajectories, s: AdvantageSettings, per_env: Tensor) -> Targets:
+    # No critic: the value targets are the stored values, so a value loss would be zero.
+    return Targets(per_env.view(1, -1).expand_as(traj.rewards), traj.values, traj.valid)

@@ -1,125 +1,132 @@
-"""PPO loss terms as pure functions. Each returns a scalar; the caller weights and sums them.
+"""Loss terms as pure functions returning *per-element* values; the caller reduces them.
 
-Every mean is over the samples with ``mask == 1`` (autoreset steps carry mask 0).
+Per element means per sample of the batch: a step for the classic trainer, a token for a
+language model. Reducing is a separate choice (``ppokit.core.reduce``: masked mean,
+token-mean, sequence-mean, a constant normalizer), so one loss serves every aggregation.
+
+A method's policy loss is a ``PolicyLossFn``: ``(logp, logp_old, adv, coefs) -> PolicyTerms``.
+``ppokit.methods`` names one per method.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
+from ppokit.core import kl
+from ppokit.core.reduce import masked_mean
 
-def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+@dataclass(frozen=True)
+class Coefs:
+    """This update's values of the schedules and adaptive coefficients."""
+
+    ent: float  # entropy bonus weight
+    clip_low: float  # the ratio may fall to 1 - clip_low ...
+    clip_high: float  # ... and rise to 1 + clip_high (DAPO's clip-higher when above clip_low)
+    kl: float = 0.0  # ppo-kl's beta
+    ref_kl: float = 0.0  # weight of the KL(pi || pi_reference) penalty
+    dual_clip: float | None = None  # c > 1: bound the loss of negative advantages at c |A|
 
 
-def normalize_advantages(adv: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
-    """(A - mean) / (std + eps) over the masked samples; masked-out samples become 0."""
-    mean = masked_mean(adv, mask)
-    var = masked_mean((adv - mean).pow(2), mask)
-    return (adv - mean) / (var.sqrt() + eps) * mask
+@dataclass(frozen=True)
+class PolicyTerms:
+    """A policy loss per element, and what its diagnostics need."""
+
+    loss: Tensor  # to minimize, per element
+    log_ratio: Tensor  # log pi(a|s) - log pi_old(a|s), per element (KL diagnostics)
+    clipped: Tensor | None  # 1.0 where the ratio left the clip range; None for methods that never clip
+
+
+PolicyLossFn = Callable[[Tensor, Tensor, Tensor, Coefs], PolicyTerms]
 
 
 def clipped_surrogate(
-    logp: Tensor, logp_old: Tensor, adv: Tensor, clip_coef: float, mask: Tensor
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """PPO-Clip policy loss (Schulman et al. 2017, eq. 7), negated for minimization.
+    logp: Tensor, logp_old: Tensor, adv: Tensor, eps_low: float, eps_high: float, dual_clip: float | None = None
+) -> PolicyTerms:
+    """PPO-Clip (Schulman et al. 2017, eq. 7), negated for minimization, per element:
 
         r = pi(a|s) / pi_old(a|s)
-        L = -E[ min(r A, clip(r, 1 - eps, 1 + eps) A) ]
+        L = -min(r A, clip(r, 1 - eps_low, 1 + eps_high) A)
 
-    Diagnostics: the fraction of samples whose ratio is outside [1 - eps, 1 + eps], and two
-    estimators of KL(pi_old || pi): k1 = E[-log r] and k3 = E[(r - 1) - log r] (Schulman,
-    "Approximating KL divergence", 2020; k3 is unbiased and never negative).
+    ``eps_high > eps_low`` is DAPO's clip-higher (Yu et al. 2025). With ``dual_clip`` c > 1
+    the loss of a negative advantage is bounded, L = min(L, -c A) for A < 0 (Ye et al. 2020,
+    "Mastering complex control in MOBA games"): a huge ratio cannot make one sample dominate.
+    ``clipped``: 1 where r < 1 - eps_low or r > 1 + eps_high.
     """
     log_ratio = logp - logp_old
     ratio = log_ratio.exp()
     unclipped = ratio * adv
-    clipped = ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef) * adv
-    loss = -masked_mean(torch.min(unclipped, clipped), mask)
+    clipped = ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * adv
+    loss = -torch.min(unclipped, clipped)
+    if dual_clip is not None:
+        loss = torch.where(adv < 0, torch.minimum(loss, -dual_clip * adv), loss)
     with torch.no_grad():
-        diagnostics = {
-            "clip_fraction": masked_mean(((ratio - 1.0).abs() > clip_coef).float(), mask),
-            "approx_kl_k1": masked_mean(-log_ratio, mask),
-            "approx_kl": masked_mean((ratio - 1.0) - log_ratio, mask),
-        }
-    return loss, diagnostics
+        outside = ((ratio - 1.0) > eps_high) | ((ratio - 1.0) < -eps_low)
+    return PolicyTerms(loss, log_ratio, outside.float())
 
 
-def value_loss(values: Tensor, values_old: Tensor, returns: Tensor, clip_coef: float | None, mask: Tensor) -> Tensor:
-    """0.5 * E[(V - R)^2], or with clipping 0.5 * E[max((V - R)^2, (V_clip - R)^2)],
-    V_clip = V_old + clip(V - V_old, -eps, eps) (the PPO2 baselines form)."""
-    unclipped = (values - returns).pow(2)
-    if clip_coef is None:
-        return 0.5 * masked_mean(unclipped, mask)
-    v_clipped = values_old + (values - values_old).clamp(-clip_coef, clip_coef)
-    return 0.5 * masked_mean(torch.max(unclipped, (v_clipped - returns).pow(2)), mask)
+def kl_penalty_surrogate(logp: Tensor, logp_old: Tensor, adv: Tensor, beta: float) -> PolicyTerms:
+    """PPO's adaptive-KL objective (Schulman et al. 2017, eq. 8), negated, per element:
 
+        L = -(r A - beta * KL(pi_old || pi))
 
-def entropy_bonus(entropy: Tensor, mask: Tensor) -> Tensor:
-    """E[H(pi(.|s))]; the caller subtracts ent_coef times this from the loss."""
-    return masked_mean(entropy, mask)
-
-
-def explained_variance(y_pred: Tensor, y_true: Tensor, mask: Tensor) -> float:
-    """1 - Var[y - y_pred] / Var[y]: 1 is perfect, 0 no better than a constant, < 0 worse.
-    NaN when Var[y] is 0."""
-    m = mask.bool()
-    y, p = y_true[m].double(), y_pred[m].double()
-    if y.numel() == 0:
-        return float("nan")
-    var_y = y.var(unbiased=False)
-    if var_y == 0:
-        return float("nan")
-    return float(1.0 - (y - p).var(unbiased=False) / var_y)
-
-
-def kl_penalty_surrogate(
-    logp: Tensor, logp_old: Tensor, adv: Tensor, beta: float, mask: Tensor
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """PPO's adaptive-KL objective (Schulman et al. 2017, eq. 8), negated for minimization.
-
-        L = -E[ r A - beta * KL(pi_old || pi) ]
-
-    with the KL estimated per sample by k3 = (r - 1) - log r (samples come from pi_old).
-    """
+    with the KL estimated per sample by k3 (samples come from pi_old)."""
     log_ratio = logp - logp_old
     ratio = log_ratio.exp()
-    k3 = (ratio - 1.0) - log_ratio
-    loss = -masked_mean(ratio * adv - beta * k3, mask)
-    with torch.no_grad():
-        diagnostics = {
-            "clip_fraction": torch.zeros((), device=logp.device),
-            "approx_kl_k1": masked_mean(-log_ratio, mask),
-            "approx_kl": masked_mean(k3, mask),
-        }
-    return loss, diagnostics
+    return PolicyTerms(-(ratio * adv - beta * kl.k3(log_ratio, ratio)), log_ratio, None)
 
 
-def adapt_kl_coef(beta: float, kl: float, target: float) -> float:
-    """The PPO paper's rule (section 4): halve beta when KL < target / 1.5, double it when
-    KL > 1.5 * target, else keep it."""
-    if kl < target / 1.5:
-        return beta / 2.0
-    if kl > target * 1.5:
-        return beta * 2.0
-    return beta
+def policy_gradient(logp: Tensor, logp_old: Tensor, adv: Tensor) -> PolicyTerms:
+    """The plain policy gradient, -r A per element: at r = 1 (one epoch of one minibatch) its
+    gradient is -A grad log pi (Williams 1992; Mnih et al. 2016)."""
+    log_ratio = logp - logp_old
+    return PolicyTerms(-(log_ratio.exp() * adv), log_ratio, None)
 
 
-def adapt_clip_coef(eps: float, kl: float, target: float, low: float, high: float) -> float:
-    """Adaptive clip range: shrink eps by 1.5 when KL > 1.5 * target, grow it by 1.5 when
-    KL < target / 1.5, and keep it within [low, high]."""
-    if kl > target * 1.5:
-        eps /= 1.5
-    elif kl < target / 1.5:
-        eps *= 1.5
-    return min(max(eps, low), high)
+def value_loss(values: Tensor, values_old: Tensor, returns: Tensor, clip: float | None) -> Tensor:
+    """0.5 (V - R)^2 per element, or with clipping 0.5 max((V - R)^2, (V_clip - R)^2),
+    V_clip = V_old + clip(V - V_old, -eps, eps) (the PPO2 baselines form)."""
+    unclipped = (values - returns).pow(2)
+    if clip is None:
+        return 0.5 * unclipped
+    v_clipped = values_old + (values - values_old).clamp(-clip, clip)
+    return 0.5 * torch.max(unclipped, (v_clipped - returns).pow(2))
 
 
-def reference_kl(logp: Tensor, logp_ref: Tensor, mask: Tensor) -> Tensor:
-    """KL(pi || pi_ref) with the k3 estimator as GRPO uses it (Shao et al. 2024, eq. 4):
+def reference_kl(logp: Tensor, logp_ref: Tensor) -> Tensor:
+    """KL(pi || pi_ref) per element with k3 on samples of pi, as GRPO puts it in its loss
+    (Shao et al. 2024, eq. 4): pi_ref/pi - log(pi_ref/pi) - 1 >= 0. Differentiated, this is
+    the gradient of the forward KL(pi_ref || pi) (see ``ppokit.core.kl``)."""
+    return kl.k3(logp_ref - logp)
 
-    KL ~ E[ pi_ref/pi - log(pi_ref/pi) - 1 ]   (>= 0 per sample)
-    """
-    log_ratio = logp_ref - logp
-    return masked_mean(log_ratio.exp() - log_ratio - 1.0, mask)
+
+@torch.no_grad()
+def policy_diagnostics(terms: PolicyTerms, mask: Tensor) -> dict[str, Tensor]:
+    """What is logged of a policy loss, over the unmasked elements: ``approx_kl`` (k3) and
+    ``approx_kl_k1`` of KL(pi_old || pi), and ``clip_fraction`` for losses that clip."""
+    metrics = {
+        "approx_kl": masked_mean(kl.k3(terms.log_ratio), mask),
+        "approx_kl_k1": masked_mean(kl.k1(terms.log_ratio), mask),
+    }
+    if terms.clipped is not None:
+        metrics["clip_fraction"] = masked_mean(terms.clipped, mask)
+    return metrics
+
+
+# --- The method table's policy losses: one signature ---------------------------------------
+
+
+def clipped_loss(logp: Tensor, logp_old: Tensor, adv: Tensor, coefs: Coefs) -> PolicyTerms:
+    return clipped_surrogate(logp, logp_old, adv, coefs.clip_low, coefs.clip_high, coefs.dual_clip)
+
+
+def kl_penalty_loss(logp: Tensor, logp_old: Tensor, adv: Tensor, coefs: Coefs) -> PolicyTerms:
+    return kl_penalty_surrogate(logp, logp_old, adv, coefs.kl)
+
+
+def pg_loss(logp: Tensor, logp_old: Tensor, adv: Tensor, coefs: Coefs) -> PolicyTerms:
+    return policy_gradient(logp, logp_old, adv)

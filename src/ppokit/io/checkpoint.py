@@ -19,15 +19,15 @@ import numpy as np
 import torch
 
 from ppokit.errors import CheckpointError
+from ppokit.io.run_dir import checkpoint_path
 
 FORMAT = "ppokit-checkpoint"
+# 4: the training state under "state", one key per TrainState field (3: at the top level);
 # 3: Adam's state is one flat tensor (optim.FlatAdam; 2: one per parameter);
 # 2: the MLP trunks' weights are named actor_trunk.layers.N (1: actor_trunk.N)
-VERSION = 3
-# Everything a resume reads; a file lacking any of it is refused here, not half-loaded later.
-REQUIRED_KEYS = ("format", "version", "config", "policy", "initial_policy", "optimizer", "return_norm", "rng",
-                 "rollout", "global_step", "update", "train_time", "best_eval", "diagnostics", "kl_coef",
-                 "clip_coef")  # fmt: skip
+VERSION = 4
+# The file's parts; what "state" must hold is TrainState's to say (ppokit.classic.state.check_keys).
+REQUIRED_KEYS = ("format", "version", "config", "state", "env_state", "spaces")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -59,8 +59,7 @@ def save(path: Path, payload: dict[str, Any]) -> None:
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely; CheckpointError if it is missing, corrupt or not ppokit's."""
     p = Path(path)
-    if p.is_dir():
-        p = p / "checkpoints" / "last.pt"
+    p = checkpoint_path(p)
     if not p.is_file():
         raise CheckpointError(f"checkpoint: {p} does not exist")
     try:

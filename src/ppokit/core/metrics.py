@@ -1,0 +1,52 @@
+"""Metric accumulation over an update's minibatch steps, and the critic's fit.
+
+Every metric of an update is the mean over all minibatch steps taken, never the last one's.
+The accumulator keeps the running sums on the device and syncs with the host once, at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+
+class MeanAccumulator:
+    """Sums named scalar tensors step by step; ``means()`` divides by the steps, one host sync.
+
+    Every step must name the same metrics (the first step fixes them)."""
+
+    def __init__(self) -> None:
+        self.names: tuple[str, ...] = ()
+        self.steps = 0
+        self._totals: Tensor | None = None
+
+    def add(self, values: Mapping[str, Tensor]) -> None:
+        stacked = torch.stack([v.detach() for v in values.values()]).double()
+        if self._totals is None:
+            self.names, self._totals = tuple(values), stacked
+        else:
+            if tuple(values) != self.names:
+                raise ValueError(f"MeanAccumulator: got metrics {tuple(values)}, expected {self.names}")
+            self._totals += stacked
+        self.steps += 1
+
+    def means(self) -> dict[str, float]:
+        """Each metric's mean over the steps added (empty before the first)."""
+        if self._totals is None:
+            return {}
+        return dict(zip(self.names, (self._totals / self.steps).tolist(), strict=True))
+
+
+def explained_variance(y_pred: Tensor, y_true: Tensor, mask: Tensor) -> float:
+    """1 - Var[y - y_pred] / Var[y] over the masked samples: 1 is perfect, 0 no better than a
+    constant, < 0 worse. NaN when Var[y] is 0 or nothing is unmasked."""
+    m = mask.bool()
+    y, p = y_true[m].double(), y_pred[m].double()
+    if y.numel() == 0:
+        return float("nan")
+    var_y = y.var(unbiased=False)
+    if var_y == 0:
+        return float("nan")
+    return float(1.0 - (y - p).var(unbiased=False) / var_y)
