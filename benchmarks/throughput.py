@@ -24,8 +24,7 @@ from pathlib import Path
 
 from ppokit.classic.envs import make_vec_env
 from ppokit.classic.trainer import train
-from ppokit.cli import parse_value
-from ppokit.config import RunConfig, override
+from ppokit.config import RunConfig, override, parse_value
 from ppokit.presets import PRESETS
 
 

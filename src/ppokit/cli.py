@@ -7,49 +7,55 @@ import dataclasses
 import json
 import sys
 import tomllib
-import types
 import typing
 from pathlib import Path
 from typing import Any, NoReturn, get_args, get_origin
 
 from rich.console import Console
 
-from ppokit.config import SECTIONS, RunConfig, from_dict, override, to_dict
+from ppokit.config import RunConfig, from_dict, leaf_types, leaves, override, parse_value, resolve, short_names
 from ppokit.errors import ConfigError, PPOKitError
 from ppokit.presets import PRESETS, get_preset
 
 console = Console(soft_wrap=True)  # long paths are not wrapped
 if not console.is_terminal:
     console.width = 160  # tables in logs and pipes: wider than rich's 80-column default
-# Flags named differently from their field, for the flags users type most.
+# Short flags named differently from their field, for the flags users type most.
 _FLAG_NAMES = {"id": "env", "method": "algo"}
 
 
-def _add_field_flag(group: argparse._ArgumentGroup, f: dataclasses.Field[Any], hints: dict[str, Any]) -> None:
-    name = _FLAG_NAMES.get(f.name, f.name)
-    flag = "--" + name.replace("_", "-")
-    kind = hints[f.name]
+def _flags_of(path: str) -> list[str]:
+    """A field's flags: its dotted path (``--algo.clip-coef``), then its short names (``--clip-coef``)."""
+    shorts = [name for name, target in short_names().items() if target == path and name != "group_scale_std"]
+    flags = ["--" + path.replace("_", "-")]
+    flags += ["--" + _FLAG_NAMES.get(name, name).replace("_", "-") for name in shorts]
+    return list(dict.fromkeys(flags))
+
+
+def _add_field_flag(group: argparse._ArgumentGroup, path: str, f: dataclasses.Field[Any], kind: Any) -> None:
+    flags = _flags_of(path)
     help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%")  # argparse formats help
-    common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+    common: dict[str, Any] = {"dest": path, "default": argparse.SUPPRESS, "help": help_text}
     if kind is bool:
-        group.add_argument(flag, action=argparse.BooleanOptionalAction, **common)
+        group.add_argument(*flags, action=argparse.BooleanOptionalAction, **common)
     elif get_origin(kind) is typing.Literal:
-        group.add_argument(flag, choices=list(get_args(kind)), **common)
+        group.add_argument(*flags, choices=list(get_args(kind)), **common)
     elif "choices" in f.metadata:
-        group.add_argument(flag, choices=list(f.metadata["choices"]), **common)
+        group.add_argument(*flags, choices=list(f.metadata["choices"]), **common)
     elif get_origin(kind) is tuple:
         item = get_args(kind)[0]
-        group.add_argument(flag, type=item, nargs="+", metavar="N" if item is int else "KEY", **common)
+        group.add_argument(*flags, type=item, nargs="+", metavar="N" if item is int else "KEY", **common)
     else:
-        group.add_argument(flag, type=_flag_parser(f.name), metavar=name.upper(), **common)
+        metavar = path.rsplit(".", 1)[-1].upper()
+        group.add_argument(*flags, type=_flag_parser(path), metavar=metavar, **common)
 
 
-def _flag_parser(field_name: str) -> Any:
+def _flag_parser(path: str) -> Any:
     """An argparse ``type`` that reads a value the way ``--set`` does (``none`` for optional fields)."""
 
     def parse(text: str) -> Any:
         try:
-            return parse_value(field_name, text)
+            return parse_value(path, text)
         except ConfigError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -57,56 +63,38 @@ def _flag_parser(field_name: str) -> Any:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, skip: frozenset[str] | set[str] = frozenset()) -> None:
-    groups = {"run": RunConfig, **SECTIONS}
-    for title, cls in groups.items():
-        group = parser.add_argument_group(f"{title} options")
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if f.name not in SECTIONS and f.name not in skip:
-                _add_field_flag(group, f, hints)
-
-
-def field_types() -> dict[str, Any]:
-    """Flat field name -> its type hint, over every section."""
-    types_: dict[str, Any] = {}
-    for cls in (RunConfig, *SECTIONS.values()):
-        hints = typing.get_type_hints(cls)
-        types_ |= {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in SECTIONS}
-    return types_
-
-
-def parse_value(name: str, text: str) -> Any:
-    """Parse one ``--set`` value for field ``name`` with the field's type; ConfigError if it fails."""
-    kind = field_types()[name]
-    if get_origin(kind) in (typing.Union, types.UnionType):
-        if text.lower() == "none":
-            return None
-        kind = next(a for a in get_args(kind) if a is not type(None))
-    try:
-        if kind is bool:
-            if text.lower() not in ("true", "false"):
-                raise ValueError(text)
-            return text.lower() == "true"
-        if get_origin(kind) is tuple:
-            item = get_args(kind)[0]
-            return tuple(item(x) for x in text.split("x" if item is int else "+"))
-        if get_origin(kind) is typing.Literal:
-            if text not in get_args(kind):
-                raise ValueError(text)
-            return text
-        return kind(text)
-    except ValueError:
-        raise ConfigError(name, f"cannot read {text!r} as {getattr(kind, '__name__', kind)}") from None
+    """One flag per leaf of the config tree, grouped by section; ``skip``: run fields left out."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    kinds = leaf_types()
+    for path, f in leaves().items():
+        if path in skip:
+            continue
+        section = path.rsplit(".", 1)[0] if "." in path else "run"
+        if section not in groups:
+            groups[section] = parser.add_argument_group(f"{section} options")
+        _add_field_flag(groups[section], path, f, kinds[path])
+    legacy = groups["algo.group"]
+    legacy.add_argument(
+        "--group-scale-std",
+        action=argparse.BooleanOptionalAction,
+        default=argparse.SUPPRESS,
+        dest="group_scale_std",
+        help="Old form of --algo.group.scale: true is group, false none.",
+    )
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """``--set KEY=V1,V2`` items as a grid; KEY is a short name or a dotted path."""
     grid: dict[str, list[Any]] = {}
-    known = field_types()
     for item in items:
         key, sep, values = item.partition("=")
         if not sep or not values:
             raise ConfigError("set", f"{item!r}; allowed: KEY=V1,V2,... e.g. update_epochs=1,4,10,30")
-        if key not in known or key in ("seed", "run_dir"):
+        try:
+            path = resolve(key)
+        except ConfigError:
+            path = None
+        if path is None or path in ("seed", "run_dir"):
             raise ConfigError("set", f"unknown field {key!r}; allowed: fields of ppokit train --help")
         grid[key] = [parse_value(key, v) for v in values.split(",")]
     return grid
@@ -184,8 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _given_flags(args: argparse.Namespace) -> dict[str, Any]:
-    """The config fields the user gave as flags (absent flags are not in ``args``)."""
-    return {name: getattr(args, name) for name in field_types() if hasattr(args, name)}
+    """The config fields the user gave as flags, by dotted path (absent flags are not in ``args``)."""
+    given = {path: getattr(args, path) for path in leaves() if hasattr(args, path)}
+    if hasattr(args, "group_scale_std"):
+        given["group_scale_std"] = args.group_scale_std
+    return given
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
@@ -199,7 +190,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
             raise ConfigError("config", f"{args.config} does not exist") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError("config", f"{args.config} is not valid TOML ({e})") from None
-    env_id = flags.get("id") or file_data.get("env", {}).get("id") or RunConfig().env.id
+    env_id = flags.get("env.id") or file_data.get("env", {}).get("id") or RunConfig().env.id
     config = RunConfig()
     preset_name = args.preset if args.preset is not None else (env_id if env_id in PRESETS else "none")
     if preset_name != "none":
@@ -294,7 +285,8 @@ def _plan(args: argparse.Namespace) -> int:
 
     from ppokit.plan import make_plan, plan_rows
 
-    user = _given_flags(args)
+    # The plan explains its settings by their short names (dotted paths for the method sections).
+    user = {path.rsplit(".", 1)[-1] if path.count(".") <= 1 else path: v for path, v in _given_flags(args).items()}
     env_id = user.pop("id", RunConfig().env.id)
     if args.steps < 1:
         raise ConfigError("steps", f"{args.steps}; allowed: an integer >= 1")
@@ -318,25 +310,28 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def train_flags(config: RunConfig) -> list[str]:
-    """The ``ppokit train`` flags that reproduce ``config`` (fields that differ from the defaults)."""
-    defaults = to_dict(RunConfig())
-    flat_defaults = {k: v for section in defaults.values() if isinstance(section, dict) for k, v in section.items()}
-    flat_defaults |= {k: v for k, v in defaults.items() if not isinstance(v, dict)}
-    current = to_dict(config)
-    flat = {k: v for section in current.values() if isinstance(section, dict) for k, v in section.items()}
-    flat |= {k: v for k, v in current.items() if not isinstance(v, dict)}
-    flags = ["--preset", "none"]
-    for name, value in flat.items():
-        if flat_defaults.get(name) == value:
+    """The ``ppokit train`` flags that reproduce ``config`` (fields that differ from the defaults),
+    each by its shortest flag."""
+    defaults, flags = RunConfig(), ["--preset", "none"]
+    for path in leaves():
+        value, default = _get(config, path), _get(defaults, path)
+        if value == default:
             continue
-        flag = "--" + _FLAG_NAMES.get(name, name).replace("_", "-")
+        flag = _flags_of(path)[-1]
         if isinstance(value, bool):
             flags.append(flag if value else "--no-" + flag[2:])
-        elif isinstance(value, list):
+        elif isinstance(value, tuple):
             flags += [flag, *map(str, value)]
         else:
             flags += [flag, str(value)]
     return flags
+
+
+def _get(config: RunConfig, path: str) -> Any:
+    value: Any = config
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def _compare(args: argparse.Namespace) -> int:

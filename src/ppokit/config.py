@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
+import types
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
+from ppokit.core.advantages import GroupScale
 from ppokit.errors import ConfigError
 from ppokit.methods import METHOD_NAMES, METHODS
 
@@ -50,6 +52,42 @@ class EnvConfig:
 
 
 @dataclass(frozen=True)
+class PPOKLConfig:
+    """ppo-kl's adaptive penalty (Schulman et al. 2017, section 4)."""
+
+    coef: float = _f(1.0, "ppo-kl: the penalty weight beta at the start (the PPO paper's initial beta).")
+    target: float = _f(0.01, "ppo-kl: the KL the adaptive beta aims at (doubled above 1.5x, halved below /1.5).")
+    adaptive: bool = _f(True, "ppo-kl: adapt beta after each update; off keeps beta = coef.")
+
+
+@dataclass(frozen=True)
+class AdaptiveClipConfig:
+    """A clip range that follows the KL each update caused (any clipping method)."""
+
+    enabled: bool = _f(False, "Scale clip_coef down when KL > 1.5 target, up when KL < target / 1.5.")
+    target: float = _f(0.01, "adaptive clip: the KL that the clip range aims at.")
+    min: float = _f(0.05, "adaptive clip: the smallest clip range.")
+    max: float = _f(0.3, "adaptive clip: the largest clip range.")
+
+
+@dataclass(frozen=True)
+class ReinforceConfig:
+    baseline: bool = _f(True, "reinforce: subtract the batch's mean return (a baseline) from returns.")
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """The group methods (grpo, rloo): episodes from shared start states, compared in groups."""
+
+    size: int = _f(8, "group methods: episodes per group, from one start state (num_envs % size == 0).")
+    scale: GroupScale = _f(
+        "group",
+        "grpo: divide the group-centred return by the group's std (group), the batch's (batch), or not "
+        "(none: Dr. GRPO).",
+    )
+
+
+@dataclass(frozen=True)
 class AlgoConfig:
     method: str = _f(
         "ppo", "The method; " + "; ".join(f"{name}: {m.help}" for name, m in METHODS.items()), choices=METHOD_NAMES
@@ -67,14 +105,14 @@ class AlgoConfig:
     recompute_advantages: bool = _f(
         False, "Recompute values and GAE advantages with the current critic before every epoch after the first."
     )
-    clip_coef: float = _f(0.2, "PPO clip range epsilon for the probability ratio (its lower side, 1 - eps).")
+    clip_coef: float = _f(0.2, "PPO clip range epsilon for the probability ratio (its lower side: 1 - clip_coef).")
     clip_high: float | None = _f(
         None, "Upper clip range: the ratio may rise to 1 + clip_high (DAPO's clip-higher); None: clip_coef."
     )
     dual_clip: float | None = _f(
         None, "Dual clip c > 1: bound the loss of a negative advantage at c |A| (Ye et al. 2020); None: off."
     )
-    anneal_clip: bool = _f(False, "Anneal clip_coef linearly to 0 over training (as rl-zoo's lin_0.2).")
+    anneal_clip: bool = _f(False, "Anneal the clip range linearly to 0 over training (as rl-zoo's lin_0.2).")
     clip_vloss: bool = _f(True, "Clip the value loss with the same epsilon (max of both forms).")
     vf_coef: float = _f(0.5, "Weight of the value loss.")
     ent_coef: float = _f(0.01, "Weight of the entropy bonus at the start of training.")
@@ -83,17 +121,11 @@ class AlgoConfig:
     max_grad_norm: float = _f(0.5, "Clip the global gradient norm to this value.")
     target_kl: float | None = _f(None, "Stop the update's epochs when a minibatch's approx KL (k3) exceeds this.")
     adam_eps: float = _f(1e-5, "Adam epsilon.")
-    kl_coef: float = _f(1.0, "ppo-kl: the penalty weight beta at the start (the PPO paper's initial beta).")
-    kl_target: float = _f(0.01, "ppo-kl: the KL the adaptive beta aims at (doubled above 1.5x, halved below /1.5).")
-    kl_adaptive: bool = _f(True, "ppo-kl: adapt beta after each update; off keeps beta = kl_coef.")
     ref_kl_coef: float = _f(0.0, "Weight of a KL(pi || pi_initial) penalty towards the frozen initial policy (k3).")
-    adaptive_clip: bool = _f(False, "Scale clip_coef down when KL > 1.5 clip_kl_target, up when < /1.5.")
-    clip_kl_target: float = _f(0.01, "adaptive_clip: the KL that the clip range aims at.")
-    clip_min: float = _f(0.05, "adaptive_clip: the smallest clip range.")
-    clip_max: float = _f(0.3, "adaptive_clip: the largest clip range.")
-    reinforce_baseline: bool = _f(True, "reinforce: subtract the batch's mean return (a baseline) from returns.")
-    group_size: int = _f(8, "grpo: episodes per group, started from the same initial state (num_envs % G == 0).")
-    group_scale_std: bool = _f(True, "grpo: divide by the group's return std; off is Dr. GRPO.")
+    ppo_kl: PPOKLConfig = field(default_factory=PPOKLConfig)
+    adaptive_clip: AdaptiveClipConfig = field(default_factory=AdaptiveClipConfig)
+    reinforce: ReinforceConfig = field(default_factory=ReinforceConfig)
+    group: GroupConfig = field(default_factory=GroupConfig)
 
 
 @dataclass(frozen=True)
@@ -163,144 +195,10 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Raise ConfigError for the first invalid field; return self when all are valid."""
-        _validate_env(self.env)
-        _validate_algo(self.algo, self.allow_unsafe)
-        _validate_policy(self.policy)
-        _validate_diagnostics(self.diagnostics)
-        episodes = METHODS[self.algo.method].collects == "episodes"
-        if episodes and self.env.vectorization == "native":
-            raise ConfigError("vectorization", f"{self.algo.method} seeds each env's reset; allowed: auto, sync, async")
-        if episodes and self.env.num_envs % self.algo.group_size:
-            raise ConfigError(
-                "num_envs",
-                f"{self.env.num_envs} is not a multiple of group_size {self.algo.group_size}; "
-                "allowed: n_groups * group_size envs",
-            )
-        if self.eval_every < 0:
-            raise ConfigError("eval_every", f"{self.eval_every}; allowed: 0 (off) or a step count >= 1")
-        _positive_int("total_steps", self.total_steps)
-        _positive_int("eval_episodes", self.eval_episodes)
-        _positive_int("checkpoint_every", self.checkpoint_every)
-        if not isinstance(self.torch_threads, int) or isinstance(self.torch_threads, bool) or self.torch_threads < 0:
-            raise ConfigError(
-                "torch_threads", f"{self.torch_threads!r}; allowed: 0 (torch's default) or an integer >= 1"
-            )
-        if self.batch_size % self.algo.minibatch_size != 0:
-            raise ConfigError(
-                "minibatch_size",
-                f"{self.algo.minibatch_size} does not divide the batch "
-                f"num_envs * num_steps = {self.batch_size}; allowed: a divisor of {self.batch_size}",
-            )
-        if self.total_steps < self.batch_size:
-            raise ConfigError(
-                "total_steps",
-                f"{self.total_steps} is less than one rollout ({self.batch_size} = "
-                "num_envs * num_steps); allowed: >= the batch size",
-            )
-        if not (self.device == "cpu" or self.device.startswith("cuda") or self.device == "mps"):
-            raise ConfigError("device", f"{self.device!r}; allowed: cpu, cuda, cuda:N, mps")
+        from ppokit.validation import validate  # the checks import this module's types
+
+        validate(self)
         return self
-
-
-def _positive_int(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(name, f"{value!r}; allowed: an integer >= 1")
-
-
-def _in_range(name: str, value: float, lo: float, hi: float, lo_open: bool, hi_open: bool) -> None:
-    ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
-    if not ok or not math.isfinite(value):
-        interval = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-        raise ConfigError(name, f"{value!r} is out of range; allowed: {interval}")
-
-
-def _validate_env(env: EnvConfig) -> None:
-    check_env_id(env.id)
-    _positive_int("num_envs", env.num_envs)
-    if env.vectorization not in VECTORIZATIONS:
-        raise ConfigError("vectorization", f"{env.vectorization!r}; allowed: {', '.join(VECTORIZATIONS)}")
-    _in_range("clip_obs", env.clip_obs, 0.0, math.inf, True, True)
-    _in_range("clip_reward", env.clip_reward, 0.0, math.inf, True, True)
-
-
-def _validate_algo(algo: AlgoConfig, allow_unsafe: bool) -> None:
-    if algo.method not in METHODS:
-        raise ConfigError("algo", f"unknown algorithm {algo.method!r}; allowed: {', '.join(METHOD_NAMES)}")
-    if algo.recompute_advantages and not METHODS[algo.method].critic:
-        raise ConfigError("recompute_advantages", f"{algo.method} learns no critic to recompute with; allowed: false")
-    if algo.group_size < 2:
-        raise ConfigError("group_size", f"{algo.group_size}; allowed: >= 2 (a group needs episodes to compare)")
-    _in_range("kl_coef", algo.kl_coef, 0.0, math.inf, False, True)
-    _in_range("kl_target", algo.kl_target, 0.0, math.inf, True, True)
-    _in_range("ref_kl_coef", algo.ref_kl_coef, 0.0, math.inf, False, True)
-    _in_range("clip_kl_target", algo.clip_kl_target, 0.0, math.inf, True, True)
-    if algo.adaptive_clip and not allow_unsafe and algo.clip_max > MAX_SAFE_CLIP:
-        raise ConfigError("clip_max", f"{algo.clip_max}; allowed: <= {MAX_SAFE_CLIP}, or pass --allow-unsafe")
-    if algo.adaptive_clip and not (0.0 < algo.clip_min <= algo.clip_coef <= algo.clip_max):
-        raise ConfigError(
-            "clip_min",
-            f"adaptive_clip needs 0 < clip_min <= clip_coef <= clip_max; got "
-            f"{algo.clip_min} <= {algo.clip_coef} <= {algo.clip_max}",
-        )
-    _positive_int("num_steps", algo.num_steps)
-    _positive_int("update_epochs", algo.update_epochs)
-    _positive_int("minibatch_size", algo.minibatch_size)
-    _in_range("learning_rate", algo.learning_rate, 0.0, 1.0, True, False)
-    _in_range("gamma", algo.gamma, 0.0, 1.0, True, False)
-    _in_range("gae_lambda", algo.gae_lambda, 0.0, 1.0, False, False)
-    _in_range("clip_coef", algo.clip_coef, 0.0, 1.0, True, True)
-    if algo.clip_high is not None:
-        _in_range("clip_high", algo.clip_high, 0.0, 1.0, True, True)
-        if not allow_unsafe and algo.clip_high > MAX_SAFE_CLIP:
-            raise ConfigError("clip_high", f"{algo.clip_high}; allowed: <= {MAX_SAFE_CLIP}, or pass --allow-unsafe")
-    if algo.dual_clip is not None:
-        _in_range("dual_clip", algo.dual_clip, 1.0, math.inf, True, True)
-    _in_range("vf_coef", algo.vf_coef, 0.0, math.inf, False, True)
-    _in_range("ent_coef", algo.ent_coef, 0.0, math.inf, False, True)
-    if algo.ent_coef_final is not None:
-        _in_range("ent_coef_final", algo.ent_coef_final, 0.0, math.inf, False, True)
-    _in_range("max_grad_norm", algo.max_grad_norm, 0.0, math.inf, True, True)
-    if algo.target_kl is not None:
-        _in_range("target_kl", algo.target_kl, 0.0, math.inf, True, True)
-    _in_range("adam_eps", algo.adam_eps, 0.0, 1.0, True, True)
-    if not allow_unsafe and algo.update_epochs > MAX_SAFE_EPOCHS:
-        raise ConfigError(
-            "update_epochs",
-            f"{algo.update_epochs} epochs per rollout let the policy drift far outside the trust "
-            f"region the ratio clip assumes; allowed: <= {MAX_SAFE_EPOCHS}, or pass --allow-unsafe",
-        )
-    if not allow_unsafe and algo.clip_coef > MAX_SAFE_CLIP:
-        raise ConfigError(
-            "clip_coef",
-            f"{algo.clip_coef} is a trust region too wide to keep updates stable; "
-            f"allowed: <= {MAX_SAFE_CLIP}, or pass --allow-unsafe",
-        )
-
-
-def _validate_policy(policy: PolicyConfig) -> None:
-    if not policy.hidden_sizes or any(
-        not isinstance(h, int) or isinstance(h, bool) or h < 1 for h in policy.hidden_sizes
-    ):
-        raise ConfigError("hidden_sizes", f"{policy.hidden_sizes!r}; allowed: positive integers")
-    if policy.activation not in ACTIVATIONS:
-        raise ConfigError("activation", f"{policy.activation!r}; allowed: {', '.join(ACTIVATIONS)}")
-    _in_range("init_log_std", policy.init_log_std, -20.0, 2.0, False, False)
-
-
-def _validate_diagnostics(d: DiagnosticsConfig) -> None:
-    for name in ("kl_patience", "clip_fraction_patience", "explained_variance_patience", "grad_norm_patience"):
-        _positive_int(name, getattr(d, name))
-    _in_range("kl_max", d.kl_max, 0.0, math.inf, True, True)
-    _in_range("clip_fraction_min", d.clip_fraction_min, 0.0, 1.0, False, False)
-    _in_range("clip_fraction_max", d.clip_fraction_max, 0.0, 1.0, False, False)
-    _in_range("entropy_collapse_ratio", d.entropy_collapse_ratio, 0.0, 1.0, False, False)
-    _in_range("entropy_collapse_before", d.entropy_collapse_before, 0.0, 1.0, False, False)
-    _in_range("grad_norm_max", d.grad_norm_max, 0.0, math.inf, True, True)
-    _in_range("value_warmup", d.value_warmup, 0.0, 1.0, False, False)
-    if d.clip_fraction_min >= d.clip_fraction_max:
-        raise ConfigError(
-            "clip_fraction_min", f"{d.clip_fraction_min} must be below clip_fraction_max ({d.clip_fraction_max})"
-        )
 
 
 def check_env_id(env_id: str) -> None:
@@ -321,10 +219,87 @@ def check_env_id(env_id: str) -> None:
     raise ConfigError("env.id", f"unknown Gymnasium environment {env_id!r}{hint}")
 
 
-# --- Conversion to and from plain dicts (TOML files, checkpoints) -------------------------
+# --- The tree: dotted paths, short names, plain dicts ----------------------------------------
+#
+# Every leaf field has a dotted path ("algo.ppo_kl.target"); run fields are top-level ("seed").
+# The fields of the run and of the four sections also answer to their own name ("clip_coef"),
+# as flags, ``--set`` keys and ``override`` keys; the method sections' fields answer to the names
+# they had before the sections existed (LEGACY). A TOML file spells the tree itself, so an old
+# name in it gets an error that names the new path.
 
 SECTIONS = {"env": EnvConfig, "algo": AlgoConfig, "policy": PolicyConfig, "diagnostics": DiagnosticsConfig}
+LEGACY = {
+    "kl_coef": "algo.ppo_kl.coef",
+    "kl_target": "algo.ppo_kl.target",
+    "kl_adaptive": "algo.ppo_kl.adaptive",
+    "adaptive_clip": "algo.adaptive_clip.enabled",
+    "clip_kl_target": "algo.adaptive_clip.target",
+    "clip_min": "algo.adaptive_clip.min",
+    "clip_max": "algo.adaptive_clip.max",
+    "reinforce_baseline": "algo.reinforce.baseline",
+    "group_size": "algo.group.size",
+    "group_scale_std": "algo.group.scale",  # true -> "group", false -> "none"
+}
 T = TypeVar("T")
+
+
+def _section_type(f: dataclasses.Field[Any]) -> type[Any] | None:
+    """The dataclass of a section field (its default factory), None for a leaf."""
+    factory = f.default_factory
+    return factory if isinstance(factory, type) and dataclasses.is_dataclass(factory) else None
+
+
+def _is_section(f: dataclasses.Field[Any]) -> bool:
+    return _section_type(f) is not None
+
+
+def leaves(cls: type[Any] = RunConfig, prefix: str = "") -> dict[str, dataclasses.Field[Any]]:
+    """Every leaf field of the tree under ``cls``, by dotted path, in declaration order."""
+    out: dict[str, dataclasses.Field[Any]] = {}
+    for f in dataclasses.fields(cls):
+        section = _section_type(f)
+        if section is not None:
+            out |= leaves(section, f"{prefix}{f.name}.")
+        else:
+            out[f"{prefix}{f.name}"] = f
+    return out
+
+
+def leaf_types() -> dict[str, Any]:
+    """Dotted path -> the field's type hint."""
+    hints: dict[str, Any] = {}
+    for path in leaves():
+        *parents, name = path.split(".")
+        owner: Any = RunConfig
+        for part in parents:
+            owner = typing.get_type_hints(owner)[part]
+        hints[path] = typing.get_type_hints(owner)[name]
+    return hints
+
+
+def short_names() -> dict[str, str]:
+    """Short name -> dotted path: the run's and the sections' own field names, and LEGACY."""
+    names = {path.split(".")[-1]: path for path in leaves() if path.count(".") <= 1}
+    return names | LEGACY
+
+
+def resolve(key: str) -> str:
+    """The dotted path of a dotted path or a short name; ConfigError for anything else."""
+    if key in leaves():
+        return key
+    names = short_names()
+    if key in names:
+        return names[key]
+    close = difflib.get_close_matches(key, [*names, *leaves()], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(key, f"unknown field{hint}; allowed: the fields of ppokit train --help")
+
+
+def legacy_value(key: str, value: Any) -> Any:
+    """A value given under a legacy name, in the new field's terms."""
+    if key == "group_scale_std" and isinstance(value, bool):
+        return "group" if value else "none"
+    return value
 
 
 def to_dict(config: RunConfig) -> dict[str, Any]:
@@ -340,52 +315,70 @@ def to_dict(config: RunConfig) -> dict[str, Any]:
     return clean(dataclasses.asdict(config))
 
 
-def _build(cls: type[T], values: dict[str, Any], where: str) -> T:
-    names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls is a dataclass
-    for key in values:
-        if key not in names:
-            close = difflib.get_close_matches(key, list(names), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{where}{key}", f"unknown key{hint}; allowed: {', '.join(sorted(names))}")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return cls(**kwargs)
+def _build(obj: T, values: dict[str, Any], where: str) -> T:
+    """``obj`` with the nested ``values`` overlaid, section by section."""
+    fields = {f.name: f for f in dataclasses.fields(obj)}  # type: ignore[arg-type]  # obj is a dataclass
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise _unknown(key, where, list(fields))
+        if _is_section(fields[key]):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}{key}", f"must be a table of {type(getattr(obj, key)).__name__} fields")
+            changes[key] = _build(getattr(obj, key), value, f"{where}{key}.")
+        else:
+            changes[key] = tuple(value) if isinstance(value, list) else value
+    return dataclasses.replace(obj, **changes)  # type: ignore[type-var]  # obj is a dataclass
+
+
+def _unknown(key: str, where: str, allowed: list[str]) -> ConfigError:
+    renamed = LEGACY.get(key)
+    if renamed is not None and renamed.startswith(where):
+        return ConfigError(f"{where}{key}", f"renamed to {renamed} (in TOML: [{renamed.rsplit('.', 1)[0]}] "
+                                            f"{renamed.rsplit('.', 1)[1]} = ...)")  # fmt: skip
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"{where}{key}", f"unknown key{hint}; allowed: {', '.join(sorted(allowed))}")
 
 
 def from_dict(data: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
     """Overlay a nested dict (as read from TOML) on ``base`` (default: the defaults)."""
-    base = base or RunConfig()
-    sections: dict[str, Any] = {}
-    top: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(key, f"must be a table of {SECTIONS[key].__name__} fields")
-            merged = {**dataclasses.asdict(getattr(base, key)), **value}
-            sections[key] = _build(SECTIONS[key], merged, f"{key}.")
-        else:
-            top[key] = value
-    run_fields = {k: v for k, v in dataclasses.asdict(base).items() if k not in SECTIONS}
-    return dataclasses.replace(
-        _build(RunConfig, {**run_fields, **top}, ""),
-        **{name: sections.get(name, getattr(base, name)) for name in SECTIONS},
-    )
+    return _build(base or RunConfig(), data, "")
 
 
 def override(config: RunConfig, flat: dict[str, Any]) -> RunConfig:
-    """Apply flat ``field=value`` overrides, each field looked up in its section."""
+    """Apply ``field=value`` overrides, each field a dotted path or a short name."""
     nested: dict[str, Any] = {}
     for key, value in flat.items():
-        section = field_section(key)
-        if section is None:
-            nested[key] = value
-        else:
-            nested.setdefault(section, {})[key] = value
+        *parents, name = resolve(key).split(".")
+        table = nested
+        for part in parents:
+            table = table.setdefault(part, {})
+        table[name] = legacy_value(key, value)
     return from_dict(nested, base=config)
 
 
-def field_section(name: str) -> str | None:
-    """The section ('env', 'algo', 'policy') that owns a flat field name, None for run fields."""
-    for section, cls in SECTIONS.items():
-        if name in {f.name for f in dataclasses.fields(cls)}:
-            return section
-    return None
+def parse_value(key: str, text: str) -> Any:
+    """Read one command-line value for field ``key`` (a path or short name) with the field's
+    type (``none`` for optional fields); ConfigError if it cannot be read."""
+    path = resolve(key)
+    kind = bool if key == "group_scale_std" else leaf_types()[path]
+    if get_origin(kind) in (typing.Union, types.UnionType):
+        if text.lower() == "none":
+            return None
+        kind = next(a for a in get_args(kind) if a is not type(None))
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false"):
+                raise ValueError(text)
+            return text.lower() == "true"
+        if get_origin(kind) is tuple:
+            item = get_args(kind)[0]
+            return tuple(item(x) for x in text.split("x" if item is int else "+"))
+        if get_origin(kind) is Literal:
+            if text not in get_args(kind):
+                raise ValueError(text)
+            return text
+        return kind(text)
+    except ValueError:
+        raise ConfigError(key, f"cannot read {text!r} as {getattr(kind, '__name__', kind)}") from None

@@ -132,6 +132,35 @@ def test_bad_toml_key(tmp_path: Path) -> None:
     assert_one_line_error(ppokit("train", "--config", str(config)), "algo.clip", "unknown key")
 
 
+def test_an_old_name_in_a_toml_file_is_one_line_naming_the_new_one(tmp_path: Path) -> None:
+    config = tmp_path / "old.toml"
+    config.write_text("[algo]\nmethod = 'ppo-kl'\nkl_target = 0.02\n")
+    result = ppokit("train", "--config", str(config), "--run-dir", str(tmp_path / "run"))
+    assert_one_line_error(result, "algo.kl_target", "renamed to algo.ppo_kl.target")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("dotted", "short"),
+    [
+        (["--algo.ppo-kl.target", "0.02"], ["--kl-target", "0.02"]),
+        (["--algo.clip-coef", "0.1"], ["--clip-coef", "0.1"]),
+        (["--env.id", "Acrobot-v1"], ["--env", "Acrobot-v1"]),
+        (["--algo.method", "a2c"], ["--algo", "a2c"]),
+        (["--algo.adaptive-clip.enabled"], ["--adaptive-clip"]),
+        (["--algo.group.scale", "none"], ["--no-group-scale-std"]),
+        (["--no-algo.norm-adv"], ["--no-norm-adv"]),
+    ],
+)
+def test_dotted_flags_and_their_short_aliases_give_the_same_config(dotted: list[str], short: list[str]) -> None:
+    from ppokit.cli import build_parser, resolve_config
+
+    parser = build_parser()
+    a = resolve_config(parser.parse_args(["train", *dotted]))
+    b = resolve_config(parser.parse_args(["train", *short]))
+    assert a == b != resolve_config(parser.parse_args(["train"]))
+
+
 def test_unsafe_allowed_with_flag(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = [*TINY, "--update-epochs", "31", "--allow-unsafe", "--total-steps", "64", "--run-dir", str(run)]
@@ -165,6 +194,9 @@ def test_help_documents_every_option() -> None:
                  "--clip-coef", "--target-kl", "--norm-obs", "--hidden-sizes", "--allow-unsafe"):  # fmt: skip
         assert flag in result.stdout
     assert "(default: 0.2)" in result.stdout  # clip_coef's help shows its default
+    for flag in ("--algo.clip-coef", "--algo.ppo-kl.target", "--algo.adaptive-clip.target", "--algo.group.size",
+                 "--env.num-envs", "--kl-target", "--clip-kl-target", "--group-size"):  # fmt: skip
+        assert flag in result.stdout
 
 
 @pytest.mark.parametrize("verb", ["train", "eval", "experiment", "report", "plan", "compare", "presets"])

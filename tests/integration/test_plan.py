@@ -78,3 +78,10 @@ def test_plan_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Training plan: Acrobot-v1" in out and "Run it: ppokit train --preset none" in out
     assert main(["plan", "--env", "CartPole-v1", "--steps", "100000", "--update-epochs", "40"]) == 2
     assert "--allow-unsafe" in capsys.readouterr().err
+
+
+def test_flags_given_to_plan_are_explained_as_set_by_you(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--env", "CartPole-v1", "--steps", "50000", "--preset", "none",
+                 "--algo.learning-rate", "0.001", "--num-envs", "4"]) == 0  # fmt: skip
+    rows = [line for line in capsys.readouterr().out.splitlines() if "set by you" in line]
+    assert any("learning_rate" in row for row in rows) and any("num_envs" in row for row in rows)

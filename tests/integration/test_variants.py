@@ -93,12 +93,13 @@ def test_grpo_refuses_envs_without_a_shared_start(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"method": "grpo", "group_size": 1}, "group_size: 1; allowed: >= 2"),
-        ({"method": "grpo", "group_size": 3}, "num_envs: 4 is not a multiple of group_size 3"),
+        ({"method": "grpo", "group_size": 1}, "algo.group.size: 1; allowed: >= 2"),
+        ({"method": "grpo", "group_size": 3}, "num_envs: 4 is not a multiple of the group size 3"),
         ({"method": "grpo", "group_size": 2, "vectorization": "native"}, "vectorization: grpo seeds"),
         ({"method": "sarsa"}, "algo: unknown algorithm 'sarsa'"),
-        ({"adaptive_clip": True, "clip_min": 0.25}, "clip_min"),
-        ({"adaptive_clip": True, "clip_max": 0.5}, "clip_max: 0.5.*--allow-unsafe"),
+        ({"adaptive_clip": True, "clip_min": 0.25}, "algo.adaptive_clip.min"),
+        ({"adaptive_clip": True, "clip_max": 0.5}, "algo.adaptive_clip.max: 0.5.*--allow-unsafe"),
+        ({"group_scale_std": False, "method": "grpo", "group_size": 2, "scale": "max"}, "unknown field"),
     ],
 )
 def test_bad_variant_settings(tmp_path: Path, overrides: dict[str, object], message: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ppokit.config import RunConfig, from_dict, override, to_dict
+from ppokit.config import RunConfig, from_dict, leaves, override, resolve, short_names, to_dict
 from ppokit.errors import ConfigError
 
 
@@ -82,3 +82,53 @@ def test_unknown_key_is_named_with_suggestion() -> None:
 def test_section_must_be_a_table() -> None:
     with pytest.raises(ConfigError, match="algo: must be a table"):
         from_dict({"algo": 3})
+
+
+# --- the nested tree: dotted paths, short names, renamed keys ---------------------------------
+
+
+def test_method_settings_live_in_their_own_sections() -> None:
+    config = override(RunConfig(), {"algo.ppo_kl.target": 0.02, "clip_kl_target": 0.03, "group_size": 4})
+    assert config.algo.ppo_kl.target == 0.02
+    assert config.algo.adaptive_clip.target == 0.03  # the old short name reaches the new field
+    assert config.algo.group.size == 4
+    data = to_dict(config)
+    assert data["algo"]["ppo_kl"]["target"] == 0.02 and data["algo"]["group"]["size"] == 4
+    assert from_dict(data) == config
+
+
+def test_dotted_paths_and_short_names_reach_the_same_field() -> None:
+    assert resolve("clip_coef") == resolve("algo.clip_coef") == "algo.clip_coef"
+    assert resolve("kl_target") == "algo.ppo_kl.target"
+    assert resolve("seed") == "seed" and resolve("id") == "env.id"
+    assert override(RunConfig(), {"algo.gamma": 0.9}) == override(RunConfig(), {"gamma": 0.9})
+
+
+def test_legacy_group_scale_std_maps_onto_the_scale() -> None:
+    assert override(RunConfig(), {"group_scale_std": False}).algo.group.scale == "none"
+    assert override(RunConfig(), {"group_scale_std": True}).algo.group.scale == "group"
+    with pytest.raises(ConfigError, match=r"algo.group.scale: 'max'; allowed: group, batch, none"):
+        override(RunConfig(), {"algo.group.scale": "max"}).validate()
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("kl_target", "algo.ppo_kl.target"), ("clip_kl_target", "algo.adaptive_clip.target"),
+     ("kl_coef", "algo.ppo_kl.coef"), ("group_size", "algo.group.size")],
+)  # fmt: skip
+def test_an_old_name_in_a_toml_file_names_the_new_one(old: str, new: str) -> None:
+    with pytest.raises(ConfigError, match=rf"algo.{old}: renamed to {new}") as info:
+        from_dict({"algo": {old: 0.02}})
+    assert info.value.field == f"algo.{old}"
+
+
+def test_every_leaf_has_a_path_and_the_short_names_do_not_collide() -> None:
+    paths = leaves()
+    assert "algo.ppo_kl.target" in paths and "algo.adaptive_clip.target" in paths and "seed" in paths
+    assert len({p.rsplit(".", 1)[-1] for p in paths if p.count(".") <= 1}) == sum(p.count(".") <= 1 for p in paths)
+    assert all(target in paths for target in short_names().values())
+
+
+def test_unknown_override_key_is_refused_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError, match=r"clip_cof: unknown field \(did you mean 'clip_coef'\?\)"):
+        override(RunConfig(), {"clip_cof": 0.1})

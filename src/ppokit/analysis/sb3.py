@@ -83,11 +83,12 @@ def to_sb3(config: RunConfig) -> SB3Setup:
     """Map a ppokit config onto SB3's PPO, field by field (table: ``docs/compare.md``).
 
     ConfigError for what SB3's PPO has no counterpart of: a method other than ``ppo``, a KL
-    penalty towards the initial policy, an adaptive clip range, truncations treated as
+    penalty towards the initial policy, an adaptive, asymmetric or dual clip range, truncations treated as
     terminations (SB3 bootstraps them, as ppokit does by default)."""
     algo, env = config.algo, config.env
     for name, value, plain in (("method", algo.method, "ppo"), ("ref_kl_coef", algo.ref_kl_coef, 0.0),
-                               ("adaptive_clip", algo.adaptive_clip, False),
+                               ("adaptive_clip", algo.adaptive_clip.enabled, False),
+                               ("clip_high", algo.clip_high, None), ("dual_clip", algo.dual_clip, None),
                                ("bootstrap_truncation", algo.bootstrap_truncation, True),
                                ("recompute_advantages", algo.recompute_advantages, False)):  # fmt: skip
         if value != plain:

@@ -3,8 +3,8 @@
 ``train(config, hooks=Hooks(on_rollout=[f]))`` calls ``f(event)`` after every rollout, with
 the rollout, its batch and the state, before the update uses them; ``on_update`` after every
 update with its metrics; ``on_start`` once, with the state, just before the first update of
-this call (after a resume: the first update after the checkpoint). A hook reads; to stop a run early it raises, and what was
-checkpointed stays (``stop_after`` stops cleanly with a checkpoint).
+this call (after a resume: the first update after the checkpoint). A hook reads; to stop a
+run early it raises, and what was checkpointed stays (``stop_after`` stops cleanly with a checkpoint).
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ class Finished(NamedTuple):
 
 @dataclass
 class EpisodeTracker:
-    """The episode in flight in each of N envs, under NEXT_STEP autoreset (``envs``).
+    """The episode in flight in each of N envs, under NEXT_STEP autoreset (``ppokit.classic.envs``).
 
     The step after an episode's end is the env's autoreset step: its action is ignored, its
     reward is 0, and it belongs to no episode, so it is invalid. ``step`` is the one place
@@ -120,8 +120,9 @@ class EpisodeTracker:
         """Count one env step (``reward`` float64 ``[N]``); return the episodes it ended, if any.
 
         An episode ends on a valid step that terminated or truncated; the env's next step is
-        then its autoreset. Host numpy only, a handful of vector ops and boolean masks (no
-        index arrays, ~1 us less per ending step): this is the per-step path.
+        then its autoreset. (An autoreset step never reports an end; the ``valid`` mask matters
+        where the caller narrows it, as GRPO's rollout does.) Host numpy only, vector ops and
+        boolean masks (index arrays cost ~1 us more per ending step): this is the per-step path.
         """
         self.episode_return += reward * valid
         self.episode_length += valid
@@ -139,7 +140,11 @@ class EpisodeTracker:
 @dataclass
 class RolloutState(EpisodeTracker):
     """What carries over from one rollout to the next (and into checkpoints): the episodes in
-    flight, the env's current observations, and the discounted return of reward scaling."""
+    flight, the env's current observations, and the discounted return of reward scaling.
+
+    It is the training envs' ``EpisodeTracker`` plus two arrays, rather than holding one, so
+    that its fields stay flat arrays: checkpoints save them by name (``vars``).
+    """
 
     obs: np.ndarray  # the env's current observations
     discounted_return: np.ndarray  # [N] running discounted return, for reward scaling
@@ -147,8 +152,8 @@ class RolloutState(EpisodeTracker):
     @classmethod
     def start(cls, obs: np.ndarray) -> RolloutState:
         n = obs.shape[0]
-        return cls(reset_next=np.zeros(n, bool), episode_return=np.zeros(n), episode_length=np.zeros(n, np.int64),
-                   obs=obs, discounted_return=np.zeros(n))  # fmt: skip
+        tracker = EpisodeTracker.for_envs(n)
+        return cls(tracker.reset_next, tracker.episode_return, tracker.episode_length, obs, np.zeros(n))
 
 
 class EnvStep(NamedTuple):

@@ -108,7 +108,7 @@ def initial_state(config: RunConfig, vec: VecEnv, device: torch.device, seed: in
     initial = copy.deepcopy(policy).requires_grad_(False)
     diagnostics = Diagnostics(config.diagnostics, METHODS[config.algo.method])
     return TrainState(policy, optimizer, RolloutState.start(obs), RunningNorm((), config.env.norm_reward), Rngs(seed),
-                      diagnostics, initial, config.algo.kl_coef, config.algo.clip_coef)  # fmt: skip
+                      diagnostics, initial, config.algo.ppo_kl.coef, config.algo.clip_coef)  # fmt: skip
 
 
 def spaces(vec: VecEnv) -> dict[str, str]:

@@ -205,8 +205,8 @@ def update_plan(config: RunConfig) -> UpdatePlan:
 
 def advantage_settings(config: RunConfig) -> AdvantageSettings:
     algo = config.algo
-    return AdvantageSettings(algo.gamma, algo.gae_lambda, algo.bootstrap_truncation, algo.reinforce_baseline,
-                             algo.group_size, "group" if algo.group_scale_std else "none")  # fmt: skip
+    return AdvantageSettings(algo.gamma, algo.gae_lambda, algo.bootstrap_truncation, algo.reinforce.baseline,
+                             algo.group.size, algo.group.scale)  # fmt: skip
 
 
 def _schedules(config: RunConfig, state: TrainState, progress: float) -> tuple[float, Coefs]:
@@ -216,7 +216,7 @@ def _schedules(config: RunConfig, state: TrainState, progress: float) -> tuple[f
     lr = algo.learning_rate * (1.0 - progress if algo.anneal_lr else 1.0)
     ent_coef = _linear(algo.ent_coef, algo.ent_coef_final, progress)
     clip_low = algo.clip_coef * (1.0 - progress if algo.anneal_clip else 1.0)
-    if algo.adaptive_clip:
+    if algo.adaptive_clip.enabled:
         clip_low = state.clip_coef
     clip_high = clip_low if algo.clip_high is None else algo.clip_high * (clip_low / algo.clip_coef)
     return lr, Coefs(ent_coef, clip_low, clip_high, state.kl_coef, algo.ref_kl_coef, algo.dual_clip)
@@ -227,10 +227,11 @@ def _adapt_coefficients(config: RunConfig, method: Method, state: TrainState, me
     algo, kl = config.algo, metrics["approx_kl_final"]
     if metrics["minibatch_steps"] == 0:  # no update, nothing to react to
         return
-    if "kl_coef" in method.adapts and algo.kl_adaptive:
-        state.kl_coef = adapt_kl_coef(state.kl_coef, kl, algo.kl_target)
-    if algo.adaptive_clip:
-        state.clip_coef = adapt_clip_coef(state.clip_coef, kl, algo.clip_kl_target, algo.clip_min, algo.clip_max)
+    if "kl_coef" in method.adapts and algo.ppo_kl.adaptive:
+        state.kl_coef = adapt_kl_coef(state.kl_coef, kl, algo.ppo_kl.target)
+    clip = algo.adaptive_clip
+    if clip.enabled:
+        state.clip_coef = adapt_clip_coef(state.clip_coef, kl, clip.target, clip.min, clip.max)
 
 
 def _collect_batch(run: Run, settings: AdvantageSettings) -> tuple[Episodes, Batch]:
@@ -239,8 +240,8 @@ def _collect_batch(run: Run, settings: AdvantageSettings) -> tuple[Episodes, Bat
     algo = config.algo
     reference = state.initial_policy if algo.ref_kl_coef > 0 else None
     if run.method.collects == "episodes":
-        groups = vec.num_envs // algo.group_size
-        seeds = [_group_seed(run.seed, state.update, g) for g in range(groups) for _ in range(algo.group_size)]
+        groups = vec.num_envs // algo.group.size
+        seeds = [_group_seed(run.seed, state.update, g) for g in range(groups) for _ in range(algo.group.size)]
         episodes, returns = collect_episodes(state.policy, vec, buf, seeds, config.env.info_metrics)
         traj = trajectories(buf, returns)
     else:
