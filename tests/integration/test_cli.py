@@ -153,7 +153,7 @@ def test_an_old_name_in_a_toml_file_is_one_line_naming_the_new_one(tmp_path: Pat
     ],
 )
 def test_dotted_flags_and_their_short_aliases_give_the_same_config(dotted: list[str], short: list[str]) -> None:
-    from ppokit.cli import build_parser, resolve_config
+    from ppokit.flags import build_parser, resolve_config
 
     parser = build_parser()
     a = resolve_config(parser.parse_args(["train", *dotted]))

@@ -13,8 +13,9 @@ import pytest
 import ppokit
 from ppokit.analysis import experiment as exp
 from ppokit.analysis.jobs import run_jobs
-from ppokit.cli import main, parse_grid
+from ppokit.cli import main
 from ppokit.errors import ConfigError
+from ppokit.flags import parse_grid
 from tests.conftest import tiny_config
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ppokit.cli import build_parser, main, resolve_config, train_flags
+from ppokit.cli import main
 from ppokit.errors import ConfigError
+from ppokit.flags import build_parser, resolve_config, train_flags
 from ppokit.plan import MIN_UPDATES, make_plan, plan_rows
 
 

@@ -1,0 +1,237 @@
+"""The command line's arguments: one flag per leaf of the config tree, and the config they resolve to.
+
+Every leaf field gets its dotted flag (``--algo.ppo-kl.target``) and its short names as aliases
+(``--kl-target``); precedence is defaults < preset < ``--config`` file < flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any, NoReturn, get_args, get_origin
+
+from ppokit.config import RunConfig, from_dict, leaf_types, leaves, override, parse_value, resolve, short_names
+from ppokit.errors import ConfigError
+from ppokit.presets import PRESETS, get_preset
+
+# Short flags named differently from their field, for the flags users type most.
+_FLAG_NAMES = {"id": "env", "method": "algo"}
+
+
+def _flags_of(path: str) -> list[str]:
+    """A field's flags: its dotted path (``--algo.clip-coef``), then its short names (``--clip-coef``)."""
+    shorts = [name for name, target in short_names().items() if target == path and name != "group_scale_std"]
+    flags = ["--" + path.replace("_", "-")]
+    flags += ["--" + _FLAG_NAMES.get(name, name).replace("_", "-") for name in shorts]
+    return list(dict.fromkeys(flags))
+
+
+def _add_field_flag(group: argparse._ArgumentGroup, path: str, f: dataclasses.Field[Any], kind: Any) -> None:
+    flags = _flags_of(path)
+    help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%")  # argparse formats help
+    common: dict[str, Any] = {"dest": path, "default": argparse.SUPPRESS, "help": help_text}
+    if kind is bool:
+        group.add_argument(*flags, action=argparse.BooleanOptionalAction, **common)
+    elif get_origin(kind) is typing.Literal:
+        group.add_argument(*flags, choices=list(get_args(kind)), **common)
+    elif "choices" in f.metadata:
+        group.add_argument(*flags, choices=list(f.metadata["choices"]), **common)
+    elif get_origin(kind) is tuple:
+        item = get_args(kind)[0]
+        group.add_argument(*flags, type=item, nargs="+", metavar="N" if item is int else "KEY", **common)
+    else:
+        metavar = path.rsplit(".", 1)[-1].upper()
+        group.add_argument(*flags, type=_flag_parser(path), metavar=metavar, **common)
+
+
+def _flag_parser(path: str) -> Any:
+    """An argparse ``type`` that reads a value the way ``--set`` does (``none`` for optional fields)."""
+
+    def parse(text: str) -> Any:
+        try:
+            return parse_value(path, text)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, skip: frozenset[str] | set[str] = frozenset()) -> None:
+    """One flag per leaf of the config tree, grouped by section; ``skip``: run fields left out."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    kinds = leaf_types()
+    for path, f in leaves().items():
+        if path in skip:
+            continue
+        section = path.rsplit(".", 1)[0] if "." in path else "run"
+        if section not in groups:
+            groups[section] = parser.add_argument_group(f"{section} options")
+        _add_field_flag(groups[section], path, f, kinds[path])
+    legacy = groups["algo.group"]
+    legacy.add_argument(
+        "--group-scale-std",
+        action=argparse.BooleanOptionalAction,
+        default=argparse.SUPPRESS,
+        dest="group_scale_std",
+        help="Old form of --algo.group.scale: true is group, false none.",
+    )
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """``--set KEY=V1,V2`` items as a grid; KEY is a short name or a dotted path."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not values:
+            raise ConfigError("set", f"{item!r}; allowed: KEY=V1,V2,... e.g. update_epochs=1,4,10,30")
+        try:
+            path = resolve(key)
+        except ConfigError:
+            path = None
+        if path is None or path in ("seed", "run_dir"):
+            raise ConfigError("set", f"unknown field {key!r}; allowed: fields of ppokit train --help")
+        grid[key] = [parse_value(key, v) for v in values.split(",")]
+    return grid
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with ppokit's one-line errors (argparse prints the usage as well by default)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"ppokit: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ppokit", description="Proximal Policy Optimization you can trust.")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    _train_parser(verbs)
+    _eval_parser(verbs)
+    _experiment_parser(verbs)
+    plan = verbs.add_parser("plan", help="Print the configuration ppokit would use for an env and budget, and why.")
+    plan.add_argument("--steps", type=int, required=True, help="Env steps of the budget.")
+    plan.add_argument("--preset", help="Start from this preset (default: the env's, if any; none for derived).")
+    _add_config_flags(plan, skip={"total_steps", "run_dir", "progress"})
+    rep = verbs.add_parser("report", help="Write a report (Markdown or HTML with figures) for a run or experiment.")
+    rep.add_argument("folder", type=Path, help="A run folder or an experiment folder.")
+    rep.add_argument("--format", choices=["md", "html"], default="md", help="Report format (default: md).")
+    rep.add_argument("--threshold", type=float, help="Return threshold for steps-to-threshold (optional).")
+    _compare_parser(verbs)
+    verbs.add_parser("presets", help="List the presets and where their numbers come from.")
+    return parser
+
+
+if typing.TYPE_CHECKING:
+    Verbs = argparse._SubParsersAction[_Parser]
+
+
+def _train_parser(verbs: Verbs) -> None:
+    train = verbs.add_parser("train", help="Train a policy (flags override --config, which overrides --preset).")
+    train.add_argument("--config", type=Path, help="TOML file: run keys, [env], [algo], [algo.ppo_kl], ... tables.")
+    train.add_argument(
+        "--preset",
+        help=f"Known-good hyperparameters: {', '.join(PRESETS)}, or none. Default: the env's preset if any.",
+    )
+    train.add_argument("--resume", type=Path, help="Continue the run in this folder (or checkpoint file).")
+    _add_config_flags(train)
+
+
+def _eval_parser(verbs: Verbs) -> None:
+    ev = verbs.add_parser("eval", help="Evaluate a checkpoint on fresh envs with the normalization frozen.")
+    ev.add_argument("checkpoint", type=Path, help="A checkpoint file or a run folder (its last checkpoint).")
+    ev.add_argument("--episodes", type=int, default=20, help="Episodes to play (default: 20).")
+    ev.add_argument("--sampled", action="store_true", help="Sample actions instead of the distribution's mode.")
+    ev.add_argument("--seed", type=int, default=0, help="Seed of the evaluation envs (default: 0).")
+    ev.add_argument("--output", type=Path, help="Write the results as JSON here (default: in the run folder).")
+
+
+def _experiment_parser(verbs: Verbs) -> None:
+    exp = verbs.add_parser(
+        "experiment", help="Run a configuration (or a grid of them) over several seeds in parallel processes."
+    )
+    exp.add_argument("--out", type=Path, required=True, help="Experiment folder; the same command resumes it.")
+    exp.add_argument("--seeds", type=int, default=5, help="Number of seeds (default: 5).")
+    exp.add_argument("--seed-start", type=int, default=1, help="First seed; seeds are consecutive (default: 1).")
+    exp.add_argument("--workers", type=int, help="Parallel processes (default: the number of cores).")
+    exp.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="A grid axis: the field (short name or dotted path) and its values, e.g. --set update_epochs=1,4,10 "
+        "(repeatable).",
+    )
+    exp.add_argument("--config", type=Path, help="TOML file, as for train.")
+    exp.add_argument("--preset", help="As for train.")
+    _add_config_flags(exp, skip={"seed", "run_dir", "progress"})
+
+
+def _compare_parser(verbs: Verbs) -> None:
+    cmp = verbs.add_parser(
+        "compare", help="Train ppokit and Stable-Baselines3's PPO with the same hyperparameters, side by side."
+    )
+    cmp.add_argument("--steps", type=int, required=True, help="Env steps per run, for both libraries.")
+    cmp.add_argument("--seeds", type=int, default=5, help="Seeds 1..S, the same for both (default: 5).")
+    cmp.add_argument("--out", type=Path, required=True, help="Output folder (runs, comparison.md/json/png).")
+    cmp.add_argument("--workers", type=int, help="Parallel processes (default: the number of cores).")
+    cmp.add_argument("--config", type=Path, help="TOML file, as for train.")
+    cmp.add_argument("--preset", help="As for train (default: the env's preset).")
+    _add_config_flags(cmp, skip={"seed", "run_dir", "progress", "total_steps", "eval_episodes", "eval_every"})
+
+
+def given_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the user gave as flags, by dotted path (absent flags are not in ``args``)."""
+    given = {path: getattr(args, path) for path in leaves() if hasattr(args, path)}
+    if hasattr(args, "group_scale_std"):
+        given["group_scale_std"] = args.group_scale_std
+    return given
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """defaults < preset < --config file < flags."""
+    flags = given_flags(args)
+    file_data: dict[str, Any] = {}
+    if args.config is not None:
+        try:
+            file_data = tomllib.loads(args.config.read_text())
+        except FileNotFoundError:
+            raise ConfigError("config", f"{args.config} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError("config", f"{args.config} is not valid TOML ({e})") from None
+    env_id = flags.get("env.id") or file_data.get("env", {}).get("id") or RunConfig().env.id
+    config = RunConfig()
+    preset_name = args.preset if args.preset is not None else (env_id if env_id in PRESETS else "none")
+    if preset_name != "none":
+        preset = get_preset(preset_name)
+        config = override(config, {"id": preset.env_id, **preset.overrides})
+    config = from_dict(file_data, base=config)
+    return override(config, flags)
+
+
+def train_flags(config: RunConfig) -> list[str]:
+    """The ``ppokit train`` flags that reproduce ``config`` (fields that differ from the defaults),
+    each by its shortest flag."""
+    defaults, flags = RunConfig(), ["--preset", "none"]
+    for path in leaves():
+        value, default = _get(config, path), _get(defaults, path)
+        if value == default:
+            continue
+        flag = _flags_of(path)[-1]
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, tuple):
+            flags += [flag, *map(str, value)]
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+def _get(config: RunConfig, path: str) -> Any:
+    value: Any = config
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
