@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from ppokit.classic.envs import EnvFactory, make_vec_env
+from ppokit.classic.envs import EnvFactory, make_vec_env, obs_dtype
 from ppokit.classic.policy import ActorCritic
 from ppokit.config import RunConfig, from_dict
 from ppokit.errors import CheckpointError
@@ -28,10 +28,11 @@ class Policy:
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """Actions for one observation or a batch; Box actions are clipped to the bounds."""
-        obs = np.asarray(obs, dtype=np.float32)
-        single = obs.shape == self.observation_space.shape
-        batch = obs[None] if single else obs
-        actions = self.model.act(torch.from_numpy(batch), deterministic).cpu().numpy()
+        # Observations in the dtype the rollout stored them in: float32, or the space's integers (pixels).
+        x = torch.as_tensor(np.asarray(obs), dtype=obs_dtype(self.observation_space))
+        single = tuple(x.shape) == self.observation_space.shape
+        batch = x[None] if single else x
+        actions = self.model.act(batch, deterministic).cpu().numpy()
         space = self.action_space
         if isinstance(space, gym.spaces.Box):
             actions = np.clip(actions, space.low, space.high)

@@ -12,6 +12,7 @@ from rich.console import Console
 from ppokit.config import RunConfig
 from ppokit.errors import ConfigError, PPOKitError
 from ppokit.flags import build_parser, given_flags, parse_grid, resolve_config, train_flags
+from ppokit.io.run_dir import checkpoint_path, run_folder_of
 from ppokit.presets import PRESETS
 
 console = Console(soft_wrap=True)  # long paths are not wrapped
@@ -59,9 +60,9 @@ def _eval(args: argparse.Namespace) -> int:
         f"return mean {s['eval_return_mean']:.2f}, std {s['eval_return_std']:.2f}, "
         f"min {s['eval_return_min']:.2f}, max {s['eval_return_max']:.2f}"
     )
-    ckpt_path = args.checkpoint if args.checkpoint.is_file() else args.checkpoint / "checkpoints" / "last.pt"
+    ckpt_path = checkpoint_path(args.checkpoint)
     mode = "sampled" if args.sampled else "deterministic"
-    out = args.output or ckpt_path.parent.parent / f"eval-{mode}-{args.episodes}.json"
+    out = args.output or run_folder_of(ckpt_path) / f"eval-{mode}-{args.episodes}.json"
     ckpt.atomic_write_text(out, json.dumps(result.to_dict(), indent=2))
     console.print(f"Written to {out}")
     return 0

@@ -463,3 +463,15 @@ def test_train_restores_the_callers_torch_threads(tmp_path: Path) -> None:
     before = torch.get_num_threads()
     ppokit.train(tiny_config(tmp_path / "run", torch_threads=2, total_steps=128))
     assert torch.get_num_threads() == before
+
+
+def test_a_policy_trained_on_integer_observations_loads_and_acts_on_them(tmp_path: Path) -> None:
+    from tests.unit.test_rollout import Pixels
+
+    config = tiny_config(tmp_path / "run", vectorization="sync", total_steps=128)
+    ppokit.train(config, env_factory=Pixels)
+    policy = ppokit.load(tmp_path / "run", env_factory=Pixels)
+    obs = np.array([0, 50, 100, 150], dtype=np.uint8)
+    single = policy.act(obs)
+    batch = policy.act(np.stack([obs, obs]))
+    assert np.shape(single) == () and batch.shape == (2,) and int(single) == int(batch[0])
