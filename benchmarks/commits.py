@@ -12,16 +12,11 @@ case spells out its whole configuration, so it means the same to both commits.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from trees import run_job, two_trees  # this folder is on sys.path when a script runs
 
 _SB3_DEFAULTS = {"num_envs": 1, "num_steps": 2048, "update_epochs": 10, "minibatch_size": 64, "learning_rate": 3e-4,
                  "anneal_lr": False, "gamma": 0.99, "gae_lambda": 0.95, "clip_coef": 0.2, "clip_vloss": False,
@@ -40,26 +35,18 @@ CASES: dict[str, dict[str, Any]] = {
 _RUN = """
 import json, sys, tempfile, torch
 torch.set_num_threads(1)
+import ppokit
 from ppokit.config import RunConfig, override
-from ppokit.classic.trainer import train
 values = json.loads(sys.argv[1])
 with tempfile.TemporaryDirectory() as tmp:
     values.update(run_dir=tmp + "/run", progress=False, tensorboard=False, eval_episodes=1, seed=1)
-    result = train(override(RunConfig(), values).validate())
+    result = ppokit.train(override(RunConfig(), values).validate())
 print(json.dumps({"sps": result.global_step / result.metrics["time_elapsed"]}))
 """
 
 
-def worktree(rev: str, where: Path) -> Path:
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(where), rev], check=True)
-    return where
-
-
 def steps_per_second(src: Path, values: dict[str, Any]) -> float:
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    out = subprocess.run([sys.executable, "-c", _RUN, json.dumps(values)], env=env, check=True,
-                         capture_output=True, text=True).stdout  # fmt: skip
-    return float(json.loads(out.strip().splitlines()[-1])["sps"])
+    return float(run_job(src, _RUN, values)["sps"])
 
 
 def main() -> None:
@@ -69,24 +56,16 @@ def main() -> None:
     parser.add_argument("--case", nargs="+", choices=sorted(CASES), default=["cartpole", "hopper"])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        trees = [worktree(args.base, Path(tmp) / "base")]
-        if args.head:
-            trees.append(worktree(args.head, Path(tmp) / "head"))
-        base, head = trees[0] / "src", (trees[1] if args.head else ROOT) / "src"
-        try:
-            print(f"steps/s, median of {args.repeats} (alternating), base {args.base}, head {args.head or 'this tree'}")
-            for case in args.case:
-                runs: dict[str, list[float]] = {"base": [], "head": []}
-                for _ in range(args.repeats):
-                    runs["base"].append(steps_per_second(base, CASES[case]))
-                    runs["head"].append(steps_per_second(head, CASES[case]))
-                b, h = statistics.median(runs["base"]), statistics.median(runs["head"])
-                each = "; ".join(f"{k} {', '.join(f'{x:,.0f}' for x in v)}" for k, v in runs.items())
-                print(f"{case:12s} base {b:8,.0f}  head {h:8,.0f}  head/base {h / b:5.2f}   ({each})")
-        finally:
-            for tree in trees:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    with two_trees(args.base, args.head) as (base, head):
+        print(f"steps/s, median of {args.repeats} (alternating), base {args.base}, head {args.head or 'this tree'}")
+        for case in args.case:
+            runs: dict[str, list[float]] = {"base": [], "head": []}
+            for _ in range(args.repeats):
+                runs["base"].append(steps_per_second(base, CASES[case]))
+                runs["head"].append(steps_per_second(head, CASES[case]))
+            b, h = statistics.median(runs["base"]), statistics.median(runs["head"])
+            each = "; ".join(f"{k} {', '.join(f'{x:,.0f}' for x in v)}" for k, v in runs.items())
+            print(f"{case:12s} base {b:8,.0f}  head {h:8,.0f}  head/base {h / b:5.2f}   ({each})")
 
 
 if __name__ == "__main__":

@@ -15,16 +15,12 @@ so one case means the same to both commits.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from trees import run_job, two_trees  # this folder is on sys.path when a script runs
+
 TIME_KEYS = {"sps", "time_elapsed"}
 
 _TINY = {"num_envs": 4, "num_steps": 64, "minibatch_size": 64, "update_epochs": 4, "total_steps": 256 * 8}
@@ -55,17 +51,8 @@ print(json.dumps({"metrics": [json.loads(x) for x in lines], "eval": result.eval
 """
 
 
-def worktree(rev: str, where: Path) -> Path:
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(where), rev], check=True)
-    return where
-
-
 def run(src: Path, values: dict[str, Any]) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    out = subprocess.run([sys.executable, "-c", _RUN, json.dumps(values)], env=env, check=True,
-                         capture_output=True, text=True).stdout  # fmt: skip
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    return result
+    return run_job(src, _RUN, values)
 
 
 def differences(base: dict[str, Any], head: dict[str, Any]) -> list[str]:
@@ -102,21 +89,13 @@ def main() -> None:
     parser.add_argument("head", nargs="?", help="the other commit (default: this working tree)")
     parser.add_argument("--case", nargs="+", choices=sorted(CASES), default=list(CASES))
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        trees = [worktree(args.base, Path(tmp) / "base")]
-        if args.head:
-            trees.append(worktree(args.head, Path(tmp) / "head"))
-        base, head = trees[0] / "src", (trees[1] if args.head else ROOT) / "src"
-        try:
-            print(f"metrics per update, base {args.base}, head {args.head or 'this tree'}")
-            for case in args.case:
-                lines = differences(run(base, CASES[case]), run(head, CASES[case]))
-                print(f"{case:10s} {'identical' if not lines else 'DIFFERENT'}")
-                for line in lines:
-                    print(f"{'':10s} {line}")
-        finally:
-            for tree in trees:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
+    with two_trees(args.base, args.head) as (base, head):
+        print(f"metrics per update, base {args.base}, head {args.head or 'this tree'}")
+        for case in args.case:
+            lines = differences(run(base, CASES[case]), run(head, CASES[case]))
+            print(f"{case:10s} {'identical' if not lines else 'DIFFERENT'}")
+            for line in lines:
+                print(f"{'':10s} {line}")
 
 
 if __name__ == "__main__":

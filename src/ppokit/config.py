@@ -1,8 +1,10 @@
-"""The run configuration: frozen dataclasses, one help text per field, validation.
+"""The run configuration: a tree of frozen dataclasses, one help text per field.
 
-Every field carries its help text in ``metadata["help"]``; the CLI flags and the docs are
-generated from it. Derived sizes are properties and never stored. ``validate()`` raises a
-:class:`~ppokit.errors.ConfigError` that names the field and the allowed values.
+Every field carries its help text in ``metadata["help"]``; the CLI flags (``ppokit.flags``)
+and the docs are generated from it. Derived sizes are properties and never stored.
+``validate()`` (the checks live in ``ppokit.validation``) raises a
+:class:`~ppokit.errors.ConfigError` that names the field and the allowed values. The second
+half of this module is the tree's plumbing: dotted paths, short names, dicts and overrides.
 """
 
 from __future__ import annotations

@@ -223,6 +223,29 @@ def scale_rewards(
     return np.clip(rewards / return_stats.std(), -clip, clip)
 
 
+@dataclass
+class _HostRollout:
+    """The env-side arrays of one rollout, filled step by step on the host and written to the
+    rollout's device buffers once at its end."""
+
+    obs: np.ndarray  # [T, N, *obs_shape] in the storage dtype (uint8 pixels stay raw)
+    rewards: np.ndarray  # [T, N] float32, like the three below
+    terminated: np.ndarray
+    truncated: np.ndarray
+    valid: np.ndarray
+
+    @classmethod
+    def like(cls, buf: Rollout) -> _HostRollout:
+        shape = tuple(buf.rewards.shape)
+        flags = [np.zeros(shape, np.float32) for _ in range(4)]
+        return cls(torch.zeros(buf.obs.shape, dtype=buf.obs.dtype).numpy(), *flags)
+
+    def write(self, buf: Rollout) -> None:
+        for target, host in ((buf.obs, self.obs), (buf.rewards, self.rewards), (buf.terminated, self.terminated),
+                             (buf.truncated, self.truncated), (buf.valid, self.valid)):  # fmt: skip
+            target.copy_(torch.from_numpy(host))
+
+
 @torch.inference_mode()
 def collect(
     policy: ActorCritic,
@@ -246,17 +269,15 @@ def collect(
     episodes = Episodes()
     obs_stats = policy.obs_norm.to_host() if policy.obs_norm.enabled else None
     return_stats = return_norm.to_host() if return_norm.enabled else None
-    obs_host = torch.zeros(buf.obs.shape, dtype=buf.obs.dtype).numpy()  # the space's dtype (uint8 pixels raw)
-    rewards, valids = np.zeros((num_steps, n), np.float32), np.zeros((num_steps, n), np.float32)
-    terminateds, truncateds = np.zeros((num_steps, n), np.float32), np.zeros((num_steps, n), np.float32)
+    host = _HostRollout.like(buf)
     actions, logprobs, values = [], [], []
     for t in range(num_steps):
         if obs_stats is not None:
             obs_stats.update(state.obs)
-            obs_host[t] = obs_stats.normalize(state.obs, policy.obs_norm.clip)
+            host.obs[t] = obs_stats.normalize(state.obs, policy.obs_norm.clip)
         else:
-            obs_host[t] = state.obs
-        params, value_t = policy(torch.from_numpy(obs_host[t]).to(device, non_blocking=True))
+            host.obs[t] = state.obs
+        params, value_t = policy(torch.from_numpy(host.obs[t]).to(device, non_blocking=True))
         action_t = policy.head.sample(params)
         actions.append(action_t)
         logprobs.append(policy.head.log_prob(params, action_t))
@@ -268,10 +289,10 @@ def collect(
         if info_keys:
             episodes.add_info(info, info_keys, valid)
         if return_stats is not None:
-            rewards[t] = scale_rewards(reward, done, valid, state, return_stats, gamma, clip_reward)
+            host.rewards[t] = scale_rewards(reward, done, valid, state, return_stats, gamma, clip_reward)
         else:
-            rewards[t] = reward
-        terminateds[t], truncateds[t], valids[t] = terminated, truncated, valid
+            host.rewards[t] = reward
+        host.terminated[t], host.truncated[t], host.valid[t] = terminated, truncated, valid
         if finished is not None:
             episodes.add_finished(finished)
         state.obs = next_obs
@@ -280,13 +301,10 @@ def collect(
         policy.obs_norm.load_host(obs_stats)
     if return_stats is not None:
         return_norm.load_host(return_stats)
-    buf.obs.copy_(torch.from_numpy(obs_host))
+    host.write(buf)
     torch.stack(actions, out=buf.actions)
     torch.stack(logprobs, out=buf.logprobs)
     torch.stack(values, out=buf.values)
-    for target, host in ((buf.rewards, rewards), (buf.terminated, terminateds), (buf.truncated, truncateds),
-                         (buf.valid, valids)):  # fmt: skip
-        target.copy_(torch.from_numpy(host))
     last = policy.normalize(torch.as_tensor(state.obs, dtype=buf.obs.dtype).to(device))
     buf.next_value.copy_(policy(last)[1])
     if buf.next_obs is not None:
