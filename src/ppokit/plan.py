@@ -18,6 +18,7 @@ import numpy as np
 
 from ppokit.config import RunConfig, check_env_id, override
 from ppokit.diagnostics import rules_for
+from ppokit.methods import METHODS
 from ppokit.presets import PRESETS
 
 MIN_UPDATES = 50  # fewer updates than this leave the schedules and diagnostics little to work with
@@ -109,7 +110,8 @@ def make_plan(env_id: str, total_steps: int, user: dict[str, Any], preset: str |
         plan.notes.append("health diagnostics are off: KL and clip fraction will not be watched")
     if config.algo.target_kl is None:
         plan.notes.append("no target_kl: epochs are never cut short; the KL warning still watches")
-    plan.watch = [(r.name, r.describe, r.patience) for r in rules_for(config.diagnostics)]
+    rules = rules_for(config.diagnostics, METHODS[config.algo.method])  # the rules that apply to the method
+    plan.watch = [(r.name, r.describe, r.patience) for r in rules]
     return plan
 
 

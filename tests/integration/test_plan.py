@@ -86,3 +86,12 @@ def test_flags_given_to_plan_are_explained_as_set_by_you(capsys: pytest.CaptureF
                  "--algo.learning-rate", "0.001", "--num-envs", "4"]) == 0  # fmt: skip
     rows = [line for line in capsys.readouterr().out.splitlines() if "set by you" in line]
     assert any("learning_rate" in row for row in rows) and any("num_envs" in row for row in rows)
+
+
+def test_plan_watches_only_the_rules_that_apply_to_the_method() -> None:
+    ppo = {name for name, _, _ in make_plan("CartPole-v1", 50_000, {}).watch}
+    kl = {name for name, _, _ in make_plan("CartPole-v1", 50_000, {"method": "ppo-kl"}).watch}
+    reinforce = {name for name, _, _ in make_plan("CartPole-v1", 50_000, {"method": "reinforce"}).watch}
+    assert {"clip_fraction_low", "clip_fraction_high", "value_broken"} <= ppo
+    assert not {"clip_fraction_low", "clip_fraction_high"} & kl and "value_broken" in kl
+    assert not {"clip_fraction_low", "value_broken"} & reinforce and "kl_high" in reinforce

@@ -24,30 +24,31 @@ def test_clip_higher_lets_positive_advantages_rise_further() -> None:
     logp = t64(math.log(1.25))
     sym = losses.clipped_surrogate(logp, t64(0.0), t64(1.0), 0.2, 0.2)
     high = losses.clipped_surrogate(logp, t64(0.0), t64(1.0), 0.2, 0.28)
-    assert float(sym.loss) == pytest.approx(-1.2) and float(high.loss) == pytest.approx(-1.25)
+    assert float(sym.objective) == pytest.approx(1.2) and float(high.objective) == pytest.approx(1.25)
     assert sym.clipped is not None and high.clipped is not None
     assert float(sym.clipped) == 1.0 and float(high.clipped) == 0.0
     # Below: r = 0.75 with eps_low 0.2 is clipped on both (the low side is unchanged).
     low = losses.clipped_surrogate(t64(math.log(0.75)), t64(0.0), t64(-1.0), 0.2, 0.28)
-    assert float(low.loss) == pytest.approx(0.8) and low.clipped is not None and float(low.clipped) == 1.0
+    assert float(low.objective) == pytest.approx(-0.8) and low.clipped is not None and float(low.clipped) == 1.0
 
 
 def test_dual_clip_bounds_the_loss_of_negative_advantages() -> None:
-    # r = 5, A = -1: PPO's loss -min(-5, -1.2) = 5; dual clip c = 3 bounds it at 3 (and kills the gradient)
+    # r = 5, A = -1: PPO's objective min(-5, -1.2) = -5; dual clip c = 3 bounds it at -3 (no gradient there)
     logp = t64(math.log(5.0)).requires_grad_(True)
     plain = losses.clipped_surrogate(logp, t64(0.0), t64(-1.0), 0.2, 0.2)
     dual = losses.clipped_surrogate(logp, t64(0.0), t64(-1.0), 0.2, 0.2, dual_clip=3.0)
-    assert float(plain.loss.detach()) == pytest.approx(5.0) and float(dual.loss.detach()) == pytest.approx(3.0)
-    (grad,) = torch.autograd.grad(dual.loss.sum(), logp)
+    assert float(plain.objective.detach()) == pytest.approx(-5.0)
+    assert float(dual.objective.detach()) == pytest.approx(-3.0)
+    (grad,) = torch.autograd.grad(dual.objective.sum(), logp)
     assert float(grad) == 0.0
     # A positive advantage is untouched by the dual clip.
     pos = losses.clipped_surrogate(logp, t64(0.0), t64(1.0), 0.2, 0.2, dual_clip=3.0)
-    assert float(pos.loss.detach()) == pytest.approx(-1.2)
+    assert float(pos.objective.detach()) == pytest.approx(1.2)
 
 
-def test_policy_gradient_is_minus_ratio_times_advantage_and_never_clips() -> None:
+def test_policy_gradient_is_ratio_times_advantage_and_never_clips() -> None:
     terms = losses.policy_gradient(t64(math.log(2.0), 0.0), t64(0.0, 0.0), t64(3.0, -1.0))
-    assert terms.loss.tolist() == pytest.approx([-6.0, 1.0])
+    assert terms.objective.tolist() == pytest.approx([6.0, -1.0])
     assert terms.clipped is None
 
 

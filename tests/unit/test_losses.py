@@ -22,7 +22,7 @@ def clipped_surrogate(
     """The per-element clipped surrogate reduced as the trainers reduce it (masked mean), with
     its logged diagnostics."""
     terms = losses.clipped_surrogate(logp, logp_old, adv, eps, eps)
-    return masked_mean(terms.loss, mask), losses.policy_diagnostics(terms, mask)
+    return -masked_mean(terms.objective, mask), losses.policy_diagnostics(terms, mask)
 
 
 def value_loss(values: Tensor, values_old: Tensor, returns: Tensor, clip: float | None, mask: Tensor) -> Tensor:

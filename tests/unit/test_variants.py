@@ -71,7 +71,7 @@ def test_kl_penalty_objective_value_and_gradient() -> None:
     adv = torch.tensor([1.0, -2.0])
     mask = torch.ones(2)
     terms = losses.kl_penalty_surrogate(logp, logp_old, adv, beta=2.0)
-    loss, diag = masked_mean(terms.loss, mask), losses.policy_diagnostics(terms, mask)
+    loss, diag = -masked_mean(terms.objective, mask), losses.policy_diagnostics(terms, mask)
     assert "clip_fraction" not in diag  # the KL penalty never clips
     r = torch.tensor([1.2, 0.8])
     k3 = (r - 1) - torch.log(r)

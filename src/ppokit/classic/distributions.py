@@ -15,6 +15,7 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
+from ppokit.core.kl import categorical_kl, diag_gaussian_kl
 from ppokit.errors import ConfigError
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -32,12 +33,6 @@ class ActionHead(Protocol):
     def log_prob(self, params: Tensor, actions: Tensor) -> Tensor: ...
     def entropy(self, params: Tensor) -> Tensor: ...
     def kl(self, params: Tensor, other: ActionHead, other_params: Tensor) -> Tensor: ...
-
-
-def _categorical_kl(logits_p: Tensor, logits_q: Tensor) -> Tensor:
-    """KL(p || q) = sum_a p(a) (log p(a) - log q(a))."""
-    logp, logq = torch.log_softmax(logits_p, -1), torch.log_softmax(logits_q, -1)
-    return (logp.exp() * (logp - logq)).sum(-1)
 
 
 def _sample_categorical(logits: Tensor) -> Tensor:
@@ -75,7 +70,7 @@ class CategoricalHead(nn.Module):
         return _categorical_entropy(params)
 
     def kl(self, params: Tensor, other: ActionHead, other_params: Tensor) -> Tensor:
-        return _categorical_kl(params, other_params)
+        return categorical_kl(params, other_params)
 
 
 class MultiCategoricalHead(nn.Module):
@@ -109,7 +104,7 @@ class MultiCategoricalHead(nn.Module):
 
     def kl(self, params: Tensor, other: ActionHead, other_params: Tensor) -> Tensor:
         pairs = zip(self._split(params), self._split(other_params), strict=True)
-        return torch.stack([_categorical_kl(p, q) for p, q in pairs], -1).sum(-1)
+        return torch.stack([categorical_kl(p, q) for p, q in pairs], -1).sum(-1)
 
 
 class DiagGaussianHead(nn.Module):
@@ -143,10 +138,7 @@ class DiagGaussianHead(nn.Module):
     def kl(self, params: Tensor, other: ActionHead, other_params: Tensor) -> Tensor:
         """KL(N(mu_p, s_p) || N(mu_q, s_q)) = sum_i log(s_q/s_p) + (s_p^2 + (mu_p - mu_q)^2) / (2 s_q^2) - 1/2."""
         assert isinstance(other, DiagGaussianHead)
-        log_sp, log_sq = self.log_std, other.log_std
-        var_ratio = torch.exp(2 * (log_sp - log_sq))
-        mean_term = (params - other_params).pow(2) * torch.exp(-2 * log_sq)
-        return (log_sq - log_sp + 0.5 * (var_ratio + mean_term) - 0.5).sum(-1)
+        return diag_gaussian_kl(params, self.log_std, other_params, other.log_std)
 
 
 def make_head(space: gym.Space[Any], init_log_std: float = 0.0) -> nn.Module:

@@ -66,7 +66,10 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(linear_layer(a, b, math.sqrt(2), ortho) for a, b in itertools.pairwise(sizes))
 
     def forward(self, obs: Tensor) -> Tensor:
-        x = obs.flatten(1).float()  # a view and no copy for float32 [B, D]; integers converted as they are
+        # Flatten and convert only when needed: two dispatcher calls per forward cost more than
+        # these checks on the rollout's per-step path (batch 1 to N).
+        x = obs if obs.dim() == 2 else obs.flatten(1)
+        x = x if x.is_floating_point() else x.float()
         for layer in self.layers:
             x = self.activation(F.linear(x, layer.weight, layer.bias))  # type: ignore[arg-type]  # items typed Module
         return x

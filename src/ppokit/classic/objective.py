@@ -35,7 +35,7 @@ def make_minibatch_loss(method: Method, algo: AlgoConfig) -> MinibatchLoss:
         logp, entropy, value = policy.evaluate(mb.obs, mb.actions)
         adv = masked_whiten(mb.advantages, mb.mask) if algo.norm_adv else mb.advantages
         terms = method.policy_loss(logp, mb.logprobs, adv, coefs)
-        pg_loss = masked_mean(terms.loss, mb.mask)
+        pg_loss = -masked_mean(terms.objective, mb.mask)
         ent = masked_mean(entropy, mb.mask)
         metrics: dict[str, Tensor] = {"policy_loss": pg_loss}
         if method.critic:
@@ -50,7 +50,7 @@ def make_minibatch_loss(method: Method, algo: AlgoConfig) -> MinibatchLoss:
             loss = loss + coefs.ref_kl * ref
             metrics["ref_kl"] = ref
         metrics |= {"entropy": ent, **losses.policy_diagnostics(terms, mb.mask), "loss": loss}
-        return loss, {k: v.detach() for k, v in metrics.items()}
+        return loss, metrics  # the accumulator detaches what it keeps
 
     return minibatch_loss
 

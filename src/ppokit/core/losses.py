@@ -1,5 +1,8 @@
 """Loss terms as pure functions returning *per-element* values; the caller reduces them.
 
+Policy terms are objectives (to maximize: the surrogates of the PPO paper), value and KL terms
+losses (to minimize); the caller negates the reduced objective.
+
 Per element means per sample of the batch: a step for the classic trainer, a token for a
 language model. Reducing is a separate choice (``ppokit.core.reduce``: masked mean,
 token-mean, sequence-mean, a constant normalizer), so one loss serves every aggregation.
@@ -34,10 +37,13 @@ class Coefs:
 
 @dataclass(frozen=True)
 class PolicyTerms:
-    """A policy loss per element, and what its diagnostics need."""
+    """A policy objective per element, and what its diagnostics need. The loss is minus the
+    reduced objective (``-masked_mean(terms.objective, mask)``): negating one scalar rather
+    than every element keeps the minibatch step as cheap as it was."""
 
-    loss: Tensor  # to minimize, per element
+    objective: Tensor  # to maximize, per element
     log_ratio: Tensor  # log pi(a|s) - log pi_old(a|s), per element (KL diagnostics)
+    ratio: Tensor  # exp(log_ratio), shared with the diagnostics' k3
     clipped: Tensor | None  # 1.0 where the ratio left the clip range; None for methods that never clip
 
 
@@ -47,44 +53,46 @@ PolicyLossFn = Callable[[Tensor, Tensor, Tensor, Coefs], PolicyTerms]
 def clipped_surrogate(
     logp: Tensor, logp_old: Tensor, adv: Tensor, eps_low: float, eps_high: float, dual_clip: float | None = None
 ) -> PolicyTerms:
-    """PPO-Clip (Schulman et al. 2017, eq. 7), negated for minimization, per element:
+    """PPO-Clip's surrogate objective (Schulman et al. 2017, eq. 7), per element:
 
         r = pi(a|s) / pi_old(a|s)
-        L = -min(r A, clip(r, 1 - eps_low, 1 + eps_high) A)
+        L = min(r A, clip(r, 1 - eps_low, 1 + eps_high) A)
 
     ``eps_high > eps_low`` is DAPO's clip-higher (Yu et al. 2025). With ``dual_clip`` c > 1
-    the loss of a negative advantage is bounded, L = min(L, -c A) for A < 0 (Ye et al. 2020,
-    "Mastering complex control in MOBA games"): a huge ratio cannot make one sample dominate.
-    ``clipped``: 1 where r < 1 - eps_low or r > 1 + eps_high.
+    the objective of a negative advantage is bounded below, L = max(L, c A) for A < 0 (Ye et
+    al. 2020, "Mastering complex control in MOBA games"): a huge ratio cannot make one sample
+    dominate. ``clipped``: 1 where r < 1 - eps_low or r > 1 + eps_high.
     """
     log_ratio = logp - logp_old
     ratio = log_ratio.exp()
     unclipped = ratio * adv
     clipped = ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * adv
-    loss = -torch.min(unclipped, clipped)
+    objective = torch.min(unclipped, clipped)
     if dual_clip is not None:
-        loss = torch.where(adv < 0, torch.minimum(loss, -dual_clip * adv), loss)
+        objective = torch.where(adv < 0, torch.maximum(objective, dual_clip * adv), objective)
     with torch.no_grad():
-        outside = ((ratio - 1.0) > eps_high) | ((ratio - 1.0) < -eps_low)
-    return PolicyTerms(loss, log_ratio, outside.float())
+        moved = ratio - 1.0
+        outside = moved.abs() > eps_high if eps_low == eps_high else (moved > eps_high) | (moved < -eps_low)
+    return PolicyTerms(objective, log_ratio, ratio, outside.float())
 
 
 def kl_penalty_surrogate(logp: Tensor, logp_old: Tensor, adv: Tensor, beta: float) -> PolicyTerms:
-    """PPO's adaptive-KL objective (Schulman et al. 2017, eq. 8), negated, per element:
+    """PPO's adaptive-KL objective (Schulman et al. 2017, eq. 8), per element:
 
-        L = -(r A - beta * KL(pi_old || pi))
+        L = r A - beta * KL(pi_old || pi)
 
     with the KL estimated per sample by k3 (samples come from pi_old)."""
     log_ratio = logp - logp_old
     ratio = log_ratio.exp()
-    return PolicyTerms(-(ratio * adv - beta * kl.k3(log_ratio, ratio)), log_ratio, None)
+    return PolicyTerms(ratio * adv - beta * kl.k3(log_ratio, ratio), log_ratio, ratio, None)
 
 
 def policy_gradient(logp: Tensor, logp_old: Tensor, adv: Tensor) -> PolicyTerms:
-    """The plain policy gradient, -r A per element: at r = 1 (one epoch of one minibatch) its
-    gradient is -A grad log pi (Williams 1992; Mnih et al. 2016)."""
+    """The plain policy-gradient objective, r A per element: at r = 1 (one epoch of one
+    minibatch) its gradient is A grad log pi (Williams 1992; Mnih et al. 2016)."""
     log_ratio = logp - logp_old
-    return PolicyTerms(-(log_ratio.exp() * adv), log_ratio, None)
+    ratio = log_ratio.exp()
+    return PolicyTerms(ratio * adv, log_ratio, ratio, None)
 
 
 def value_loss(values: Tensor, values_old: Tensor, returns: Tensor, clip: float | None) -> Tensor:
@@ -109,7 +117,7 @@ def policy_diagnostics(terms: PolicyTerms, mask: Tensor) -> dict[str, Tensor]:
     """What is logged of a policy loss, over the unmasked elements: ``approx_kl`` (k3) and
     ``approx_kl_k1`` of KL(pi_old || pi), and ``clip_fraction`` for losses that clip."""
     metrics = {
-        "approx_kl": masked_mean(kl.k3(terms.log_ratio), mask),
+        "approx_kl": masked_mean(kl.k3(terms.log_ratio, terms.ratio), mask),
         "approx_kl_k1": masked_mean(kl.k1(terms.log_ratio), mask),
     }
     if terms.clipped is not None:
