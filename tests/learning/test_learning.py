@@ -57,7 +57,7 @@ BANDIT = {"id": "ppokit/Bandit-v0", "num_envs": 16, "num_steps": 2, "minibatch_s
           "eval_episodes": 20, "progress": False, "tensorboard": False}  # fmt: skip
 
 
-@pytest.mark.parametrize("method", ["ppo", "ppo-kl", "grpo"])
+@pytest.mark.parametrize("method", ["ppo", "ppo-kl", "grpo", "rloo"])
 def test_bandit_best_arm_probability(tmp_path: Path, method: str) -> None:
     config = override(RunConfig(), {**BANDIT, "method": method, "seed": 1, "run_dir": str(tmp_path / "run")})
     result = ppokit.train(config.validate())
