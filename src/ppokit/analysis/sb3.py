@@ -28,8 +28,9 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 from torch import Tensor, nn
 
+from ppokit.classic.encoders import MLP
 from ppokit.classic.evaluation import evaluate
-from ppokit.classic.policy import MLP, ActorCritic
+from ppokit.classic.policy import ActorCritic
 from ppokit.config import PolicyConfig, RunConfig, to_dict
 from ppokit.errors import ConfigError
 from ppokit.io import checkpoint as ckpt

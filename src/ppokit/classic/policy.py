@@ -18,7 +18,6 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ppokit.classic.distributions import ActionHead, make_head
-from ppokit.classic.encoders import MLP as MLP  # re-exported: analysis/sb3.py imports it from here
 from ppokit.classic.encoders import Encoder, linear_layer, make_encoder
 from ppokit.config import PolicyConfig
 from ppokit.core.normalize import RunningNorm
