@@ -11,7 +11,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: 2.13.0 is a local CPU wheel here; any other version pulls CUDA.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[box2d,compare,dev,mujoco]"
+	# The rest under a constraint that keeps the pinned torch (transformers must not pull another).
+	echo "torch==2.13.0" > $(VENV)/torch-constraint.txt
+	$(PY) -m pip install --quiet -c $(VENV)/torch-constraint.txt -e ".[box2d,compare,dev,lm,mujoco]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -74,6 +74,13 @@ def test_core_imports_only_core() -> None:
         assert not outside, f"{path.name} imports {outside}"
 
 
+def test_trainers_do_not_import_each_other() -> None:
+    """``classic`` and ``lm`` both consume ``core``; neither imports the other."""
+    for trainer, other in (("classic", "ppokit.lm"), ("lm", "ppokit.classic")):
+        for path in (SRC / trainer).glob("*.py"):
+            assert not {m for m in _imports(path) if m.startswith(other)}, f"{trainer}/{path.name} imports {other}"
+
+
 def test_every_method_names_functions_of_core() -> None:
     for name, method in METHODS.items():
         assert method.advantages.__module__ == advantages.__name__, name

@@ -54,3 +54,26 @@ def test_masked_tokens_carry_no_gradient() -> None:
     assert x.grad is not None
     # d/dx_it = m_it / (B * tokens_i): 1/6 for the first sequence's tokens, 1/2 for the second's one
     torch.testing.assert_close(x.grad, torch.tensor([[1 / 6, 1 / 6, 1 / 6], [0.5, 0.0, 0.0]]))
+
+
+def test_a_step_split_into_micro_batches_has_the_gradient_of_the_whole_step() -> None:
+    """Token-mean over the whole optimizer step: each micro-batch's masked sum divided by the
+    step's token count (``constant_normalizer``) accumulates to the full batch's gradient;
+    each micro-batch's own mean does not (short and long completions would weigh unlike)."""
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(5, generator=gen, requires_grad=True)
+    features = torch.randn(8, 6, 5, generator=gen)  # 8 completions of up to 6 tokens
+    lengths = torch.tensor([1, 6, 2, 5, 3, 1, 1, 2])  # 14 tokens in the first half, 7 in the second
+    mask = (torch.arange(6)[None] < lengths[:, None]).float()
+
+    def per_token(rows: slice) -> torch.Tensor:
+        return (features[rows] @ w) ** 2
+
+    (whole,) = torch.autograd.grad(token_mean(per_token(slice(0, 8)), mask), w)
+    tokens = float(mask.sum())
+    parts = [constant_normalizer(per_token(slice(i, i + 4)), mask[i : i + 4], tokens) for i in (0, 4)]
+    (accumulated,) = torch.autograd.grad(parts[0] + parts[1], w)
+    torch.testing.assert_close(accumulated, whole)
+    naive = [token_mean(per_token(slice(i, i + 4)), mask[i : i + 4]) / 2 for i in (0, 4)]
+    (wrong,) = torch.autograd.grad(naive[0] + naive[1], w)
+    assert not torch.allclose(wrong, whole)

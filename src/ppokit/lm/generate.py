@@ -1,0 +1,67 @@
+"""Sampling completions with the model's KV cache, and the explicit completion mask.
+
+The mask is computed from where each completion's first EOS is, never from pad ids: with
+``pad_token_id == eos_token_id`` (as many released models ship) a pad-based mask would cut
+every completion at its EOS minus one, or keep padding. A completion without an EOS was cut
+by ``max_new_tokens``: a truncation, flagged so that the trainer bootstraps or penalizes it
+explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+
+@dataclass(frozen=True)
+class Completions:
+    """Prompts (left-padded) and the sampled completions, ``[B, P]`` and ``[B, L]``."""
+
+    prompt_ids: Tensor
+    prompt_mask: Tensor
+    completion_ids: Tensor
+    completion_mask: Tensor  # float: 1 on each completion's tokens up to and including its first EOS
+    ended: Tensor  # [B] bool: the completion ended with EOS; ~ended: truncated by max_new_tokens
+
+    @property
+    def input_ids(self) -> Tensor:
+        return torch.cat([self.prompt_ids, self.completion_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> Tensor:
+        return torch.cat([self.prompt_mask, self.completion_mask.to(self.prompt_mask.dtype)], dim=1)
+
+    @property
+    def lengths(self) -> Tensor:
+        """Tokens per completion, its EOS included."""
+        return self.completion_mask.sum(-1).long()
+
+
+def completion_mask(completion_ids: Tensor, eos_id: int) -> tuple[Tensor, Tensor]:
+    """``(mask, ended)``: 1 up to and including the first EOS of each row (the whole row when
+    there is none), and whether the row has an EOS."""
+    is_eos = completion_ids == eos_id
+    ended = is_eos.any(dim=-1)
+    # Tokens strictly after the first EOS are those with an EOS before them.
+    after = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
+    return (~after).float(), ended
+
+
+@torch.no_grad()
+def sample(
+    model: PreTrainedModel, tokenizer: Tokenizer, prompts: list[str], max_new_tokens: int, temperature: float = 1.0
+) -> Completions:
+    """Sample one completion per prompt at ``temperature`` with no top-k or top-p filtering
+    (``generate`` would apply top_k=50 unless told), from torch's global RNG."""
+    enc = tokenizer(prompts, padding=True, return_tensors="pt").to(model.device)
+    sequences = model.generate(  # type: ignore[operator]  # GenerationMixin.generate, typed as a Module attribute
+        **enc, do_sample=True, top_k=0, top_p=1.0, temperature=temperature, max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    completion_ids = sequences[:, enc["input_ids"].shape[1] :]
+    mask, ended = completion_mask(completion_ids, int(tokenizer.eos_token_id))
+    return Completions(enc["input_ids"], enc["attention_mask"], completion_ids, mask, ended)
