@@ -165,10 +165,32 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lm(args: argparse.Namespace) -> int:
+    try:
+        from ppokit.lm.config import LMConfig
+        from ppokit.lm.tasks import TASKS
+        from ppokit.lm.trainer import train
+    except ImportError:
+        raise ConfigError("lm", "needs transformers: pip install 'ppokit[lm]'") from None
+    if args.lm_verb == "tasks":
+        for name, task in TASKS.items():
+            console.print(f"[bold]{name}[/bold]: {task.help}")
+        return 0
+    given = {k.removeprefix("lm."): v for k, v in vars(args).items() if k.startswith("lm.")}
+    result = train(LMConfig(**given).validate())
+    last = result.metrics[-1] if result.metrics else {}
+    console.print(
+        f"{result.config.method} on {result.config.task}, {result.config.steps} steps: greedy success "
+        f"{result.success_after_sft:.3f} after SFT -> {result.success:.3f} after RL; last step: reward "
+        f"{last.get('reward_mean', float('nan')):.3f}, KL to the reference {last.get('kl_ref', float('nan')):.3f}"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     verbs = {"train": _train, "eval": _eval, "experiment": _experiment, "report": _report, "plan": _plan,
-             "compare": _compare, "presets": _presets}  # fmt: skip
+             "compare": _compare, "presets": _presets, "lm": _lm}  # fmt: skip
     try:
         return verbs[args.verb](args)
     except PPOKitError as e:

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import sys
 import tomllib
+import types
 import typing
 from pathlib import Path
 from typing import Any, NoReturn, get_args, get_origin
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=["md", "html"], default="md", help="Report format (default: md).")
     rep.add_argument("--threshold", type=float, help="Return threshold for steps-to-threshold (optional).")
     _compare_parser(verbs)
+    _lm_parser(verbs)
     verbs.add_parser("presets", help="List the presets and where their numbers come from.")
     return parser
 
@@ -168,6 +170,44 @@ def _experiment_parser(verbs: Verbs) -> None:
     exp.add_argument("--config", type=Path, help="TOML file, as for train.")
     exp.add_argument("--preset", help="As for train.")
     _add_config_flags(exp, skip={"seed", "run_dir", "progress"})
+
+
+def _lm_parser(verbs: Verbs) -> None:
+    """``ppokit lm train``: one flag per field of ``LMConfig`` (read lazily: transformers is the
+    ``lm`` extra's), ``ppokit lm tasks``."""
+    lm = verbs.add_parser("lm", help="Language models: RL on a built-in task (ppokit lm train --help).")
+    lm_verbs = lm.add_subparsers(dest="lm_verb", required=True)
+    train = lm_verbs.add_parser("train", help="SFT on the task, then RL with --method; prints success before/after.")
+    from ppokit.lm.config import LMConfig  # no transformers import: the config is plain
+
+    hints = typing.get_type_hints(LMConfig)
+    for f in dataclasses.fields(LMConfig):
+        kind, flag = hints[f.name], "--" + f.name.replace("_", "-")
+        common: dict[str, Any] = {"dest": f"lm.{f.name}", "default": argparse.SUPPRESS,
+                                  "help": f"(default: {f.default!r})".replace("%", "%%")}  # fmt: skip
+        if get_origin(kind) is typing.Literal:
+            train.add_argument(flag, choices=list(get_args(kind)), **common)
+        elif get_origin(kind) in (typing.Union, types.UnionType):
+            item = next(a for a in get_args(kind) if a is not type(None))
+            train.add_argument(flag, type=_optional(item), metavar=f.name.upper(), **common)
+        else:
+            train.add_argument(flag, type=kind, metavar=f.name.upper(), **common)
+    lm_verbs.add_parser("tasks", help="List the built-in language-model tasks.")
+
+
+def _optional(item: Any) -> Any:
+    """An argparse ``type`` for an optional field: ``none`` or a value of ``item``'s type."""
+
+    def parse(text: str) -> Any:
+        if text.lower() == "none":
+            return None
+        if get_origin(item) is typing.Literal:
+            if text not in get_args(item):
+                raise argparse.ArgumentTypeError(f"{text!r}; allowed: none, {', '.join(get_args(item))}")
+            return text
+        return item(text)
+
+    return parse
 
 
 def _compare_parser(verbs: Verbs) -> None:

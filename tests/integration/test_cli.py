@@ -207,3 +207,14 @@ def test_every_verb_has_help(verb: str, capsys: pytest.CaptureFixture[str]) -> N
         main([verb, "--help"])
     assert exit_info.value.code == 0
     assert f"usage: ppokit {verb}" in capsys.readouterr().out
+
+
+def test_lm_train_runs_the_rl_loop_and_refuses_bad_input() -> None:
+    pytest.importorskip("transformers")
+    ok = ppokit("lm", "train", "--steps", "2", "--sft-steps", "2", "--eval-prompts", "8", "--method", "dr-grpo",
+                "--arch", "llama", "--clip-high", "0.28")  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "dr-grpo on sort, 2 steps: greedy success" in ok.stdout
+    assert_one_line_error(ppokit("lm", "train", "--minibatch-size", "5"), "lm.minibatch_size", "divisor")
+    assert_one_line_error(ppokit("lm", "train", "--method", "sarsa"), "--method", "invalid choice")
+    assert "sort:" in ppokit("lm", "tasks").stdout

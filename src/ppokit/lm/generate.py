@@ -53,15 +53,27 @@ def completion_mask(completion_ids: Tensor, eos_id: int) -> tuple[Tensor, Tensor
 
 @torch.no_grad()
 def sample(
-    model: PreTrainedModel, tokenizer: Tokenizer, prompts: list[str], max_new_tokens: int, temperature: float = 1.0
-) -> Completions:
+    model: PreTrainedModel, tokenizer: Tokenizer, prompts: list[str], max_new_tokens: int, temperature: float = 1.0,
+    greedy: bool = False,
+) -> Completions:  # fmt: skip
     """Sample one completion per prompt at ``temperature`` with no top-k or top-p filtering
-    (``generate`` would apply top_k=50 unless told), from torch's global RNG."""
+    (``generate`` would apply top_k=50 unless told), from torch's global RNG; ``greedy``
+    takes the most likely token instead (evaluation)."""
     enc = tokenizer(prompts, padding=True, return_tensors="pt").to(model.device)
+    sampling = {} if greedy else {"top_k": 0, "top_p": 1.0, "temperature": temperature}
     sequences = model.generate(  # type: ignore[operator]  # GenerationMixin.generate, typed as a Module attribute
-        **enc, do_sample=True, top_k=0, top_p=1.0, temperature=temperature, max_new_tokens=max_new_tokens,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        **enc, **sampling, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, do_sample=not greedy,
     )  # fmt: skip
     completion_ids = sequences[:, enc["input_ids"].shape[1] :]
     mask, ended = completion_mask(completion_ids, int(tokenizer.eos_token_id))
     return Completions(enc["input_ids"], enc["attention_mask"], completion_ids, mask, ended)
+
+
+def decode(tokenizer: Tokenizer, completions: Completions) -> list[str]:
+    """Each completion's text up to its EOS (the EOS itself left out)."""
+    texts: list[str] = []
+    for ids, n, ended in zip(completions.completion_ids, completions.lengths, completions.ended, strict=True):
+        real = ids[: int(n) - int(bool(ended))]
+        texts.append(str(tokenizer.decode(real, skip_special_tokens=True)))
+    return texts

@@ -1,0 +1,79 @@
+"""The configuration of a language-model run: task, model, method, and their sizes."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from ppokit.core.reduce import AGGREGATIONS, Aggregation
+from ppokit.errors import ConfigError
+from ppokit.lm.models import Architecture
+
+LMMethodName = Literal["grpo", "dr-grpo", "rloo"]
+LM_METHOD_NAMES = ("grpo", "dr-grpo", "rloo")
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    task: str = "sort"  # a built-in task (ppokit.lm.tasks)
+    arch: Architecture = "gpt2"  # the tiny model's architecture: gpt2 or llama
+    width: int = 64
+    layers: int = 2
+    method: LMMethodName = "grpo"
+    seed: int = 1
+    sft_steps: int = 30  # supervised steps on the task's optimal completions before RL (the reference)
+    sft_batch: int = 64
+    sft_learning_rate: float = 3e-3
+    steps: int = 100  # RL steps: sample, score, update
+    prompts_per_step: int = 16
+    group_size: int = 8  # completions per prompt
+    temperature: float = 1.0
+    learning_rate: float = 1e-3
+    epochs: int = 1  # updates over each step's completions (1: on-policy, the ratio stays 1)
+    minibatch_size: int = 128  # completions per optimizer step; must divide prompts_per_step * group_size
+    clip_low: float = 0.2
+    clip_high: float | None = None  # None: clip_low (symmetric); above it: clip-higher (DAPO)
+    kl_coef: float = 0.04  # beta of the KL to the reference (k3, in the loss, as GRPO)
+    aggregation: Aggregation | None = None  # None: the method's (ppokit.lm.trainer.LM_METHODS)
+    max_grad_norm: float = 1.0
+    eval_prompts: int = 128  # prompts of the greedy evaluation before and after RL
+
+    @property
+    def batch_size(self) -> int:
+        return self.prompts_per_step * self.group_size
+
+    def validate(self) -> LMConfig:
+        """ConfigError naming the first invalid field."""
+        from ppokit.lm.tasks import get_task
+
+        get_task(self.task)
+        if self.method not in LM_METHOD_NAMES:
+            raise ConfigError("lm.method", f"{self.method!r}; allowed: {', '.join(LM_METHOD_NAMES)}")
+        if self.arch not in ("gpt2", "llama"):
+            raise ConfigError("lm.arch", f"{self.arch!r}; allowed: gpt2, llama")
+        if self.aggregation is not None and self.aggregation not in AGGREGATIONS:
+            raise ConfigError("lm.aggregation", f"{self.aggregation!r}; allowed: {', '.join(AGGREGATIONS)}")
+        for name in ("width", "layers", "steps", "prompts_per_step", "epochs", "minibatch_size", "eval_prompts",
+                     "sft_batch"):  # fmt: skip
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"lm.{name}", f"{value!r}; allowed: an integer >= 1")
+        if self.sft_steps < 0:
+            raise ConfigError("lm.sft_steps", f"{self.sft_steps}; allowed: an integer >= 0")
+        if self.group_size < 2:
+            raise ConfigError(
+                "lm.group_size", f"{self.group_size}; allowed: >= 2 (a group needs completions to compare)"
+            )
+        if self.batch_size % self.minibatch_size:
+            raise ConfigError("lm.minibatch_size", f"{self.minibatch_size} does not divide the {self.batch_size} "
+                                                   "completions of a step; allowed: a divisor of it")  # fmt: skip
+        for name in ("temperature", "learning_rate", "sft_learning_rate", "clip_low", "max_grad_norm"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"lm.{name}", f"{value!r}; allowed: a number > 0")
+        if self.clip_high is not None and not (math.isfinite(self.clip_high) and self.clip_high > 0):
+            raise ConfigError("lm.clip_high", f"{self.clip_high!r}; allowed: None or a number > 0")
+        if not (math.isfinite(self.kl_coef) and self.kl_coef >= 0):
+            raise ConfigError("lm.kl_coef", f"{self.kl_coef!r}; allowed: a number >= 0")
+        return self

@@ -1,0 +1,203 @@
+"""The language-model loop: prompts -> sample a group of completions each -> score -> group
+advantages -> the shared update loop (``ppokit.core``) with a per-token clipped loss and the
+KL to a frozen reference in it.
+
+The reference is the model after the supervised (SFT) stage, as in practice: RL starts from
+it and the KL term keeps the policy near it. Methods differ in one table entry (``LM_METHODS``):
+how rewards become advantages, and how per-token terms are reduced.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Self
+
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+from ppokit.core import losses
+from ppokit.core.advantages import group_relative_advantages, rloo_advantages
+from ppokit.core.reduce import Aggregation, aggregate
+from ppokit.core.update import UpdatePlan, run_epochs
+from ppokit.lm.config import LMConfig
+from ppokit.lm.generate import Completions, decode, sample
+from ppokit.lm.models import tiny_causal_lm, token_logprobs
+from ppokit.lm.tasks import Task, get_task
+from ppokit.lm.tokenizer import char_tokenizer
+
+
+@dataclass(frozen=True)
+class LMMethod:
+    help: str
+    advantages: Callable[[Tensor], Tensor]  # rewards [groups, G] -> advantages [groups, G]
+    aggregation: Aggregation  # how per-token terms are reduced, unless the config says otherwise
+
+
+LM_METHODS: dict[str, LMMethod] = {
+    "grpo": LMMethod("GRPO (Shao et al. 2024): group z-scores, per-sequence mean of token means.",
+                     partial(group_relative_advantages, scale="group"), "seq-mean-token-mean"),
+    "dr-grpo": LMMethod("Dr. GRPO (Liu et al. 2025): no std division, a constant normalizer (no length bias).",
+                        partial(group_relative_advantages, scale="none"), "constant"),
+    "rloo": LMMethod("RLOO (Ahmadian et al. 2024): leave-one-out group baselines, token-mean.",
+                     rloo_advantages, "token-mean"),
+}  # fmt: skip
+
+
+@dataclass
+class LMBatch:
+    """One step's completions ``[B, P + L]`` with what the loss needs, selectable by sequence."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    mask: Tensor  # [B, L] the completion tokens (to the first EOS)
+    old_logprobs: Tensor  # [B, L] under the sampling policy
+    ref_logprobs: Tensor  # [B, L] under the reference
+    advantages: Tensor  # [B] one per completion
+    prompt_len: int
+
+    @property
+    def device(self) -> torch.device:
+        return self.input_ids.device
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def select(self, index: Tensor | slice) -> Self:
+        return replace(self, input_ids=self.input_ids[index], attention_mask=self.attention_mask[index],
+                       mask=self.mask[index], old_logprobs=self.old_logprobs[index],
+                       ref_logprobs=self.ref_logprobs[index], advantages=self.advantages[index])  # fmt: skip
+
+
+class AdamW:
+    """torch's AdamW with the shared loop's interface (zero, clip and report the norm, step)."""
+
+    def __init__(self, model: PreTrainedModel, lr: float) -> None:
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=lr)
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad()
+
+    def clip_grad_norm(self, max_norm: float) -> Tensor:
+        return torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+
+    def step(self) -> None:
+        self.optimizer.step()
+
+
+@dataclass
+class LMResult:
+    config: LMConfig
+    model: PreTrainedModel
+    tokenizer: Tokenizer
+    success_after_sft: float  # greedy exact-success rate of the reference
+    success: float  # greedy exact-success rate after RL
+    metrics: list[dict[str, float]] = field(default_factory=list)  # one per RL step
+
+
+def train(config: LMConfig | None = None) -> LMResult:
+    """SFT on the task's optimal completions, then ``config.steps`` RL steps of the method."""
+    config = (config or LMConfig()).validate()
+    task = get_task(config.task)
+    rng = random.Random(config.seed)
+    tokenizer = char_tokenizer(task.alphabet)
+    model = tiny_causal_lm(config.arch, tokenizer, width=config.width, layers=config.layers, seed=config.seed)
+    sft(model, tokenizer, task, config, rng)
+    reference = copy.deepcopy(model).requires_grad_(False)
+    before = evaluate(model, tokenizer, task, config.eval_prompts, random.Random(config.seed + 1))
+    optimizer = AdamW(model, config.learning_rate)
+    generator = torch.Generator().manual_seed(config.seed)
+    history = [
+        rl_step(model, reference, tokenizer, task, config, optimizer, rng, generator) for _ in range(config.steps)
+    ]
+    after = evaluate(model, tokenizer, task, config.eval_prompts, random.Random(config.seed + 1))
+    return LMResult(config, model, tokenizer, before, after, history)
+
+
+def sft(model: PreTrainedModel, tokenizer: Tokenizer, task: Task, config: LMConfig, rng: random.Random) -> None:
+    """Maximize log pi(optimal completion + EOS | prompt) over fresh prompts each step."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.sft_learning_rate)
+    for _ in range(config.sft_steps):
+        prompts = [task.prompt(rng) for _ in range(config.sft_batch)]
+        prompt_ids = tokenizer(prompts, padding=True, return_tensors="pt")
+        answers = tokenizer([task.answer(p) + tokenizer.eos_token for p in prompts], padding=True,
+                            padding_side="right", return_tensors="pt")  # fmt: skip
+        input_ids = torch.cat([prompt_ids["input_ids"], answers["input_ids"]], 1)
+        attention = torch.cat([prompt_ids["attention_mask"], answers["attention_mask"]], 1)
+        logp = token_logprobs(model, input_ids, attention, prompt_ids["input_ids"].shape[1])
+        mask = answers["attention_mask"].float()
+        loss = -(logp * mask).sum() / mask.sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def rl_step(
+    model: PreTrainedModel, reference: PreTrainedModel, tokenizer: Tokenizer, task: Task, config: LMConfig,
+    optimizer: AdamW, rng: random.Random, generator: torch.Generator,
+) -> dict[str, float]:  # fmt: skip
+    """One step: a group of completions per prompt, their rewards, the update; its metrics."""
+    method = LM_METHODS[config.method]
+    prompts = [p for p in (task.prompt(rng) for _ in range(config.prompts_per_step)) for _ in range(config.group_size)]
+    out = sample(model, tokenizer, prompts, task.max_new_tokens, config.temperature)
+    texts = decode(tokenizer, out)
+    rewards = torch.tensor(task.reward(prompts, texts), dtype=torch.float32)
+    advantages = method.advantages(rewards.view(-1, config.group_size)).reshape(-1)
+    batch = _batch(model, reference, out, advantages, config.temperature)
+    aggregation = config.aggregation or method.aggregation
+    loss_fn = partial(_loss, model, config, aggregation, task.max_new_tokens)
+    plan = UpdatePlan(config.epochs, config.minibatch_size, config.max_grad_norm)
+    result = run_epochs(batch, loss_fn, optimizer, plan, generator)
+    spread = rewards.view(-1, config.group_size).std(dim=1, unbiased=False)
+    return result.metrics | {
+        "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std(unbiased=False)),
+        "success": sum(task.success(prompts, texts)) / len(prompts),
+        "completion_length_mean": float(out.lengths.float().mean()),
+        "truncated_fraction": float((~out.ended).float().mean()),
+        "zero_std_groups": float((spread == 0).float().mean()),
+    }  # fmt: skip
+
+
+def _batch(
+    model: PreTrainedModel, reference: PreTrainedModel, out: Completions, advantages: Tensor, temperature: float
+) -> LMBatch:
+    start = out.prompt_ids.shape[1]
+    with torch.no_grad():
+        old = token_logprobs(model, out.input_ids, out.attention_mask, start, temperature)
+        ref = token_logprobs(reference, out.input_ids, out.attention_mask, start, temperature)
+    return LMBatch(out.input_ids, out.attention_mask, out.completion_mask, old, ref, advantages, start)
+
+
+def _loss(
+    model: PreTrainedModel, config: LMConfig, aggregation: Aggregation, max_len: int, mb: LMBatch
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Clipped surrogate per token, every token of a completion weighted by its advantage,
+    plus beta times the k3 KL to the reference, both reduced by ``aggregation``."""
+    logp = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.prompt_len, config.temperature)
+    high = config.clip_high if config.clip_high is not None else config.clip_low
+    adv = mb.advantages[:, None].expand_as(logp)
+    terms = losses.clipped_surrogate(logp, mb.old_logprobs, adv, config.clip_low, high)
+
+    def reduce(x: Tensor) -> Tensor:  # Dr. GRPO's constant: completions x the longest allowed
+        return aggregate(x, mb.mask, aggregation, constant=float(len(mb) * max_len))
+
+    policy_loss = -reduce(terms.objective)
+    kl_ref = reduce(losses.reference_kl(logp, mb.ref_logprobs))
+    loss = policy_loss + config.kl_coef * kl_ref
+    return loss, {"policy_loss": policy_loss, "kl_ref": kl_ref, **losses.policy_diagnostics(terms, mb.mask),
+                  "loss": loss}  # fmt: skip
+
+
+def evaluate(model: PreTrainedModel, tokenizer: Tokenizer, task: Task, n: int, rng: random.Random) -> float:
+    """The greedy exact-success rate over ``n`` fresh prompts."""
+    prompts = [task.prompt(rng) for _ in range(n)]
+    texts = decode(tokenizer, sample(model, tokenizer, prompts, task.max_new_tokens, greedy=True))
+    success = task.success(prompts, texts)
+    return sum(success) / len(success) if success else math.nan
