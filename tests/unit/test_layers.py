@@ -104,3 +104,11 @@ def test_no_module_branches_on_a_method_name() -> None:
                 isinstance(c, ast.Constant) and c.value in names for c in [node.left, *node.comparators]
             ):
                 pytest.fail(f"{path.relative_to(SRC)}:{node.lineno} compares with a method name")
+
+
+def test_the_command_line_loads_transformers_only_for_lm_work() -> None:
+    """Every ``ppokit`` call builds the whole parser; importing transformers there would cost
+    each classic command a second or more."""
+    code = "import sys, ppokit.cli; ppokit.cli.build_parser(); print('transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"

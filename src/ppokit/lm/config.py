@@ -8,8 +8,8 @@ from typing import Literal
 
 from ppokit.core.reduce import AGGREGATIONS, Aggregation
 from ppokit.errors import ConfigError
-from ppokit.lm.models import Architecture
 
+Architecture = Literal["gpt2", "llama"]  # here, not in models.py: the CLI reads this module without transformers
 LMMethodName = Literal["grpo", "dr-grpo", "rloo"]
 LM_METHOD_NAMES = ("grpo", "dr-grpo", "rloo")
 

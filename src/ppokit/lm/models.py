@@ -8,14 +8,12 @@ the reference and the entropy are computed from.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
-Architecture = Literal["gpt2", "llama"]
+from ppokit.lm.config import Architecture
 
 
 def tiny_causal_lm(
