@@ -3,7 +3,10 @@ determinism, each method's table entry, bad configuration."""
 
 from __future__ import annotations
 
+import json
 import math
+import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -74,3 +77,27 @@ def test_bad_configuration_names_the_field(overrides: dict[str, object], field: 
     with pytest.raises(ConfigError) as info:
         LMConfig(**overrides).validate()  # type: ignore[arg-type]  # wrong values under test
     assert info.value.field == field and "allowed" in str(info.value)
+
+
+def test_a_run_folder_holds_config_metrics_evaluation_and_a_loadable_model(tmp_path: Path) -> None:
+    import tomllib
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ppokit.lm.tasks import TASKS
+    from ppokit.lm.trainer import evaluate
+
+    run = tmp_path / "run"
+    result = train(LMConfig(run_dir=str(run), **TINY))
+    assert tomllib.loads((run / "config.toml").read_text())["lm"]["steps"] == 2
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["update"] for row in lines] == [1.0, 2.0] and lines[-1]["global_step"] == 2 * 16
+    assert lines[-1]["reward_mean"] == pytest.approx(result.metrics[-1]["reward_mean"])
+    scores = json.loads((run / "eval.json").read_text())
+    assert scores["success"] == result.success and scores["success_after_sft"] == result.success_after_sft
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(run / "model"), AutoTokenizer.from_pretrained(run / "model")
+    assert tokenizer.pad_token_id == result.tokenizer.pad_token_id and tokenizer.padding_side == "left"
+    again = evaluate(model, tokenizer, TASKS["sort"], TINY["eval_prompts"], random.Random(result.config.seed + 1))
+    assert again == result.success  # the saved model is the trained one
+    with pytest.raises(ConfigError, match=r"lm.run_dir: .* already holds a run"):
+        LMConfig(run_dir=str(run), **TINY).validate()

@@ -11,6 +11,7 @@ A run folder::
     checkpoints/last.pt  the checkpoint a resume reads
     checkpoints/best.pt  the best periodic evaluation's checkpoint
     result.json          a comparison run's record (``ppokit compare``)
+    model/               a language-model run's final model and tokenizer (``save_pretrained``)
 
 An experiment folder holds ``experiment.json`` (its spec), ``summary.json`` and
 ``runs/<variant>/seed-<s>/``, one run folder per variant and seed; a comparison folder
@@ -33,6 +34,7 @@ CHECKPOINTS = "checkpoints"
 LAST = "last.pt"
 BEST = "best.pt"
 RESULT = "result.json"
+MODEL = "model"  # a language-model run's final model and tokenizer (save_pretrained)
 # Experiment, comparison and report folders.
 SUMMARY = "summary.json"
 COMPARISON_JSON = "comparison.json"
@@ -99,6 +101,10 @@ class RunDir:
     @property
     def result(self) -> Path:
         return self.root / RESULT
+
+    @property
+    def model(self) -> Path:
+        return self.root / MODEL
 
 
 def checkpoint_path(path: Path) -> Path:

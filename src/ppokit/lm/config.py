@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from ppokit.core.reduce import AGGREGATIONS, Aggregation
 from ppokit.errors import ConfigError
+from ppokit.io.run_dir import METRICS
 
 Architecture = Literal["gpt2", "llama"]  # here, not in models.py: the CLI reads this module without transformers
 LMMethodName = Literal["grpo", "dr-grpo", "rloo"]
@@ -38,6 +40,7 @@ class LMConfig:
     aggregation: Aggregation | None = None  # None: the method's (ppokit.lm.trainer.LM_METHODS)
     max_grad_norm: float = 1.0
     eval_prompts: int = 128  # prompts of the greedy evaluation before and after RL
+    run_dir: str | None = None  # write config.toml, metrics.jsonl, eval.json and model/ here (None: nothing)
 
     @property
     def batch_size(self) -> int:
@@ -76,4 +79,6 @@ class LMConfig:
             raise ConfigError("lm.clip_high", f"{self.clip_high!r}; allowed: None or a number > 0")
         if not (math.isfinite(self.kl_coef) and self.kl_coef >= 0):
             raise ConfigError("lm.kl_coef", f"{self.kl_coef!r}; allowed: a number >= 0")
+        if self.run_dir is not None and (Path(self.run_dir) / METRICS).exists():
+            raise ConfigError("lm.run_dir", f"{self.run_dir} already holds a run; allowed: a new folder")
         return self

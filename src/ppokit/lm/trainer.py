@@ -10,11 +10,13 @@ how rewards become advantages, and how per-token terms are reduced.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import Self
 
 import torch
@@ -26,6 +28,9 @@ from ppokit.core import losses
 from ppokit.core.advantages import group_relative_advantages, rloo_advantages
 from ppokit.core.reduce import Aggregation, aggregate
 from ppokit.core.update import UpdatePlan, run_epochs
+from ppokit.io.checkpoint import atomic_write_text
+from ppokit.io.loggers import JsonlLogger
+from ppokit.io.run_dir import RunDir
 from ppokit.lm.config import LMConfig
 from ppokit.lm.generate import Completions, decode, sample
 from ppokit.lm.models import tiny_causal_lm, token_logprobs
@@ -114,11 +119,45 @@ def train(config: LMConfig | None = None) -> LMResult:
     before = evaluate(model, tokenizer, task, config.eval_prompts, random.Random(config.seed + 1))
     optimizer = AdamW(model, config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
-    history = [
-        rl_step(model, reference, tokenizer, task, config, optimizer, rng, generator) for _ in range(config.steps)
-    ]
+    paths = RunDir(Path(config.run_dir)) if config.run_dir is not None else None
+    logger = _start_run_folder(paths, config)
+    history: list[dict[str, float]] = []
+    try:
+        for step in range(config.steps):
+            history.append(rl_step(model, reference, tokenizer, task, config, optimizer, rng, generator))
+            if logger is not None:
+                logger.log((step + 1) * config.batch_size, history[-1] | {"update": float(step + 1)})
+    finally:
+        if logger is not None:
+            logger.close()
     after = evaluate(model, tokenizer, task, config.eval_prompts, random.Random(config.seed + 1))
-    return LMResult(config, model, tokenizer, before, after, history)
+    result = LMResult(config, model, tokenizer, before, after, history)
+    if paths is not None:
+        _finish_run_folder(paths, result)
+    return result
+
+
+def _start_run_folder(paths: RunDir | None, config: LMConfig) -> JsonlLogger | None:
+    """config.toml, and the logger of metrics.jsonl (one line per RL step; ``global_step``
+    counts completions)."""
+    if paths is None:
+        return None
+    import tomli_w
+
+    paths.root.mkdir(parents=True, exist_ok=True)
+    values = {k: v for k, v in asdict(config).items() if v is not None}
+    atomic_write_text(paths.config, tomli_w.dumps({"lm": values}))
+    return JsonlLogger(paths.metrics)
+
+
+def _finish_run_folder(paths: RunDir, result: LMResult) -> None:
+    """eval.json (greedy success before and after RL) and model/ (``save_pretrained`` of the
+    model and its tokenizer: ``AutoModelForCausalLM.from_pretrained`` reads it back)."""
+    result.model.save_pretrained(paths.model)
+    result.tokenizer.save_pretrained(paths.model)
+    scores = {"success_after_sft": result.success_after_sft, "success": result.success,
+              "eval_prompts": result.config.eval_prompts}  # fmt: skip
+    atomic_write_text(paths.final_eval, json.dumps(scores, indent=2))
 
 
 def sft(model: PreTrainedModel, tokenizer: Tokenizer, task: Task, config: LMConfig, rng: random.Random) -> None:
