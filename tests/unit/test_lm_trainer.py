@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,95 @@ def test_a_run_folder_holds_config_metrics_evaluation_and_a_loadable_model(tmp_p
     model, tokenizer = AutoModelForCausalLM.from_pretrained(run / "model"), AutoTokenizer.from_pretrained(run / "model")
     assert tokenizer.pad_token_id == result.tokenizer.pad_token_id and tokenizer.padding_side == "left"
     again = evaluate(model, tokenizer, TASKS["sort"], TINY["eval_prompts"], random.Random(result.config.seed + 1))
-    assert again == result.success  # the saved model is the trained one
+    assert (again.success, again.reward) == (result.success, result.reward)  # the saved model is the trained one
     with pytest.raises(ConfigError, match=r"lm.run_dir: .* already holds a run"):
         LMConfig(run_dir=str(run), **TINY).validate()
+
+
+def length_reward(prompts: list[str], completions: list[str], target: list[int]) -> list[float]:
+    """A user's reward with a column from the prompts file: 1 for a completion of ``target``
+    characters, less the further it is. The test files set target = the prompt's digits, so
+    the column must arrive aligned with the prompts."""
+    assert all(t == len(p) - 1 for p, t in zip(prompts, target, strict=True)), (prompts, target)
+    return [1.0 - abs(len(c) - t) / 8 for c, t in zip(completions, target, strict=True)]
+
+
+def _prompts(tmp_path: Path, rows: list[dict[str, object]]) -> str:
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def test_prompts_file_and_reward_function_on_a_saved_model(tmp_path: Path) -> None:
+    """The user's path: a local model folder, a JSONL prompts file with an extra column, a
+    reward function named module:function that gets that column aligned with the prompts."""
+    train(LMConfig(run_dir=str(tmp_path / "sft"), **TINY))  # a saved model to start from
+    prompts = _prompts(tmp_path, [{"prompt": "12=", "target": 2}, {"prompt": "9876=", "target": 4}])
+    reward_file = tmp_path / "my_reward.py"
+    source = ["def reward(prompts, completions, target):",
+              "    return [float(len(c) == t) for c, t in zip(completions, target)]"]  # fmt: skip
+    reward_file.write_text("\n".join(source) + "\n")
+    config = LMConfig(model=str(tmp_path / "sft" / "model"), prompts=prompts, reward=f"{reward_file}:reward",
+                      sft_steps=0, max_new_tokens=6, **{k: v for k, v in TINY.items() if k != "sft_steps"})  # fmt: skip
+    result = train(config)
+    assert math.isnan(result.success) and 0.0 <= result.reward <= 1.0
+    assert all(math.isnan(row["success"]) and 0.0 <= row["reward_mean"] <= 1.0 for row in result.metrics)
+    by_module = train(replace(config, reward="tests.unit.test_lm_trainer:length_reward"))
+    assert len(by_module.metrics) == 2 and 0.0 <= by_module.reward <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("rows", "reward", "message"),
+    [
+        (None, "tests.unit.test_lm_trainer:length_reward", "lm.prompts: .* does not exist"),
+        ([{"text": "1="}], "tests.unit.test_lm_trainer:length_reward", "lm.prompts: .*:1 has no 'prompt' string"),
+        ([{"prompt": "1=", "target": 1}], "no_such_module_here:f", "lm.reward: cannot import 'no_such_module_here'"),
+        ([{"prompt": "1=", "target": 1}], "tests.unit.test_lm_trainer:nothing", "lm.reward: .* has no function"),
+        ([{"prompt": "1=", "target": 1}], "just-a-name", "lm.reward: 'just-a-name'; allowed: module:function"),
+    ],
+)
+def test_bad_prompts_and_rewards_are_refused_before_any_work(
+    tmp_path: Path, rows: list[dict[str, object]] | None, reward: str, message: str
+) -> None:
+    prompts = str(tmp_path / "missing.jsonl") if rows is None else _prompts(tmp_path, rows)
+    config = LMConfig(prompts=prompts, reward=reward, sft_steps=0, steps=1, eval_prompts=2, prompts_per_step=2,
+                      group_size=2, minibatch_size=4)  # fmt: skip
+    with pytest.raises(ConfigError, match=message):
+        train(config)
+
+
+def _wrong_count(prompts: list[str], completions: list[str], **columns: object) -> list[float]:
+    return [0.0]
+
+
+def _nan(prompts: list[str], completions: list[str], **columns: object) -> list[float]:
+    return [math.nan] * len(completions)
+
+
+def _raises(prompts: list[str], completions: list[str], **columns: object) -> list[float]:
+    raise KeyError("answer")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("_wrong_count", "returned 1 scores for 2 completions"), ("_nan", "score nan for completion 0"),
+     ("_raises", "the reward function raised KeyError")],
+)  # fmt: skip
+def test_a_reward_that_fails_stops_with_one_line(tmp_path: Path, name: str, message: str) -> None:
+    from ppokit.lm.rewards import RewardError
+
+    config = LMConfig(prompts=_prompts(tmp_path, [{"prompt": "1="}]), reward=f"tests.unit.test_lm_trainer:{name}",
+                      sft_steps=0, steps=1, eval_prompts=2, prompts_per_step=1, group_size=2,
+                      minibatch_size=2)  # fmt: skip
+    with pytest.raises(RewardError, match=message) as info:
+        train(config)
+    assert info.value.exit_code == 2 and "\n" not in str(info.value)
+
+
+def test_prompts_need_a_reward_and_no_sft() -> None:
+    with pytest.raises(ConfigError, match=r"lm.prompts: .* go together"):
+        LMConfig(prompts="p.jsonl").validate()
+    with pytest.raises(ConfigError, match=r"lm.sft_steps: 30: a prompts file has no answers"):
+        LMConfig(prompts="p.jsonl", reward="m:f").validate()
+    with pytest.raises(ConfigError, match=r"lm.model: 'nowhere' is not a model folder"):
+        LMConfig(model="nowhere").validate()

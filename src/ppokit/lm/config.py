@@ -18,7 +18,13 @@ LM_METHOD_NAMES = ("grpo", "dr-grpo", "rloo")
 
 @dataclass(frozen=True)
 class LMConfig:
-    task: str = "sort"  # a built-in task (ppokit.lm.tasks)
+    task: str = "sort"  # a built-in task (ppokit.lm.tasks); unused with prompts and reward
+    prompts: str | None = None  # a JSONL file of {"prompt": ..., other columns}, instead of the task
+    reward: str | None = (
+        None  # with prompts: module:function or file.py:function, reward(prompts, completions, **columns)
+    )
+    max_new_tokens: int | None = None  # None: the task's (16 with a prompts file)
+    model: str = "tiny"  # tiny (built from a config) or a local folder of a Hugging Face causal LM
     arch: Architecture = "gpt2"  # the tiny model's architecture: gpt2 or llama
     width: int = 64
     layers: int = 2
@@ -50,7 +56,19 @@ class LMConfig:
         """ConfigError naming the first invalid field."""
         from ppokit.lm.tasks import get_task
 
-        get_task(self.task)
+        if (self.prompts is None) != (self.reward is None):
+            raise ConfigError(
+                "lm.prompts", "a prompts file and a reward function go together; allowed: both or neither"
+            )
+        if self.prompts is None:
+            get_task(self.task)
+        elif self.sft_steps:
+            raise ConfigError("lm.sft_steps", f"{self.sft_steps}: a prompts file has no answers to imitate; allowed: 0")
+        if self.model != "tiny" and not (Path(self.model) / "config.json").is_file():
+            raise ConfigError("lm.model", f"{self.model!r} is not a model folder (no config.json); allowed: tiny or "
+                                          "a local folder of a Hugging Face causal LM")  # fmt: skip
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ConfigError("lm.max_new_tokens", f"{self.max_new_tokens}; allowed: None or an integer >= 1")
         if self.method not in LM_METHOD_NAMES:
             raise ConfigError("lm.method", f"{self.method!r}; allowed: {', '.join(LM_METHOD_NAMES)}")
         if self.arch not in ("gpt2", "llama"):

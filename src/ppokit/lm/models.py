@@ -13,6 +13,7 @@ from torch import Tensor
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
+from ppokit.errors import ConfigError
 from ppokit.lm.config import Architecture
 
 
@@ -38,6 +39,21 @@ def tiny_causal_lm(
         raise ValueError(f"tiny_causal_lm: unknown architecture {arch!r}; allowed: gpt2, llama")
     model.eval()  # type: ignore[no-untyped-call]  # transformers' override of Module.eval is untyped
     return model
+
+
+def load_causal_lm(folder: str) -> tuple[PreTrainedModel, Tokenizer]:
+    """A causal LM and its tokenizer from a local folder (``save_pretrained``'s); the tokenizer
+    pads on the left (prompts end where generation starts) and must have a pad token."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token_id is None:
+        raise ConfigError("lm.model", f"{folder}'s tokenizer has no pad token; allowed: one with a pad token "
+                                      "(set tokenizer.pad_token = tokenizer.eos_token and save it)")  # fmt: skip
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    model.eval()  # type: ignore[no-untyped-call]  # transformers' override of Module.eval is untyped
+    return model, tokenizer
 
 
 def position_ids(attention_mask: Tensor) -> Tensor:

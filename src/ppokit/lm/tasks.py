@@ -10,8 +10,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ppokit.errors import ConfigError
+from ppokit.lm.rewards import UserReward, score
 
 RewardFn = Callable[[list[str], list[str]], list[float]]
 DIGITS = "0123456789"
@@ -23,12 +25,15 @@ class Task:
     alphabet: str  # every character a prompt or a completion may hold
     max_new_tokens: int  # room for the optimal completion and its EOS, and a little more
     prompt: Callable[[random.Random], str]
-    answer: Callable[[str], str]  # the optimal completion of a prompt (without EOS)
+    answer: Callable[[str], str] | None  # the optimal completion of a prompt (without EOS), if known
     reward: RewardFn
 
     def success(self, prompts: list[str], completions: list[str]) -> list[bool]:
-        """Whether each completion is the optimal one."""
-        return [c == self.answer(p) for p, c in zip(prompts, completions, strict=True)]
+        """Whether each completion is the optimal one (none is known: an empty list)."""
+        answer = self.answer
+        if answer is None:
+            return []
+        return [c == answer(p) for p, c in zip(prompts, completions, strict=True)]
 
 
 def _sort_prompt(rng: random.Random, n: int = 4) -> str:
@@ -58,6 +63,22 @@ TASKS: dict[str, Task] = {
         DIGITS + "=", 6, _sort_prompt, _sort_answer, sort_reward,
     ),
 }  # fmt: skip
+
+
+def file_task(rows: list[dict[str, Any]], reward_fn: UserReward, max_new_tokens: int) -> Task:
+    """Prompts drawn from a file's rows, scored by a user's reward function, which gets the
+    rows' other columns aligned with the prompts. No optimal answer is known (no SFT)."""
+    by_prompt = {row["prompt"]: row for row in rows}
+    keys = sorted({k for row in rows for k in row} - {"prompt"})
+    texts = list(by_prompt)
+
+    def reward(prompts: list[str], completions: list[str]) -> list[float]:
+        columns = {k: [by_prompt[p].get(k) for p in prompts] for k in keys}
+        return score(reward_fn, prompts, completions, columns)
+
+    alphabet = "".join(sorted({c for text in texts for c in text} | set(DIGITS)))
+    return Task("prompts from a file, scored by a reward function", alphabet, max_new_tokens,
+                lambda rng: rng.choice(texts), None, reward)  # fmt: skip
 
 
 def get_task(name: str) -> Task:

@@ -33,8 +33,9 @@ from ppokit.io.loggers import JsonlLogger
 from ppokit.io.run_dir import RunDir
 from ppokit.lm.config import LMConfig
 from ppokit.lm.generate import Completions, decode, sample
-from ppokit.lm.models import tiny_causal_lm, token_logprobs
-from ppokit.lm.tasks import Task, get_task
+from ppokit.lm.models import load_causal_lm, tiny_causal_lm, token_logprobs
+from ppokit.lm.rewards import load_prompts, load_reward
+from ppokit.lm.tasks import Task, file_task, get_task
 from ppokit.lm.tokenizer import char_tokenizer
 
 
@@ -102,18 +103,19 @@ class LMResult:
     config: LMConfig
     model: PreTrainedModel
     tokenizer: Tokenizer
-    success_after_sft: float  # greedy exact-success rate of the reference
+    success_after_sft: float  # greedy exact-success rate of the reference (NaN: no answer known)
     success: float  # greedy exact-success rate after RL
+    reward_after_sft: float  # mean reward of the reference's greedy completions
+    reward: float  # mean reward of the greedy completions after RL
     metrics: list[dict[str, float]] = field(default_factory=list)  # one per RL step
 
 
 def train(config: LMConfig | None = None) -> LMResult:
     """SFT on the task's optimal completions, then ``config.steps`` RL steps of the method."""
     config = (config or LMConfig()).validate()
-    task = get_task(config.task)
+    task = make_task(config)
     rng = random.Random(config.seed)
-    tokenizer = char_tokenizer(task.alphabet)
-    model = tiny_causal_lm(config.arch, tokenizer, width=config.width, layers=config.layers, seed=config.seed)
+    model, tokenizer = make_model(config, task)
     sft(model, tokenizer, task, config, rng)
     reference = copy.deepcopy(model).requires_grad_(False)
     before = evaluate(model, tokenizer, task, config.eval_prompts, random.Random(config.seed + 1))
@@ -131,7 +133,7 @@ def train(config: LMConfig | None = None) -> LMResult:
         if logger is not None:
             logger.close()
     after = evaluate(model, tokenizer, task, config.eval_prompts, random.Random(config.seed + 1))
-    result = LMResult(config, model, tokenizer, before, after, history)
+    result = LMResult(config, model, tokenizer, before.success, after.success, before.reward, after.reward, history)
     if paths is not None:
         _finish_run_folder(paths, result)
     return result
@@ -156,17 +158,21 @@ def _finish_run_folder(paths: RunDir, result: LMResult) -> None:
     result.model.save_pretrained(paths.model)
     result.tokenizer.save_pretrained(paths.model)
     scores = {"success_after_sft": result.success_after_sft, "success": result.success,
+              "reward_after_sft": result.reward_after_sft, "reward": result.reward,
               "eval_prompts": result.config.eval_prompts}  # fmt: skip
     atomic_write_text(paths.final_eval, json.dumps(scores, indent=2))
 
 
 def sft(model: PreTrainedModel, tokenizer: Tokenizer, task: Task, config: LMConfig, rng: random.Random) -> None:
     """Maximize log pi(optimal completion + EOS | prompt) over fresh prompts each step."""
+    answer = task.answer
+    if answer is None or not config.sft_steps:
+        return  # validation refuses SFT steps for tasks without answers
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.sft_learning_rate)
     for _ in range(config.sft_steps):
         prompts = [task.prompt(rng) for _ in range(config.sft_batch)]
         prompt_ids = tokenizer(prompts, padding=True, return_tensors="pt")
-        answers = tokenizer([task.answer(p) + tokenizer.eos_token for p in prompts], padding=True,
+        answers = tokenizer([answer(p) + tokenizer.eos_token for p in prompts], padding=True,
                             padding_side="right", return_tensors="pt")  # fmt: skip
         input_ids = torch.cat([prompt_ids["input_ids"], answers["input_ids"]], 1)
         attention = torch.cat([prompt_ids["attention_mask"], answers["attention_mask"]], 1)
@@ -197,7 +203,7 @@ def rl_step(
     spread = rewards.view(-1, config.group_size).std(dim=1, unbiased=False)
     return result.metrics | {
         "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std(unbiased=False)),
-        "success": sum(task.success(prompts, texts)) / len(prompts),
+        "success": _rate(task.success(prompts, texts)),
         "completion_length_mean": float(out.lengths.float().mean()),
         "truncated_fraction": float((~out.ended).float().mean()),
         "zero_std_groups": float((spread == 0).float().mean()),
@@ -234,9 +240,39 @@ def _loss(
                   "loss": loss}  # fmt: skip
 
 
-def evaluate(model: PreTrainedModel, tokenizer: Tokenizer, task: Task, n: int, rng: random.Random) -> float:
-    """The greedy exact-success rate over ``n`` fresh prompts."""
+@dataclass(frozen=True)
+class Evaluation:
+    success: float  # greedy exact-success rate (NaN when the task knows no answer)
+    reward: float  # mean reward of the greedy completions
+
+
+def evaluate(model: PreTrainedModel, tokenizer: Tokenizer, task: Task, n: int, rng: random.Random) -> Evaluation:
+    """Greedy completions of ``n`` fresh prompts: their success rate and mean reward."""
     prompts = [task.prompt(rng) for _ in range(n)]
     texts = decode(tokenizer, sample(model, tokenizer, prompts, task.max_new_tokens, greedy=True))
     success = task.success(prompts, texts)
-    return sum(success) / len(success) if success else math.nan
+    rewards = task.reward(prompts, texts)
+    return Evaluation(_rate(success), sum(rewards) / len(rewards))
+
+
+def _rate(hits: list[bool]) -> float:
+    """The fraction of hits; NaN when the task knows no answer to hit."""
+    return sum(hits) / len(hits) if hits else math.nan
+
+
+def make_task(config: LMConfig) -> Task:
+    """The built-in task, or prompts from a file scored by the user's reward function."""
+    if config.prompts is not None and config.reward is not None:
+        task = file_task(load_prompts(config.prompts), load_reward(config.reward), config.max_new_tokens or 16)
+    else:
+        task = get_task(config.task)
+    return task if config.max_new_tokens is None else replace(task, max_new_tokens=config.max_new_tokens)
+
+
+def make_model(config: LMConfig, task: Task) -> tuple[PreTrainedModel, Tokenizer]:
+    """The tiny model over the task's characters, or a local folder's model and tokenizer."""
+    if config.model != "tiny":
+        return load_causal_lm(config.model)
+    tokenizer = char_tokenizer(task.alphabet)
+    model = tiny_causal_lm(config.arch, tokenizer, width=config.width, layers=config.layers, seed=config.seed)
+    return model, tokenizer
