@@ -183,8 +183,8 @@ def _lm_parser(verbs: Verbs) -> None:
     hints = typing.get_type_hints(LMConfig)
     for f in dataclasses.fields(LMConfig):
         kind, flag = hints[f.name], "--" + f.name.replace("_", "-")
-        common: dict[str, Any] = {"dest": f"lm.{f.name}", "default": argparse.SUPPRESS,
-                                  "help": f"(default: {f.default!r})".replace("%", "%%")}  # fmt: skip
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%")
+        common: dict[str, Any] = {"dest": f"lm.{f.name}", "default": argparse.SUPPRESS, "help": help_text}
         if get_origin(kind) is typing.Literal:
             train.add_argument(flag, choices=list(get_args(kind)), **common)
         elif get_origin(kind) in (typing.Union, types.UnionType):

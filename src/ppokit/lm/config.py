@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ppokit.core.reduce import AGGREGATIONS, Aggregation
 from ppokit.errors import ConfigError
@@ -16,37 +16,40 @@ LMMethodName = Literal["grpo", "dr-grpo", "rloo"]
 LM_METHOD_NAMES = ("grpo", "dr-grpo", "rloo")
 
 
+def _f(default: object, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class LMConfig:
-    task: str = "sort"  # a built-in task (ppokit.lm.tasks); unused with prompts and reward
-    prompts: str | None = None  # a JSONL file of {"prompt": ..., other columns}, instead of the task
-    reward: str | None = (
-        None  # with prompts: module:function or file.py:function, reward(prompts, completions, **columns)
-    )
-    max_new_tokens: int | None = None  # None: the task's (16 with a prompts file)
-    model: str = "tiny"  # tiny (built from a config) or a local folder of a Hugging Face causal LM
-    arch: Architecture = "gpt2"  # the tiny model's architecture: gpt2 or llama
-    width: int = 64
-    layers: int = 2
-    method: LMMethodName = "grpo"
-    seed: int = 1
-    sft_steps: int = 30  # supervised steps on the task's optimal completions before RL (the reference)
-    sft_batch: int = 64
-    sft_learning_rate: float = 3e-3
-    steps: int = 100  # RL steps: sample, score, update
-    prompts_per_step: int = 16
-    group_size: int = 8  # completions per prompt
-    temperature: float = 1.0
-    learning_rate: float = 1e-3
-    epochs: int = 1  # updates over each step's completions (1: on-policy, the ratio stays 1)
-    minibatch_size: int = 128  # completions per optimizer step; must divide prompts_per_step * group_size
-    clip_low: float = 0.2
-    clip_high: float | None = None  # None: clip_low (symmetric); above it: clip-higher (DAPO)
-    kl_coef: float = 0.04  # beta of the KL to the reference (k3, in the loss, as GRPO)
-    aggregation: Aggregation | None = None  # None: the method's (ppokit.lm.trainer.LM_METHODS)
-    max_grad_norm: float = 1.0
-    eval_prompts: int = 128  # prompts of the greedy evaluation before and after RL
-    run_dir: str | None = None  # write config.toml, metrics.jsonl, eval.json and model/ here (None: nothing)
+    task: str = _f("sort", "A built-in task (ppokit lm tasks); unused with --prompts and --reward.")
+    prompts: str | None = _f(None, 'A JSONL file of {"prompt": ..., other columns}, instead of the task.')
+    reward: str | None = _f(None, "With --prompts: module:function or file.py:function, "
+                                  "reward(prompts, completions, **columns) -> list of floats.")  # fmt: skip
+    max_new_tokens: int | None = _f(None, "Completion length limit; None: the task's (16 with a prompts file).")
+    model: str = _f("tiny", "tiny (built from a config) or a local folder of a Hugging Face causal LM.")
+    arch: Architecture = _f("gpt2", "The tiny model's architecture: gpt2 or llama.")
+    width: int = _f(64, "The tiny model's hidden width.")
+    layers: int = _f(2, "The tiny model's layers.")
+    method: LMMethodName = _f("grpo", "grpo, dr-grpo or rloo (docs/lm.md).")
+    seed: int = _f(1, "Seed of the prompts, the model's initialization and the sampling.")
+    sft_steps: int = _f(30, "Supervised steps on the task's optimal completions before RL (the reference).")
+    sft_batch: int = _f(64, "Prompts per supervised step.")
+    sft_learning_rate: float = _f(3e-3, "AdamW learning rate of the supervised steps.")
+    steps: int = _f(100, "RL steps: sample, score, update.")
+    prompts_per_step: int = _f(16, "Prompts per RL step.")
+    group_size: int = _f(8, "Completions per prompt (a group).")
+    temperature: float = _f(1.0, "Sampling temperature; the log-probs of the loss use the same.")
+    learning_rate: float = _f(1e-3, "AdamW learning rate of the RL steps.")
+    epochs: int = _f(1, "Updates over each step's completions (1: on-policy, the ratio stays 1).")
+    minibatch_size: int = _f(128, "Completions per optimizer step; must divide prompts_per_step * group_size.")
+    clip_low: float = _f(0.2, "The ratio may fall to 1 - clip_low.")
+    clip_high: float | None = _f(None, "The ratio may rise to 1 + clip_high (clip-higher); None: clip_low.")
+    kl_coef: float = _f(0.04, "Beta of the KL to the reference (k3, in the loss, as GRPO).")
+    aggregation: Aggregation | None = _f(None, "token-mean, seq-mean-token-mean or constant; None: the method's.")
+    max_grad_norm: float = _f(1.0, "Clip the gradient norm to this.")
+    eval_prompts: int = _f(128, "Prompts of the greedy evaluation before and after RL.")
+    run_dir: str | None = _f(None, "Write config.toml, metrics.jsonl, eval.json and model/ here; None: nothing.")
 
     @property
     def batch_size(self) -> int:
