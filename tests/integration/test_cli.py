@@ -217,4 +217,7 @@ def test_lm_train_runs_the_rl_loop_and_refuses_bad_input() -> None:
     assert "dr-grpo on sort, 2 steps: greedy success" in ok.stdout
     assert_one_line_error(ppokit("lm", "train", "--minibatch-size", "5"), "lm.minibatch_size", "divisor")
     assert_one_line_error(ppokit("lm", "train", "--method", "sarsa"), "--method", "invalid choice")
+    ppo = ppokit("lm", "train", "--steps", "2", "--sft-steps", "2", "--eval-prompts", "8", "--method", "ppo",
+                 "--group-size", "1", "--prompts-per-step", "16", "--minibatch-size", "16")  # fmt: skip
+    assert ppo.returncode == 0 and "ppo on sort, 2 steps" in ppo.stdout, ppo.stderr
     assert "sort:" in ppokit("lm", "tasks").stdout

@@ -26,23 +26,27 @@ METRICS = {"policy_loss", "kl_ref", "approx_kl", "approx_kl_k1", "clip_fraction"
            "reward_std", "success", "completion_length_mean", "truncated_fraction", "zero_std_groups"}  # fmt: skip
 
 
-@pytest.mark.parametrize("method", ["grpo", "dr-grpo", "rloo"])
+PPO_METRICS = METRICS | {"value_loss", "explained_variance"}
+
+
+@pytest.mark.parametrize("method", ["grpo", "dr-grpo", "rloo", "ppo"])
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_each_method_runs_on_both_architectures(method: str, arch: str) -> None:
     result = train(LMConfig(method=method, arch=arch, **TINY))  # type: ignore[arg-type]  # strs of the Literals
     assert len(result.metrics) == 2
     for row in result.metrics:
-        assert set(row) == METRICS
-        assert all(math.isfinite(v) for v in row.values())
+        assert set(row) == (PPO_METRICS if method == "ppo" else METRICS)
+        assert all(math.isfinite(v) for k, v in row.items() if k != "explained_variance")
         assert 0.0 <= row["success"] <= 1.0 and 1.0 <= row["completion_length_mean"] <= TASKS["sort"].max_new_tokens
     assert 0.0 <= result.success <= 1.0 and 0.0 <= result.success_after_sft <= 1.0
 
 
-def test_one_on_policy_epoch_starts_at_ratio_one() -> None:
+@pytest.mark.parametrize("method", ["grpo", "ppo"])
+def test_one_on_policy_epoch_starts_at_ratio_one(method: str) -> None:
     """One epoch over one minibatch: the only step sees the sampling policy itself, so the
     ratio is 1 on every token (no clipping, zero approx KL): the log-probs of the update are
     those of sampling (temperature, masks, positions)."""
-    config = LMConfig(temperature=0.7, **{**TINY, "minibatch_size": 16})
+    config = LMConfig(method=method, temperature=0.7, **{**TINY, "minibatch_size": 16})  # type: ignore[arg-type]  # a Literal's str
     for row in train(config).metrics:
         assert row["clip_fraction"] == 0.0
         assert abs(row["approx_kl"]) < 1e-6 and abs(row["approx_kl_k1"]) < 1e-5
@@ -62,6 +66,7 @@ def test_method_table_entries() -> None:
     # Dr. GRPO's advantages are RLOO's times (G - 1) / G.
     torch.testing.assert_close(LM_METHODS["dr-grpo"].advantages(rewards), rloo_advantages(rewards) * 3 / 4)
     assert {m.aggregation for m in LM_METHODS.values()} == {"seq-mean-token-mean", "constant", "token-mean"}
+    assert [name for name, m in LM_METHODS.items() if m.critic] == ["ppo"] and LM_METHODS["ppo"].advantages is None
 
 
 def test_sort_reward_hand_values() -> None:
@@ -70,7 +75,8 @@ def test_sort_reward_hand_values() -> None:
 
 @pytest.mark.parametrize(
     ("overrides", "field"),
-    [({"method": "ppo"}, "lm.method"), ({"task": "chess"}, "lm.task"), ({"group_size": 1}, "lm.group_size"),
+    [({"method": "sarsa"}, "lm.method"), ({"task": "chess"}, "lm.task"), ({"group_size": 1}, "lm.group_size"),
+     ({"truncation": "maybe"}, "lm.truncation"), ({"missing_eos_penalty": -1.0}, "lm.missing_eos_penalty"),
      ({"minibatch_size": 5}, "lm.minibatch_size"), ({"temperature": 0.0}, "lm.temperature"),
      ({"aggregation": "sum"}, "lm.aggregation"), ({"arch": "bert"}, "lm.arch")],
 )  # fmt: skip

@@ -12,8 +12,10 @@ from ppokit.errors import ConfigError
 from ppokit.io.run_dir import METRICS
 
 Architecture = Literal["gpt2", "llama"]  # here, not in models.py: the CLI reads this module without transformers
-LMMethodName = Literal["grpo", "dr-grpo", "rloo"]
-LM_METHOD_NAMES = ("grpo", "dr-grpo", "rloo")
+LMMethodName = Literal["grpo", "dr-grpo", "rloo", "ppo"]
+LM_METHOD_NAMES = ("grpo", "dr-grpo", "rloo", "ppo")
+Truncation = Literal["terminal", "bootstrap"]
+GROUP_METHODS = ("grpo", "dr-grpo", "rloo")  # compare completions of a prompt: groups of >= 2
 
 
 def _f(default: object, help: str) -> Any:
@@ -31,7 +33,7 @@ class LMConfig:
     arch: Architecture = _f("gpt2", "The tiny model's architecture: gpt2 or llama.")
     width: int = _f(64, "The tiny model's hidden width.")
     layers: int = _f(2, "The tiny model's layers.")
-    method: LMMethodName = _f("grpo", "grpo, dr-grpo or rloo (docs/lm.md).")
+    method: LMMethodName = _f("grpo", "grpo, dr-grpo, rloo, or ppo (a value head, the KL in the reward; docs/lm.md).")
     seed: int = _f(1, "Seed of the prompts, the model's initialization and the sampling.")
     sft_steps: int = _f(30, "Supervised steps on the task's optimal completions before RL (the reference).")
     sft_batch: int = _f(64, "Prompts per supervised step.")
@@ -45,7 +47,16 @@ class LMConfig:
     minibatch_size: int = _f(128, "Completions per optimizer step; must divide prompts_per_step * group_size.")
     clip_low: float = _f(0.2, "The ratio may fall to 1 - clip_low.")
     clip_high: float | None = _f(None, "The ratio may rise to 1 + clip_high (clip-higher); None: clip_low.")
-    kl_coef: float = _f(0.04, "Beta of the KL to the reference (k3, in the loss, as GRPO).")
+    kl_coef: float = _f(
+        0.04, "Beta of the KL to the reference: k3 in the loss (group methods), k1 in the reward (ppo)."
+    )
+    vf_coef: float = _f(0.5, "ppo: weight of the value loss.")
+    value_clip: float = _f(0.2, "ppo: the value loss's clip range around the values at sampling.")
+    gamma: float = _f(1.0, "ppo: discount over completion tokens.")
+    gae_lambda: float = _f(0.95, "ppo: GAE lambda over completion tokens.")
+    truncation: Truncation = _f("terminal", "ppo: a completion cut by max_new_tokens ends its episode (terminal) "
+                                            "or bootstraps from the value after it (bootstrap).")  # fmt: skip
+    missing_eos_penalty: float = _f(0.0, "Subtracted from the score of a completion cut by max_new_tokens.")
     aggregation: Aggregation | None = _f(None, "token-mean, seq-mean-token-mean or constant; None: the method's.")
     max_grad_norm: float = _f(1.0, "Clip the gradient norm to this.")
     eval_prompts: int = _f(128, "Prompts of the greedy evaluation before and after RL.")
@@ -85,14 +96,14 @@ class LMConfig:
                 raise ConfigError(f"lm.{name}", f"{value!r}; allowed: an integer >= 1")
         if self.sft_steps < 0:
             raise ConfigError("lm.sft_steps", f"{self.sft_steps}; allowed: an integer >= 0")
-        if self.group_size < 2:
+        if self.group_size < (2 if self.method in GROUP_METHODS else 1):
             raise ConfigError(
                 "lm.group_size", f"{self.group_size}; allowed: >= 2 (a group needs completions to compare)"
             )
         if self.batch_size % self.minibatch_size:
             raise ConfigError("lm.minibatch_size", f"{self.minibatch_size} does not divide the {self.batch_size} "
                                                    "completions of a step; allowed: a divisor of it")  # fmt: skip
-        for name in ("temperature", "learning_rate", "sft_learning_rate", "clip_low", "max_grad_norm"):
+        for name in ("temperature", "learning_rate", "sft_learning_rate", "clip_low", "max_grad_norm", "value_clip"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"lm.{name}", f"{value!r}; allowed: a number > 0")
@@ -100,6 +111,13 @@ class LMConfig:
             raise ConfigError("lm.clip_high", f"{self.clip_high!r}; allowed: None or a number > 0")
         if not (math.isfinite(self.kl_coef) and self.kl_coef >= 0):
             raise ConfigError("lm.kl_coef", f"{self.kl_coef!r}; allowed: a number >= 0")
+        if self.truncation not in ("terminal", "bootstrap"):
+            raise ConfigError("lm.truncation", f"{self.truncation!r}; allowed: terminal, bootstrap")
+        if not (math.isfinite(self.missing_eos_penalty) and self.missing_eos_penalty >= 0):
+            raise ConfigError("lm.missing_eos_penalty", f"{self.missing_eos_penalty!r}; allowed: a number >= 0")
+        if not (0.0 < self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0 and self.vf_coef >= 0.0):
+            raise ConfigError("lm.gamma", f"gamma {self.gamma}, gae_lambda {self.gae_lambda}, vf_coef {self.vf_coef}; "
+                                          "allowed: gamma in (0, 1], gae_lambda in [0, 1], vf_coef >= 0")  # fmt: skip
         if self.run_dir is not None and (Path(self.run_dir) / METRICS).exists():
             raise ConfigError("lm.run_dir", f"{self.run_dir} already holds a run; allowed: a new folder")
         return self

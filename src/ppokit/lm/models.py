@@ -68,17 +68,30 @@ def token_logprobs(
 ) -> Tensor:  # fmt: skip
     """log pi(x_t | x_<t) of the tokens ``input_ids[:, start:]``, ``[B, L - start]``, under the
     logits divided by ``temperature`` (the distribution sampling drew from, with no top-k or
-    top-p filtering).
-
-    Selective: each position's log-probability is its token's logit minus the logsumexp of
-    the row, so no ``[B, L, V]`` log-softmax is materialized beside the logits; ``chunk`` > 0
-    converts and reduces that many positions at a time (long sequences, large vocabularies).
-    """
-    if not 0 < start < input_ids.shape[1]:
-        raise ValueError(f"token_logprobs: start {start} must lie inside the sequence of {input_ids.shape[1]}")
+    top-p filtering). ``chunk``: see ``selective_logprobs``."""
+    _check_start(start, input_ids)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask)).logits
-    logits = logits[:, start - 1 : -1]  # the logits at t - 1 predict token t
-    targets = input_ids[:, start:]
+    return selective_logprobs(logits[:, start - 1 : -1], input_ids[:, start:], temperature, chunk)
+
+
+def token_logprobs_and_hidden(
+    model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, start: int, temperature: float = 1.0
+) -> tuple[Tensor, Tensor]:
+    """``token_logprobs`` and, from the same forward pass, the last layer's hidden states
+    ``[B, L - start + 1, H]`` at the positions that predict each completion token and at the
+    last position (the state after the last token: a truncated completion bootstraps from it)."""
+    _check_start(start, input_ids)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+                output_hidden_states=True)  # fmt: skip
+    logp = selective_logprobs(out.logits[:, start - 1 : -1], input_ids[:, start:], temperature)
+    return logp, out.hidden_states[-1][:, start - 1 :]
+
+
+def selective_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0, chunk: int = 0) -> Tensor:
+    """log softmax(logits / temperature) at ``targets``, ``[B, L]``: each position's target
+    logit minus the logsumexp of its row, so no ``[B, L, V]`` log-softmax is materialized
+    beside the logits; ``chunk`` > 0 converts and reduces that many positions at a time (long
+    sequences, large vocabularies)."""
     step = chunk if chunk > 0 else logits.shape[1]
     parts = []
     for i in range(0, logits.shape[1], step):
@@ -86,3 +99,8 @@ def token_logprobs(
         picked = scaled.gather(-1, targets[:, i : i + step, None]).squeeze(-1)
         parts.append(picked - torch.logsumexp(scaled, dim=-1))
     return torch.cat(parts, dim=1)
+
+
+def _check_start(start: int, input_ids: Tensor) -> None:
+    if not 0 < start < input_ids.shape[1]:
+        raise ValueError(f"token_logprobs: start {start} must lie inside the sequence of {input_ids.shape[1]}")

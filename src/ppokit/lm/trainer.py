@@ -33,7 +33,9 @@ from ppokit.io.loggers import JsonlLogger
 from ppokit.io.run_dir import RunDir
 from ppokit.lm.config import LMConfig
 from ppokit.lm.generate import Completions, decode, sample
+from ppokit.lm.metrics import completion_metrics
 from ppokit.lm.models import load_causal_lm, tiny_causal_lm, token_logprobs
+from ppokit.lm.ppo import ValueHead, penalize_missing_eos, ppo_step
 from ppokit.lm.rewards import load_prompts, load_reward
 from ppokit.lm.tasks import Task, file_task, get_task
 from ppokit.lm.tokenizer import char_tokenizer
@@ -42,8 +44,9 @@ from ppokit.lm.tokenizer import char_tokenizer
 @dataclass(frozen=True)
 class LMMethod:
     help: str
-    advantages: Callable[[Tensor], Tensor]  # rewards [groups, G] -> advantages [groups, G]
+    advantages: Callable[[Tensor], Tensor] | None  # rewards [groups, G] -> advantages; None: GAE with a critic
     aggregation: Aggregation  # how per-token terms are reduced, unless the config says otherwise
+    critic: bool = False  # a value head on the policy (ppo.py), the KL in the per-token reward
 
 
 LM_METHODS: dict[str, LMMethod] = {
@@ -53,6 +56,8 @@ LM_METHODS: dict[str, LMMethod] = {
                         partial(group_relative_advantages, scale="none"), "constant"),
     "rloo": LMMethod("RLOO (Ahmadian et al. 2024): leave-one-out group baselines, token-mean.",
                      rloo_advantages, "token-mean"),
+    "ppo": LMMethod("PPO (Ziegler et al. 2019): value head, k1 KL in the per-token reward, GAE, token-mean.",
+                    None, "token-mean", critic=True),
 }  # fmt: skip
 
 
@@ -84,8 +89,8 @@ class LMBatch:
 class AdamW:
     """torch's AdamW with the shared loop's interface (zero, clip and report the norm, step)."""
 
-    def __init__(self, model: PreTrainedModel, lr: float) -> None:
-        self.params = [p for p in model.parameters() if p.requires_grad]
+    def __init__(self, modules: list[torch.nn.Module], lr: float) -> None:
+        self.params = [p for m in modules for p in m.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=lr)
 
     def zero_grad(self) -> None:
@@ -119,14 +124,19 @@ def train(config: LMConfig | None = None) -> LMResult:
     sft(model, tokenizer, task, config, rng)
     reference = copy.deepcopy(model).requires_grad_(False)
     before = evaluate(model, tokenizer, task, config.eval_prompts, random.Random(config.seed + 1))
-    optimizer = AdamW(model, config.learning_rate)
+    method = LM_METHODS[config.method]
+    head = ValueHead(model.config.hidden_size) if method.critic else None
+    optimizer = AdamW([model] if head is None else [model, head], config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
     paths = RunDir(Path(config.run_dir)) if config.run_dir is not None else None
     logger = _start_run_folder(paths, config)
     history: list[dict[str, float]] = []
     try:
         for step in range(config.steps):
-            history.append(rl_step(model, reference, tokenizer, task, config, optimizer, rng, generator))
+            if head is None:
+                history.append(rl_step(model, reference, tokenizer, task, config, optimizer, rng, generator))
+            else:
+                history.append(ppo_step(model, head, reference, tokenizer, task, config, optimizer, rng, generator))
             if logger is not None:
                 logger.log((step + 1) * config.batch_size, history[-1] | {"update": float(step + 1)})
     finally:
@@ -190,24 +200,18 @@ def rl_step(
 ) -> dict[str, float]:  # fmt: skip
     """One step: a group of completions per prompt, their rewards, the update; its metrics."""
     method = LM_METHODS[config.method]
+    assert method.advantages is not None  # group methods; ppo takes ppo_step
     prompts = [p for p in (task.prompt(rng) for _ in range(config.prompts_per_step)) for _ in range(config.group_size)]
     out = sample(model, tokenizer, prompts, task.max_new_tokens, config.temperature)
     texts = decode(tokenizer, out)
-    rewards = torch.tensor(task.reward(prompts, texts), dtype=torch.float32)
+    rewards = penalize_missing_eos(torch.tensor(task.reward(prompts, texts)), out.ended, config.missing_eos_penalty)
     advantages = method.advantages(rewards.view(-1, config.group_size)).reshape(-1)
     batch = _batch(model, reference, out, advantages, config.temperature)
     aggregation = config.aggregation or method.aggregation
     loss_fn = partial(_loss, model, config, aggregation, task.max_new_tokens)
     plan = UpdatePlan(config.epochs, config.minibatch_size, config.max_grad_norm)
     result = run_epochs(batch, loss_fn, optimizer, plan, generator)
-    spread = rewards.view(-1, config.group_size).std(dim=1, unbiased=False)
-    return result.metrics | {
-        "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std(unbiased=False)),
-        "success": _rate(task.success(prompts, texts)),
-        "completion_length_mean": float(out.lengths.float().mean()),
-        "truncated_fraction": float((~out.ended).float().mean()),
-        "zero_std_groups": float((spread == 0).float().mean()),
-    }  # fmt: skip
+    return result.metrics | completion_metrics(rewards, out, task.success(prompts, texts), config.group_size)
 
 
 def _batch(
