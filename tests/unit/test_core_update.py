@@ -114,3 +114,18 @@ def test_accumulator_means_and_refuses_changing_names() -> None:
     assert acc.means() == {"a": 2.0, "b": 15.0} and acc.steps == 2
     with pytest.raises(ValueError, match="expected"):
         acc.add({"a": torch.tensor(1.0)})
+
+
+def test_select_rows_indexes_every_tensor_field_and_keeps_the_rest() -> None:
+    from ppokit.core.update import select_rows
+
+    @dataclass
+    class Rows:
+        a: Tensor
+        b: Tensor
+        start: int
+
+    batch = Rows(torch.arange(4), torch.arange(8).view(4, 2), start=3)
+    picked = select_rows(batch, torch.tensor([2, 0]))
+    assert picked.a.tolist() == [2, 0] and picked.b.tolist() == [[4, 5], [0, 1]] and picked.start == 3
+    assert select_rows(batch, slice(1, 3)).a.tolist() == [1, 2]

@@ -10,7 +10,7 @@ step taken.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Protocol, Self, TypeVar
 
 import torch
@@ -37,6 +37,15 @@ class Optimizer(Protocol):
 
 
 B = TypeVar("B", bound=Minibatchable)
+D = TypeVar("D")
+
+
+def select_rows(batch: D, index: Tensor | slice) -> D:
+    """A dataclass batch with every tensor field indexed along its first axis (other fields,
+    such as a prompt length, kept): the ``select`` of batches whose fields are all per-row."""
+    rows = {f.name: value[index] for f in fields(batch)  # type: ignore[arg-type]  # batch is a dataclass
+            if isinstance(value := getattr(batch, f.name), Tensor)}  # fmt: skip
+    return replace(batch, **rows)  # type: ignore[type-var]  # batch is a dataclass
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ which then bootstraps from the value of the state after it.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Self
 
@@ -28,7 +28,7 @@ from ppokit.core import losses
 from ppokit.core.advantages import gae
 from ppokit.core.metrics import explained_variance
 from ppokit.core.reduce import masked_whiten, token_mean
-from ppokit.core.update import Optimizer, UpdatePlan, run_epochs
+from ppokit.core.update import Optimizer, UpdatePlan, run_epochs, select_rows
 from ppokit.lm.config import LMConfig
 from ppokit.lm.generate import decode, sample
 from ppokit.lm.metrics import completion_metrics
@@ -105,10 +105,7 @@ class PPOBatch:
         return self.input_ids.shape[0]
 
     def select(self, index: Tensor | slice) -> Self:
-        return replace(self, input_ids=self.input_ids[index], attention_mask=self.attention_mask[index],
-                       mask=self.mask[index], old_logprobs=self.old_logprobs[index],
-                       old_values=self.old_values[index], advantages=self.advantages[index],
-                       returns=self.returns[index])  # fmt: skip
+        return select_rows(self, index)
 
 
 def ppo_loss(

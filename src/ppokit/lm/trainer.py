@@ -27,7 +27,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 from ppokit.core import losses
 from ppokit.core.advantages import group_relative_advantages, rloo_advantages
 from ppokit.core.reduce import Aggregation, aggregate
-from ppokit.core.update import UpdatePlan, run_epochs
+from ppokit.core.update import UpdatePlan, run_epochs, select_rows
 from ppokit.io.checkpoint import atomic_write_text
 from ppokit.io.loggers import JsonlLogger
 from ppokit.io.run_dir import RunDir
@@ -81,9 +81,7 @@ class LMBatch:
         return self.input_ids.shape[0]
 
     def select(self, index: Tensor | slice) -> Self:
-        return replace(self, input_ids=self.input_ids[index], attention_mask=self.attention_mask[index],
-                       mask=self.mask[index], old_logprobs=self.old_logprobs[index],
-                       ref_logprobs=self.ref_logprobs[index], advantages=self.advantages[index])  # fmt: skip
+        return select_rows(self, index)
 
 
 class AdamW:
