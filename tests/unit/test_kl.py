@@ -93,3 +93,11 @@ def test_exact_gaussian_kl_hand_value() -> None:
     zero = torch.zeros(1, dtype=torch.float64)
     value = kl.diag_gaussian_kl(zero, zero, zero + 1.0, zero + math.log(2.0))
     assert float(value) == pytest.approx(math.log(2.0) - 0.25, abs=1e-12)
+
+
+def test_proportional_kl_controller_hand_values() -> None:
+    """Ziegler et al. 2019: beta * (1 + clip(KL/target - 1, -0.2, 0.2) * n / horizon)."""
+    assert kl.adapt_kl_coef_proportional(0.1, 0.12, 0.1, 100, 1000) == pytest.approx(0.1 * (1 + 0.2 * 0.1))
+    assert kl.adapt_kl_coef_proportional(0.1, 0.5, 0.1, 100, 1000) == pytest.approx(0.1 * 1.02)  # error clipped at 0.2
+    assert kl.adapt_kl_coef_proportional(0.1, 0.0, 0.1, 1000, 1000) == pytest.approx(0.08)  # -0.2 over a horizon
+    assert kl.adapt_kl_coef_proportional(0.1, 0.1, 0.1, 100, 1000) == pytest.approx(0.1)  # on target: unchanged

@@ -26,7 +26,7 @@ METRICS = {"policy_loss", "kl_ref", "approx_kl", "approx_kl_k1", "clip_fraction"
            "reward_std", "success", "completion_length_mean", "truncated_fraction", "zero_std_groups"}  # fmt: skip
 
 
-PPO_METRICS = METRICS | {"value_loss", "explained_variance"}
+PPO_METRICS = METRICS | {"value_loss", "explained_variance", "kl_coef"}
 
 
 @pytest.mark.parametrize("method", ["grpo", "dr-grpo", "rloo", "ppo"])
@@ -197,3 +197,15 @@ def test_prompts_need_a_reward_and_no_sft() -> None:
         LMConfig(prompts="p.jsonl", reward="m:f").validate()
     with pytest.raises(ConfigError, match=r"lm.model: 'nowhere' is not a model folder"):
         LMConfig(model="nowhere").validate()
+
+
+def test_ppo_kl_coefficient_is_fixed_or_follows_its_target() -> None:
+    fixed = train(LMConfig(method="ppo", kl_coef=0.05, **TINY))
+    assert [row["kl_coef"] for row in fixed.metrics] == [0.05, 0.05]
+    # A target far above any KL these steps reach: the controller lowers beta by its largest
+    # step, 20% per horizon of 16 completions (a step has 16). The first step's KL is exactly 0:
+    # the policy is still the reference.
+    adaptive = train(LMConfig(method="ppo", kl_coef=0.05, kl_target=1e6, kl_horizon=16, **TINY))
+    betas = [row["kl_coef"] for row in adaptive.metrics]
+    assert adaptive.metrics[0]["kl_ref"] == 0.0
+    assert betas == pytest.approx([0.05 * 0.8, 0.05 * 0.8 * 0.8])

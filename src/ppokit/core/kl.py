@@ -69,6 +69,16 @@ def adapt_kl_coef(beta: float, kl: float, target: float) -> float:
     return beta
 
 
+def adapt_kl_coef_proportional(beta: float, kl: float, target: float, steps: int, horizon: int) -> float:
+    """The adaptive KL controller of Ziegler et al. 2019 (section 2.2), used by RLHF's PPO:
+
+        e = clip(KL / target - 1, -0.2, 0.2),   beta <- beta * (1 + e * steps / horizon)
+
+    a proportional step towards the target that moves beta by at most 20% per ``horizon``."""
+    error = min(max(kl / target - 1.0, -0.2), 0.2)
+    return beta * (1.0 + error * steps / horizon)
+
+
 def adapt_clip_coef(eps: float, kl: float, target: float, low: float, high: float) -> float:
     """Adaptive clip range: shrink eps by 1.5 when KL > 1.5 * target, grow it by 1.5 when
     KL < target / 1.5, and keep it within [low, high]."""

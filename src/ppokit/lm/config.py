@@ -50,6 +50,9 @@ class LMConfig:
     kl_coef: float = _f(
         0.04, "Beta of the KL to the reference: k3 in the loss (group methods), k1 in the reward (ppo)."
     )
+    kl_target: float | None = _f(None, "ppo: adapt kl_coef towards this KL per token (Ziegler et al. 2019); "
+                                       "None: a fixed kl_coef.")  # fmt: skip
+    kl_horizon: int = _f(10_000, "ppo: the adaptive KL controller's horizon, in completions.")
     vf_coef: float = _f(0.5, "ppo: weight of the value loss.")
     value_clip: float = _f(0.2, "ppo: the value loss's clip range around the values at sampling.")
     gamma: float = _f(1.0, "ppo: discount over completion tokens.")
@@ -111,6 +114,10 @@ class LMConfig:
             raise ConfigError("lm.clip_high", f"{self.clip_high!r}; allowed: None or a number > 0")
         if not (math.isfinite(self.kl_coef) and self.kl_coef >= 0):
             raise ConfigError("lm.kl_coef", f"{self.kl_coef!r}; allowed: a number >= 0")
+        if self.kl_target is not None and not (math.isfinite(self.kl_target) and self.kl_target > 0):
+            raise ConfigError("lm.kl_target", f"{self.kl_target!r}; allowed: None or a number > 0")
+        if not isinstance(self.kl_horizon, int) or self.kl_horizon < 1:
+            raise ConfigError("lm.kl_horizon", f"{self.kl_horizon!r}; allowed: an integer >= 1")
         if self.truncation not in ("terminal", "bootstrap"):
             raise ConfigError("lm.truncation", f"{self.truncation!r}; allowed: terminal, bootstrap")
         if not (math.isfinite(self.missing_eos_penalty) and self.missing_eos_penalty >= 0):

@@ -26,6 +26,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from ppokit.core import losses
 from ppokit.core.advantages import gae
+from ppokit.core.kl import adapt_kl_coef_proportional
 from ppokit.core.metrics import explained_variance
 from ppokit.core.reduce import masked_whiten, token_mean
 from ppokit.core.update import Optimizer, UpdatePlan, run_epochs, select_rows
@@ -128,9 +129,10 @@ def ppo_loss(
 
 def ppo_step(
     model: PreTrainedModel, head: ValueHead, reference: PreTrainedModel, tokenizer: Tokenizer, task: Task,
-    config: LMConfig, optimizer: Optimizer, rng: random.Random, generator: torch.Generator,
+    config: LMConfig, optimizer: Optimizer, rng: random.Random, generator: torch.Generator, beta: float,
 ) -> dict[str, float]:  # fmt: skip
-    """One PPO step: completions, their scores, the KL-shaped token rewards, GAE, the update."""
+    """One PPO step with KL coefficient ``beta``: completions, their scores, the KL-shaped token
+    rewards, GAE, the update. ``kl_coef`` in the metrics is the beta for the next step."""
     prompts = [p for p in (task.prompt(rng) for _ in range(config.prompts_per_step)) for _ in range(config.group_size)]
     out = sample(model, tokenizer, prompts, task.max_new_tokens, config.temperature)
     texts = decode(tokenizer, out)
@@ -141,7 +143,7 @@ def ppo_step(
         values = head(hidden)
         ref = token_logprobs(reference, out.input_ids, out.attention_mask, start, config.temperature)
     kl = (old - ref) * mask  # k1 per token: its mean under pi_old is KL(pi_old || pi_ref)
-    rewards = token_rewards(scores, kl, mask, config.kl_coef)
+    rewards = token_rewards(scores, kl, mask, beta)
     advantages, returns = ppo_targets(rewards, values, mask, out.ended, config.gamma, config.gae_lambda,
                                       config.truncation == "bootstrap")  # fmt: skip
     batch = PPOBatch(out.input_ids, out.attention_mask, mask, old, values[:, :-1], advantages, returns, start)
@@ -150,7 +152,10 @@ def ppo_step(
                       clip_high=high, value_clip=config.value_clip, vf_coef=config.vf_coef)  # fmt: skip
     result = run_epochs(batch, loss_fn, optimizer, UpdatePlan(config.epochs, config.minibatch_size,
                                                               config.max_grad_norm), generator)  # fmt: skip
+    kl_ref = float(token_mean(kl, mask))
+    if config.kl_target is not None:
+        beta = adapt_kl_coef_proportional(beta, kl_ref, config.kl_target, len(prompts), config.kl_horizon)
     return result.metrics | completion_metrics(scores, out, task.success(prompts, texts), config.group_size) | {
-        "kl_ref": float(token_mean(kl, mask)),
+        "kl_ref": kl_ref, "kl_coef": beta,
         "explained_variance": explained_variance(values[:, :-1], returns, mask),
     }  # fmt: skip

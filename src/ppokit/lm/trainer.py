@@ -134,7 +134,9 @@ def train(config: LMConfig | None = None) -> LMResult:
             if head is None:
                 history.append(rl_step(model, reference, tokenizer, task, config, optimizer, rng, generator))
             else:
-                history.append(ppo_step(model, head, reference, tokenizer, task, config, optimizer, rng, generator))
+                beta = history[-1]["kl_coef"] if history else config.kl_coef  # the adaptive controller's
+                history.append(ppo_step(model, head, reference, tokenizer, task, config, optimizer, rng, generator,
+                                        beta))  # fmt: skip
             if logger is not None:
                 logger.log((step + 1) * config.batch_size, history[-1] | {"update": float(step + 1)})
     finally:
