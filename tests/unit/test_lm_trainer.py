@@ -140,6 +140,7 @@ def test_prompts_file_and_reward_function_on_a_saved_model(tmp_path: Path) -> No
     assert all(math.isnan(row["success"]) and 0.0 <= row["reward_mean"] <= 1.0 for row in result.metrics)
     by_module = train(replace(config, reward="tests.unit.test_lm_trainer:length_reward"))
     assert len(by_module.metrics) == 2 and 0.0 <= by_module.reward <= 1.0
+    assert train(replace(config, reward="tests.unit.test_lm_trainer:length_reward")).metrics == by_module.metrics
 
 
 @pytest.mark.parametrize(

@@ -276,6 +276,7 @@ def make_task(config: LMConfig) -> Task:
 def make_model(config: LMConfig, task: Task) -> tuple[PreTrainedModel, Tokenizer]:
     """The tiny model over the task's characters, or a local folder's model and tokenizer."""
     if config.model != "tiny":
+        torch.manual_seed(config.seed)  # sampling draws from torch's RNG; tiny_causal_lm seeds it too
         return load_causal_lm(config.model)
     tokenizer = char_tokenizer(task.alphabet)
     model = tiny_causal_lm(config.arch, tokenizer, width=config.width, layers=config.layers, seed=config.seed)
