@@ -210,3 +210,9 @@ def test_ppo_kl_coefficient_is_fixed_or_follows_its_target() -> None:
     betas = [row["kl_coef"] for row in adaptive.metrics]
     assert adaptive.metrics[0]["kl_ref"] == 0.0
     assert betas == pytest.approx([0.05 * 0.8, 0.05 * 0.8 * 0.8])
+
+
+def test_a_folder_transformers_cannot_load_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    with pytest.raises(ConfigError, match=r"lm.model: cannot load .*"):
+        train(LMConfig(model=str(tmp_path), **TINY))

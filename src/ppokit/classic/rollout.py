@@ -301,15 +301,26 @@ def collect(
         policy.obs_norm.load_host(obs_stats)
     if return_stats is not None:
         return_norm.load_host(return_stats)
+    _write(buf, host, (actions, logprobs, values), policy, state.obs)
+    return episodes
+
+
+def _write(
+    buf: Rollout, host: _HostRollout, policy_steps: tuple[list[Tensor], list[Tensor], list[Tensor]],
+    policy: ActorCritic, last_obs: np.ndarray,
+) -> None:  # fmt: skip
+    """Fill ``buf`` once at the rollout's end: the host arrays, the policy's per-step actions,
+    log-probs and values, and V(s_T) of the observation after the last step (normalized with
+    the statistics the rollout ended with)."""
     host.write(buf)
+    actions, logprobs, values = policy_steps
     torch.stack(actions, out=buf.actions)
     torch.stack(logprobs, out=buf.logprobs)
     torch.stack(values, out=buf.values)
-    last = policy.normalize(torch.as_tensor(state.obs, dtype=buf.obs.dtype).to(device))
+    last = policy.normalize(torch.as_tensor(last_obs, dtype=buf.obs.dtype).to(buf.obs.device))
     buf.next_value.copy_(policy(last)[1])
     if buf.next_obs is not None:
         buf.next_obs.copy_(last)
-    return episodes
 
 
 @torch.inference_mode()

@@ -46,12 +46,15 @@ def load_causal_lm(folder: str) -> tuple[PreTrainedModel, Tokenizer]:
     pads on the left (prompts end where generation starts) and must have a pad token."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder)
+    except Exception as e:  # a folder with a config.json that transformers cannot load, in any way
+        raise ConfigError("lm.model", f"cannot load {folder} ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     if tokenizer.pad_token_id is None:
         raise ConfigError("lm.model", f"{folder}'s tokenizer has no pad token; allowed: one with a pad token "
                                       "(set tokenizer.pad_token = tokenizer.eos_token and save it)")  # fmt: skip
     tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(folder)
     model.eval()  # type: ignore[no-untyped-call]  # transformers' override of Module.eval is untyped
     return model, tokenizer
 

@@ -31,7 +31,7 @@ from ppokit.core.metrics import explained_variance
 from ppokit.core.reduce import masked_whiten, token_mean
 from ppokit.core.update import Optimizer, UpdatePlan, run_epochs, select_rows
 from ppokit.lm.config import LMConfig
-from ppokit.lm.generate import decode, sample
+from ppokit.lm.generate import Completions, decode, sample
 from ppokit.lm.metrics import completion_metrics
 from ppokit.lm.models import token_logprobs, token_logprobs_and_hidden
 from ppokit.lm.tasks import Task
@@ -42,9 +42,21 @@ def penalize_missing_eos(scores: Tensor, ended: Tensor, penalty: float) -> Tenso
     return scores.float() - penalty * (~ended).float()
 
 
+def sample_and_score(
+    model: PreTrainedModel, tokenizer: Tokenizer, task: Task, config: LMConfig, rng: random.Random
+) -> tuple[list[str], Completions, list[str], Tensor]:
+    """A step's prompts (each repeated ``group_size`` times), their sampled completions and
+    texts, and the scores, less the missing-EOS penalty: the start of every method's step."""
+    prompts = [p for p in (task.prompt(rng) for _ in range(config.prompts_per_step)) for _ in range(config.group_size)]
+    out = sample(model, tokenizer, prompts, task.max_new_tokens, config.temperature)
+    texts = decode(tokenizer, out)
+    scores = penalize_missing_eos(torch.tensor(task.reward(prompts, texts)), out.ended, config.missing_eos_penalty)
+    return prompts, out, texts, scores
+
+
 class ValueHead(nn.Module):
-    """V(prefix) from the last hidden state: one linear layer, zero at the start (the first
-    advantages are then the rewards' own returns)."""
+    """V(prefix) from the policy's last hidden state (the trunk is shared): one linear layer,
+    zero at the start (the first advantages are then the rewards' own returns)."""
 
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
@@ -115,9 +127,7 @@ def ppo_loss(
 ) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
     """Clipped surrogate on whitened advantages plus the clipped value loss, token-mean."""
     logp, hidden = token_logprobs_and_hidden(model, mb.input_ids, mb.attention_mask, mb.prompt_len, temperature)
-    # The value loss trains the head alone: through the shared trunk its gradient wrecked the
-    # policy on the sort task (greedy success 0.07 -> 0.0 in 150 steps, against 0.86 without it).
-    values = head(hidden.detach())[:, :-1]
+    values = head(hidden)[:, :-1]  # the value loss trains the head and, through it, the shared trunk
     adv = masked_whiten(mb.advantages, mb.mask)
     terms = losses.clipped_surrogate(logp, mb.old_logprobs, adv, clip_low, clip_high)
     policy_loss = -token_mean(terms.objective, mb.mask)
@@ -133,10 +143,7 @@ def ppo_step(
 ) -> dict[str, float]:  # fmt: skip
     """One PPO step with KL coefficient ``beta``: completions, their scores, the KL-shaped token
     rewards, GAE, the update. ``kl_coef`` in the metrics is the beta for the next step."""
-    prompts = [p for p in (task.prompt(rng) for _ in range(config.prompts_per_step)) for _ in range(config.group_size)]
-    out = sample(model, tokenizer, prompts, task.max_new_tokens, config.temperature)
-    texts = decode(tokenizer, out)
-    scores = penalize_missing_eos(torch.tensor(task.reward(prompts, texts)), out.ended, config.missing_eos_penalty)
+    prompts, out, texts, scores = sample_and_score(model, tokenizer, task, config, rng)
     start, mask = out.prompt_ids.shape[1], out.completion_mask
     with torch.no_grad():
         old, hidden = token_logprobs_and_hidden(model, out.input_ids, out.attention_mask, start, config.temperature)

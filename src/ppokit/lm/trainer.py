@@ -35,7 +35,7 @@ from ppokit.lm.config import LMConfig
 from ppokit.lm.generate import Completions, decode, sample
 from ppokit.lm.metrics import completion_metrics
 from ppokit.lm.models import load_causal_lm, tiny_causal_lm, token_logprobs
-from ppokit.lm.ppo import ValueHead, penalize_missing_eos, ppo_step
+from ppokit.lm.ppo import ValueHead, ppo_step, sample_and_score
 from ppokit.lm.rewards import load_prompts, load_reward
 from ppokit.lm.tasks import Task, file_task, get_task
 from ppokit.lm.tokenizer import char_tokenizer
@@ -201,10 +201,7 @@ def rl_step(
     """One step: a group of completions per prompt, their rewards, the update; its metrics."""
     method = LM_METHODS[config.method]
     assert method.advantages is not None  # group methods; ppo takes ppo_step
-    prompts = [p for p in (task.prompt(rng) for _ in range(config.prompts_per_step)) for _ in range(config.group_size)]
-    out = sample(model, tokenizer, prompts, task.max_new_tokens, config.temperature)
-    texts = decode(tokenizer, out)
-    rewards = penalize_missing_eos(torch.tensor(task.reward(prompts, texts)), out.ended, config.missing_eos_penalty)
+    prompts, out, texts, rewards = sample_and_score(model, tokenizer, task, config, rng)
     advantages = method.advantages(rewards.view(-1, config.group_size)).reshape(-1)
     batch = _batch(model, reference, out, advantages, config.temperature)
     aggregation = config.aggregation or method.aggregation
