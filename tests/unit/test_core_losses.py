@@ -65,6 +65,16 @@ def test_policy_diagnostics_name_clip_fraction_only_for_clipping_losses() -> Non
     assert set(losses.policy_diagnostics(plain, mask)) == {"approx_kl", "approx_kl_k1"}
 
 
+def test_clip_fractions_low_and_high_sum_to_the_clip_fraction() -> None:
+    # ratios e^-0.5 = 0.61 (below 1 - 0.2), 1, e^0.1 = 1.105 (inside 1 + 0.28), e^0.5 = 1.65 (above); one masked out
+    logp = t64(-0.5, 0.0, 0.1, 0.5, 0.5)
+    terms = losses.clipped_surrogate(logp, torch.zeros(5, dtype=torch.float64), torch.ones(5, dtype=torch.float64),
+                                     0.2, 0.28)  # fmt: skip
+    mask = t64(1.0, 1.0, 1.0, 1.0, 0.0)
+    got = {k: float(v) for k, v in losses.policy_diagnostics(terms, mask, clip_range=(0.2, 0.28)).items()}
+    assert got["clip_fraction_low"] == 0.25 and got["clip_fraction_high"] == 0.25 and got["clip_fraction"] == 0.5
+
+
 # --- group advantages ------------------------------------------------------------------------
 
 

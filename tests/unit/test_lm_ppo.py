@@ -9,7 +9,9 @@ import torch
 
 pytest.importorskip("transformers")
 
-from ppokit.lm.ppo import ValueHead, penalize_missing_eos, ppo_targets, token_rewards
+from ppokit.lm.policy import ValueHead
+from ppokit.lm.ppo import ppo_targets, token_rewards
+from ppokit.lm.sampling import penalize_missing_eos
 
 # Completion 0: 3 real tokens, ended with EOS. Completion 1: 4 tokens, cut by the length limit.
 MASK = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]])

@@ -22,8 +22,10 @@ from ppokit.lm.trainer import LM_METHODS, train
 
 TINY = {"steps": 2, "sft_steps": 2, "prompts_per_step": 4, "group_size": 4, "minibatch_size": 16, "eval_prompts": 8,
         "width": 32}  # fmt: skip
-METRICS = {"policy_loss", "kl_ref", "approx_kl", "approx_kl_k1", "clip_fraction", "loss", "grad_norm", "reward_mean",
-           "reward_std", "success", "completion_length_mean", "truncated_fraction", "zero_std_groups"}  # fmt: skip
+METRICS = {"policy_loss", "kl_ref", "kl_ref_seq", "approx_kl", "approx_kl_k1", "clip_fraction", "clip_fraction_low",
+           "clip_fraction_high", "loss", "grad_norm", "reward_mean", "reward_std", "reward_min", "reward_max", "success",
+           "entropy", "completion_length_mean", "completion_length_min", "completion_length_max", "truncated_fraction",
+           "zero_std_groups"}  # fmt: skip
 
 
 PPO_METRICS = METRICS | {"value_loss", "explained_variance", "kl_coef"}
@@ -192,8 +194,10 @@ def test_a_reward_that_fails_stops_with_one_line(tmp_path: Path, name: str, mess
 
 
 def test_prompts_need_a_reward_and_no_sft() -> None:
-    with pytest.raises(ConfigError, match=r"lm.prompts: .* go together"):
+    with pytest.raises(ConfigError, match=r"lm.prompts: prompts need a reward: --reward or --reward-model"):
         LMConfig(prompts="p.jsonl").validate()
+    with pytest.raises(ConfigError, match=r"lm.reward: a reward function scores --prompts"):
+        LMConfig(reward="m:f").validate()
     with pytest.raises(ConfigError, match=r"lm.sft_steps: 30: a prompts file has no answers"):
         LMConfig(prompts="p.jsonl", reward="m:f").validate()
     with pytest.raises(ConfigError, match=r"lm.model: 'nowhere' is not a model folder"):

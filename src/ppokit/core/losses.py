@@ -113,15 +113,25 @@ def reference_kl(logp: Tensor, logp_ref: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def policy_diagnostics(terms: PolicyTerms, mask: Tensor) -> dict[str, Tensor]:
+def policy_diagnostics(
+    terms: PolicyTerms, mask: Tensor, clip_range: tuple[float, float] | None = None
+) -> dict[str, Tensor]:
     """What is logged of a policy loss, over the unmasked elements: ``approx_kl`` (k3) and
-    ``approx_kl_k1`` of KL(pi_old || pi), and ``clip_fraction`` for losses that clip."""
+    ``approx_kl_k1`` of KL(pi_old || pi), and ``clip_fraction`` for losses that clip. With
+    ``clip_range`` = (eps_low, eps_high) also the two sides apart: ``clip_fraction_low``
+    (r < 1 - eps_low) and ``clip_fraction_high`` (r > 1 + eps_high), which sum to
+    ``clip_fraction`` (clip-higher tunes the second)."""
     metrics = {
         "approx_kl": masked_mean(kl.k3(terms.log_ratio, terms.ratio), mask),
         "approx_kl_k1": masked_mean(kl.k1(terms.log_ratio), mask),
     }
     if terms.clipped is not None:
         metrics["clip_fraction"] = masked_mean(terms.clipped, mask)
+        if clip_range is not None:
+            with torch.no_grad():
+                moved = terms.ratio - 1.0
+                metrics["clip_fraction_low"] = masked_mean((moved < -clip_range[0]).float(), mask)
+                metrics["clip_fraction_high"] = masked_mean((moved > clip_range[1]).float(), mask)
     return metrics
 
 

@@ -15,6 +15,8 @@ Architecture = Literal["gpt2", "llama"]  # here, not in models.py: the CLI reads
 LMMethodName = Literal["grpo", "dr-grpo", "rloo", "ppo"]
 LM_METHOD_NAMES = ("grpo", "dr-grpo", "rloo", "ppo")
 Truncation = Literal["terminal", "bootstrap"]
+Device = Literal["cpu", "cuda", "auto"]
+Precision = Literal["fp32", "bf16"]
 GROUP_METHODS = ("grpo", "dr-grpo", "rloo")  # compare completions of a prompt: groups of >= 2
 
 
@@ -25,11 +27,23 @@ def _f(default: object, help: str) -> Any:
 @dataclass(frozen=True)
 class LMConfig:
     task: str = _f("sort", "A built-in task (ppokit lm tasks); unused with --prompts and --reward.")
-    prompts: str | None = _f(None, 'A JSONL file of {"prompt": ..., other columns}, instead of the task.')
+    prompts: str | None = _f(None, 'Prompts instead of the task: a JSONL file of {"prompt": ..., other columns}, '
+                                   "a folder of datasets' save_to_disk, or a .parquet / .csv file.")  # fmt: skip
+    prompt_column: str = _f("prompt", "The prompts' column; the other columns reach the reward functions.")
     reward: str | None = _f(None, "With --prompts: module:function or file.py:function, "
-                                  "reward(prompts, completions, **columns) -> list of floats.")  # fmt: skip
+                                  "reward(prompts, completions, **columns) -> list of floats; several: "
+                                  "comma-separated.")  # fmt: skip
+    reward_model: str | None = _f(None, "A local folder of a one-label sequence classifier: its logit of prompt "
+                                        "+ completion is a reward, beside the task's or --reward's.")  # fmt: skip
+    reward_weights: str | None = _f(None, "Comma-separated weights of the rewards: the task's (or each --reward), "
+                                          "then --reward-model; None: 1 each.")  # fmt: skip
     max_new_tokens: int | None = _f(None, "Completion length limit; None: the task's (16 with a prompts file).")
     model: str = _f("tiny", "tiny (built from a config) or a local folder of a Hugging Face causal LM.")
+    lora_rank: int = _f(0, "Rank of LoRA adapters (peft) on every linear layer; RL trains only them, the "
+                           "reference is the model with them disabled. 0: train the whole model.")  # fmt: skip
+    lora_alpha: int = _f(16, "LoRA's alpha (the adapters' output is scaled by alpha / rank).")
+    device: Device = _f("cpu", "cpu, cuda, or auto (cuda when there is one).")
+    precision: Precision = _f("fp32", "fp32, or bf16 (autocast: bfloat16 matmuls, float32 weights and log-probs).")
     arch: Architecture = _f("gpt2", "The tiny model's architecture: gpt2 or llama.")
     width: int = _f(64, "The tiny model's hidden width.")
     layers: int = _f(2, "The tiny model's layers.")
@@ -63,20 +77,60 @@ class LMConfig:
     aggregation: Aggregation | None = _f(None, "token-mean, seq-mean-token-mean or constant; None: the method's.")
     max_grad_norm: float = _f(1.0, "Clip the gradient norm to this.")
     eval_prompts: int = _f(128, "Prompts of the greedy evaluation before and after RL.")
-    run_dir: str | None = _f(None, "Write config.toml, metrics.jsonl, eval.json and model/ here; None: nothing.")
+    run_dir: str | None = _f(None, "Write config.toml, metrics.jsonl, TensorBoard events, reference/, checkpoints, "
+                                   "eval.json and model/ here; None: nothing.")  # fmt: skip
+    save_every: int = _f(25, "With run_dir: a checkpoint every this many RL steps (and at the end, and on Ctrl-C).")
 
     @property
     def batch_size(self) -> int:
         return self.prompts_per_step * self.group_size
 
-    def validate(self) -> LMConfig:
-        """ConfigError naming the first invalid field."""
+    @property
+    def reward_specs(self) -> list[str]:
+        """The --reward functions, in order."""
+        return [] if self.reward is None else [s.strip() for s in self.reward.split(",")]
+
+    @property
+    def weights(self) -> list[float]:
+        """One weight per reward: the task's (or each --reward function's), then the reward model's."""
+        n = (len(self.reward_specs) if self.prompts is not None else 1) + (self.reward_model is not None)
+        if self.reward_weights is None:
+            return [1.0] * n
+        try:
+            weights = [float(w) for w in self.reward_weights.split(",")]
+        except ValueError:
+            weights = []
+        if len(weights) != n or not all(math.isfinite(w) for w in weights):
+            raise ConfigError("lm.reward_weights", f"{self.reward_weights!r}; allowed: {n} comma-separated numbers, "
+                                                   "one per reward (the task's or each --reward, then "
+                                                   "--reward-model)")  # fmt: skip
+        return weights
+
+    def validate(self, new_run: bool = True) -> LMConfig:
+        """ConfigError naming the first invalid field; ``new_run``: the run folder must not hold a
+        run yet (False when resuming it)."""
         from ppokit.lm.tasks import get_task
 
-        if (self.prompts is None) != (self.reward is None):
-            raise ConfigError(
-                "lm.prompts", "a prompts file and a reward function go together; allowed: both or neither"
-            )
+        if self.prompts is not None and self.reward is None and self.reward_model is None:
+            raise ConfigError("lm.prompts", "prompts need a reward: --reward or --reward-model")
+        if self.prompts is None and self.reward is not None:
+            raise ConfigError("lm.reward", "a reward function scores --prompts; allowed: with --prompts, or none "
+                                           "(the task's own)")  # fmt: skip
+        if self.reward_model is not None and not (Path(self.reward_model) / "config.json").is_file():
+            raise ConfigError("lm.reward_model", f"{self.reward_model!r} is not a model folder (no config.json); "
+                                                 "allowed: a local folder of a sequence classifier")  # fmt: skip
+        self.weights  # noqa: B018  # parses reward_weights: its error names the field
+        if self.lora_rank < 0 or not (math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
+            raise ConfigError("lm.lora_rank", f"rank {self.lora_rank}, alpha {self.lora_alpha}; allowed: rank >= 0 "
+                                              "(0: no adapters), alpha > 0")  # fmt: skip
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ConfigError("lm.device", f"{self.device!r}; allowed: cpu, cuda, auto")
+        if self.device == "cuda" and not _cuda_available():
+            raise ConfigError("lm.device", "cuda: no CUDA device here; allowed: cpu, auto")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError("lm.precision", f"{self.precision!r}; allowed: fp32, bf16")
+        if not isinstance(self.save_every, int) or self.save_every < 1:
+            raise ConfigError("lm.save_every", f"{self.save_every!r}; allowed: an integer >= 1")
         if self.prompts is None:
             get_task(self.task)
         elif self.sft_steps:
@@ -125,6 +179,13 @@ class LMConfig:
         if not (0.0 < self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0 and self.vf_coef >= 0.0):
             raise ConfigError("lm.gamma", f"gamma {self.gamma}, gae_lambda {self.gae_lambda}, vf_coef {self.vf_coef}; "
                                           "allowed: gamma in (0, 1], gae_lambda in [0, 1], vf_coef >= 0")  # fmt: skip
-        if self.run_dir is not None and (Path(self.run_dir) / METRICS).exists():
-            raise ConfigError("lm.run_dir", f"{self.run_dir} already holds a run; allowed: a new folder")
+        if new_run and self.run_dir is not None and (Path(self.run_dir) / METRICS).exists():
+            raise ConfigError("lm.run_dir", f"{self.run_dir} already holds a run; allowed: a new folder, or "
+                                            "ppokit lm train --resume it")  # fmt: skip
         return self
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -8,6 +8,9 @@ the reference and the entropy are computed from.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import cast
+
 import torch
 from torch import Tensor
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
@@ -65,16 +68,38 @@ def position_ids(attention_mask: Tensor) -> Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+@dataclass(frozen=True)
+class TokenScores:
+    """What one forward pass gives of the tokens ``input_ids[:, start:]``."""
+
+    logprobs: Tensor  # [B, L] log pi(x_t | x_<t) under logits / temperature
+    hidden: Tensor | None  # [B, L + 1, H] the last layer at the positions predicting each token, and after the last
+    entropy: Tensor | None  # [B, L] entropy of each position's distribution (no gradient)
+
+
+def score_tokens(
+    model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, start: int, temperature: float = 1.0, *,
+    hidden: bool = False, entropy: bool = False, chunk: int = 0,
+) -> TokenScores:  # fmt: skip
+    """One forward pass: the log-probs of the completion tokens (the distribution sampling drew
+    from: logits divided by ``temperature``, no top-k or top-p filtering), and on request the
+    hidden states a value head reads and the per-position entropy. Position ids come from the
+    attention mask. ``chunk``: see ``selective_logprobs``."""
+    _check_start(start, input_ids)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+                output_hidden_states=hidden)  # fmt: skip
+    logits = out.logits[:, start - 1 : -1]
+    logp = selective_logprobs(logits, input_ids[:, start:], temperature, chunk)
+    states = out.hidden_states[-1][:, start - 1 :] if hidden else None
+    return TokenScores(logp, states, selective_entropy(logits, temperature, chunk) if entropy else None)
+
+
 def token_logprobs(
     model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, start: int, temperature: float = 1.0,
     chunk: int = 0,
 ) -> Tensor:  # fmt: skip
-    """log pi(x_t | x_<t) of the tokens ``input_ids[:, start:]``, ``[B, L - start]``, under the
-    logits divided by ``temperature`` (the distribution sampling drew from, with no top-k or
-    top-p filtering). ``chunk``: see ``selective_logprobs``."""
-    _check_start(start, input_ids)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask)).logits
-    return selective_logprobs(logits[:, start - 1 : -1], input_ids[:, start:], temperature, chunk)
+    """log pi(x_t | x_<t) of the tokens ``input_ids[:, start:]``, ``[B, L - start]`` (``score_tokens``)."""
+    return score_tokens(model, input_ids, attention_mask, start, temperature, chunk=chunk).logprobs
 
 
 def token_logprobs_and_hidden(
@@ -83,11 +108,9 @@ def token_logprobs_and_hidden(
     """``token_logprobs`` and, from the same forward pass, the last layer's hidden states
     ``[B, L - start + 1, H]`` at the positions that predict each completion token and at the
     last position (the state after the last token: a truncated completion bootstraps from it)."""
-    _check_start(start, input_ids)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
-                output_hidden_states=True)  # fmt: skip
-    logp = selective_logprobs(out.logits[:, start - 1 : -1], input_ids[:, start:], temperature)
-    return logp, out.hidden_states[-1][:, start - 1 :]
+    scores = score_tokens(model, input_ids, attention_mask, start, temperature, hidden=True)
+    assert scores.hidden is not None
+    return scores.logprobs, scores.hidden
 
 
 def selective_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0, chunk: int = 0) -> Tensor:
@@ -102,6 +125,40 @@ def selective_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0
         picked = scaled.gather(-1, targets[:, i : i + step, None]).squeeze(-1)
         parts.append(picked - torch.logsumexp(scaled, dim=-1))
     return torch.cat(parts, dim=1)
+
+
+@torch.no_grad()
+def selective_entropy(logits: Tensor, temperature: float = 1.0, chunk: int = 0) -> Tensor:
+    """The entropy of softmax(logits / temperature) per position, ``[B, L]``:
+    logsumexp(z) - sum softmax(z) z, ``chunk`` positions at a time."""
+    step = chunk if chunk > 0 else logits.shape[1]
+    parts = []
+    for i in range(0, logits.shape[1], step):
+        scaled = logits[:, i : i + step].float() / temperature
+        parts.append(torch.logsumexp(scaled, dim=-1) - (scaled.softmax(-1) * scaled).sum(-1))
+    return torch.cat(parts, dim=1)
+
+
+def add_lora(model: PreTrainedModel, rank: int, alpha: int) -> PreTrainedModel:
+    """``model`` with LoRA adapters (``peft``) of ``rank`` on every linear layer but the output
+    head; only the adapters train. Dropout stays off (the first ratio must be exactly 1). The
+    base weights are the reference: ``model.disable_adapter()`` gives it back, with no copy."""
+    from peft import LoraConfig, get_peft_model
+
+    conv1d = getattr(model.config, "model_type", "") == "gpt2"  # GPT-2's linear layers store weights transposed
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear", fan_in_fan_out=conv1d)
+    wrapped = cast(PreTrainedModel, get_peft_model(model, config))  # a PeftModel: the same interface
+    wrapped.eval()  # type: ignore[no-untyped-call]
+    return wrapped
+
+
+def context_length(model: PreTrainedModel) -> int | None:
+    """The longest sequence the model's positions allow, if its config says."""
+    for name in ("max_position_embeddings", "n_positions"):
+        value = getattr(model.config, name, None)
+        if isinstance(value, int):
+            return value
+    return None
 
 
 def _check_start(start: int, input_ids: Tensor) -> None:

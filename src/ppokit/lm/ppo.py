@@ -20,9 +20,7 @@ from functools import partial
 from typing import Self
 
 import torch
-from torch import Tensor, nn
-from transformers import PreTrainedModel
-from transformers import PreTrainedTokenizerBase as Tokenizer
+from torch import Tensor
 
 from ppokit.core import losses
 from ppokit.core.advantages import gae
@@ -31,42 +29,11 @@ from ppokit.core.metrics import explained_variance
 from ppokit.core.reduce import masked_whiten, token_mean
 from ppokit.core.update import Optimizer, UpdatePlan, run_epochs, select_rows
 from ppokit.lm.config import LMConfig
-from ppokit.lm.generate import Completions, decode, sample
-from ppokit.lm.metrics import completion_metrics
-from ppokit.lm.models import token_logprobs, token_logprobs_and_hidden
+from ppokit.lm.metrics import completion_metrics, sampling_metrics
+from ppokit.lm.models import score_tokens, token_logprobs_and_hidden
+from ppokit.lm.policy import Policy
+from ppokit.lm.sampling import sample_and_score
 from ppokit.lm.tasks import Task
-
-
-def penalize_missing_eos(scores: Tensor, ended: Tensor, penalty: float) -> Tensor:
-    """Scores less ``penalty`` for the completions the length limit cut (no EOS)."""
-    return scores.float() - penalty * (~ended).float()
-
-
-def sample_and_score(
-    model: PreTrainedModel, tokenizer: Tokenizer, task: Task, config: LMConfig, rng: random.Random
-) -> tuple[list[str], Completions, list[str], Tensor]:
-    """A step's prompts (each repeated ``group_size`` times), their sampled completions and
-    texts, and the scores, less the missing-EOS penalty: the start of every method's step."""
-    prompts = [p for p in (task.prompt(rng) for _ in range(config.prompts_per_step)) for _ in range(config.group_size)]
-    out = sample(model, tokenizer, prompts, task.max_new_tokens, config.temperature)
-    texts = decode(tokenizer, out)
-    scores = penalize_missing_eos(torch.tensor(task.reward(prompts, texts)), out.ended, config.missing_eos_penalty)
-    return prompts, out, texts, scores
-
-
-class ValueHead(nn.Module):
-    """V(prefix) from the policy's last hidden state (the trunk is shared): one linear layer,
-    zero at the start (the first advantages are then the rewards' own returns)."""
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(hidden_size, 1)
-        nn.init.zeros_(self.linear.weight)
-        nn.init.zeros_(self.linear.bias)
-
-    def forward(self, hidden: Tensor) -> Tensor:
-        out: Tensor = self.linear(hidden.float()).squeeze(-1)
-        return out
 
 
 def token_rewards(score: Tensor, kl: Tensor, mask: Tensor, beta: float) -> Tensor:
@@ -122,47 +89,51 @@ class PPOBatch:
 
 
 def ppo_loss(
-    model: PreTrainedModel, head: ValueHead, mb: PPOBatch, temperature: float, clip_low: float, clip_high: float,
-    value_clip: float, vf_coef: float,
+    policy: Policy, mb: PPOBatch, temperature: float, clip_low: float, clip_high: float, value_clip: float,
+    vf_coef: float,
 ) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
     """Clipped surrogate on whitened advantages plus the clipped value loss, token-mean."""
-    logp, hidden = token_logprobs_and_hidden(model, mb.input_ids, mb.attention_mask, mb.prompt_len, temperature)
-    values = head(hidden)[:, :-1]  # the value loss trains the head and, through it, the shared trunk
+    assert policy.head is not None
+    logp, hidden = token_logprobs_and_hidden(policy.model, mb.input_ids, mb.attention_mask, mb.prompt_len, temperature)
+    values = policy.head(hidden)[:, :-1]  # the value loss trains the head and, through it, the shared trunk
     adv = masked_whiten(mb.advantages, mb.mask)
     terms = losses.clipped_surrogate(logp, mb.old_logprobs, adv, clip_low, clip_high)
     policy_loss = -token_mean(terms.objective, mb.mask)
     value_loss = token_mean(losses.value_loss(values, mb.old_values, mb.returns, value_clip), mb.mask)
     loss = policy_loss + vf_coef * value_loss
-    return loss, {"policy_loss": policy_loss, "value_loss": value_loss, **losses.policy_diagnostics(terms, mb.mask),
-                  "loss": loss}  # fmt: skip
+    diagnostics = losses.policy_diagnostics(terms, mb.mask, (clip_low, clip_high))
+    return loss, {"policy_loss": policy_loss, "value_loss": value_loss, **diagnostics, "loss": loss}
 
 
 def ppo_step(
-    model: PreTrainedModel, head: ValueHead, reference: PreTrainedModel, tokenizer: Tokenizer, task: Task,
-    config: LMConfig, optimizer: Optimizer, rng: random.Random, generator: torch.Generator, beta: float,
+    policy: Policy, task: Task, config: LMConfig, optimizer: Optimizer, rng: random.Random,
+    generator: torch.Generator, beta: float,
 ) -> dict[str, float]:  # fmt: skip
     """One PPO step with KL coefficient ``beta``: completions, their scores, the KL-shaped token
     rewards, GAE, the update. ``kl_coef`` in the metrics is the beta for the next step."""
-    prompts, out, texts, scores = sample_and_score(model, tokenizer, task, config, rng)
+    assert policy.head is not None
+    prompts, out, texts, scores = sample_and_score(policy, task, config, rng)
     start, mask = out.prompt_ids.shape[1], out.completion_mask
     with torch.no_grad():
-        old, hidden = token_logprobs_and_hidden(model, out.input_ids, out.attention_mask, start, config.temperature)
-        values = head(hidden)
-        ref = token_logprobs(reference, out.input_ids, out.attention_mask, start, config.temperature)
-    kl = (old - ref) * mask  # k1 per token: its mean under pi_old is KL(pi_old || pi_ref)
+        old = score_tokens(policy.model, out.input_ids, out.attention_mask, start, config.temperature, hidden=True,
+                           entropy=True)  # fmt: skip
+        assert old.hidden is not None and old.entropy is not None
+        values = policy.head(old.hidden)
+        ref = policy.reference_logprobs(out.input_ids, out.attention_mask, start, config.temperature)
+    kl = (old.logprobs - ref) * mask  # k1 per token: its mean under pi_old is KL(pi_old || pi_ref)
     rewards = token_rewards(scores, kl, mask, beta)
     advantages, returns = ppo_targets(rewards, values, mask, out.ended, config.gamma, config.gae_lambda,
                                       config.truncation == "bootstrap")  # fmt: skip
-    batch = PPOBatch(out.input_ids, out.attention_mask, mask, old, values[:, :-1], advantages, returns, start)
+    batch = PPOBatch(out.input_ids, out.attention_mask, mask, old.logprobs, values[:, :-1], advantages, returns, start)
     high = config.clip_high if config.clip_high is not None else config.clip_low
-    loss_fn = partial(ppo_loss, model, head, temperature=config.temperature, clip_low=config.clip_low,
-                      clip_high=high, value_clip=config.value_clip, vf_coef=config.vf_coef)  # fmt: skip
-    result = run_epochs(batch, loss_fn, optimizer, UpdatePlan(config.epochs, config.minibatch_size,
-                                                              config.max_grad_norm), generator)  # fmt: skip
+    loss_fn = partial(ppo_loss, policy, temperature=config.temperature, clip_low=config.clip_low, clip_high=high,
+                      value_clip=config.value_clip, vf_coef=config.vf_coef)  # fmt: skip
+    plan = UpdatePlan(config.epochs, config.minibatch_size, config.max_grad_norm)
+    result = run_epochs(batch, loss_fn, optimizer, plan, generator)
     kl_ref = float(token_mean(kl, mask))
     if config.kl_target is not None:
         beta = adapt_kl_coef_proportional(beta, kl_ref, config.kl_target, len(prompts), config.kl_horizon)
-    return result.metrics | completion_metrics(scores, out, task.success(prompts, texts), config.group_size) | {
-        "kl_ref": kl_ref, "kl_coef": beta,
-        "explained_variance": explained_variance(values[:, :-1], returns, mask),
-    }  # fmt: skip
+    return (result.metrics | completion_metrics(scores, out, task.success(prompts, texts), config.group_size)
+            | sampling_metrics(old.logprobs, ref, old.entropy, mask)
+            | {"kl_ref": kl_ref, "kl_coef": beta, "explained_variance": explained_variance(values[:, :-1], returns,
+                                                                                             mask)})  # fmt: skip

@@ -71,11 +71,35 @@ def score(fn: UserReward, prompts: list[str], completions: list[str], columns: d
     return values
 
 
-def load_prompts(path: str) -> list[dict[str, Any]]:
-    """The rows of a JSONL prompts file; each must hold a string ``prompt``."""
+def weighted(rewards: list[UserReward], weights: list[float]) -> UserReward:
+    """One reward function: the weighted sum of ``rewards``, each checked (``score``) on its own
+    so that a failure names which one."""
+
+    def total(prompts: list[str], completions: list[str], **columns: Any) -> list[float]:
+        sums = [0.0] * len(completions)
+        for i, (fn, w) in enumerate(zip(rewards, weights, strict=True)):
+            try:
+                values = score(fn, prompts, completions, columns)
+            except RewardError as e:
+                raise RewardError(f"{e} (reward {i + 1} of {len(rewards)})") from None
+            sums = [a + w * b for a, b in zip(sums, values, strict=True)]
+        return sums
+
+    return total
+
+
+def load_prompts(path: str, column: str = "prompt") -> list[dict[str, Any]]:
+    """The rows of the prompts: a JSONL file, a folder of a ``datasets`` dataset
+    (``save_to_disk``; its ``train`` split if it has splits), or a .parquet or .csv file. Each
+    row's ``column`` must be a non-empty string; it becomes the row's ``prompt``, the other
+    columns stay for the rewards."""
     file = Path(path)
+    if file.is_dir() or file.suffix in (".parquet", ".csv"):
+        return _dataset_rows(file, column)
     if not file.is_file():
         raise ConfigError("lm.prompts", f"{file} does not exist")
+    if column != "prompt":
+        raise ConfigError("lm.prompt_column", f"{column!r}: a JSONL prompts file holds 'prompt'; allowed: prompt")
     rows: list[dict[str, Any]] = []
     for number, line in enumerate(file.read_text().splitlines(), start=1):
         if not line.strip():
@@ -89,4 +113,33 @@ def load_prompts(path: str) -> list[dict[str, Any]]:
         rows.append(row)
     if not rows:
         raise ConfigError("lm.prompts", f"{file} holds no prompts")
+    return rows
+
+
+def _dataset_rows(path: Path, column: str) -> list[dict[str, Any]]:
+    import datasets
+
+    try:
+        if path.is_dir():
+            data = datasets.load_from_disk(str(path))
+        else:
+            data = datasets.load_dataset(path.suffix.lstrip("."), data_files=str(path), split="train")
+    except Exception as e:  # a folder or file datasets cannot read, in any way
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError("lm.prompts", f"cannot read {path} as a dataset ({type(e).__name__}: {first})") from None
+    if isinstance(data, datasets.DatasetDict):
+        if "train" not in data:
+            raise ConfigError("lm.prompts", f"{path} has splits {', '.join(data)}; allowed: one with a train split")
+        data = data["train"]
+    if column not in data.column_names:
+        raise ConfigError("lm.prompt_column", f"{column!r} is not a column of {path}; allowed: "
+                                              f"{', '.join(data.column_names)}")  # fmt: skip
+    rows = []
+    for number, row in enumerate(data.to_list(), start=1):
+        prompt = row.pop(column)
+        if not isinstance(prompt, str) or not prompt:
+            raise ConfigError("lm.prompts", f"{path} row {number}: {column!r} is not a non-empty string")
+        rows.append({**row, "prompt": prompt})
+    if not rows:
+        raise ConfigError("lm.prompts", f"{path} holds no prompts")
     return rows

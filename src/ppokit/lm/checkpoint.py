@@ -1,0 +1,163 @@
+"""A language-model run folder: what it holds, and checkpoints that resume a run exactly.
+
+    config.toml        the run's configuration (an ``[lm]`` table)
+    metrics.jsonl      one line per RL step (``global_step`` counts completions)
+    tensorboard/       the same metrics as TensorBoard events
+    reference/         the model after SFT with its tokenizer (``save_pretrained``): the
+                       reference, and with LoRA the base the adapters sit on
+    checkpoints/last/  model/ (``save_pretrained``: the whole policy, or its LoRA adapter)
+                       and state.pt (step, metrics so far, optimizer, value head, RNGs)
+    eval.json          greedy success and reward after SFT and after RL
+    model/             the trained model with its tokenizer (adapters merged in):
+                       ``AutoModelForCausalLM.from_pretrained`` reads it
+    adapter/           with LoRA: the adapter alone (``peft``)
+
+A checkpoint is written beside the last one and swapped in by renames, so a crash while
+writing leaves the previous one whole.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import shutil
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+from ppokit.errors import CheckpointError, ConfigError
+from ppokit.io.checkpoint import atomic_write_bytes, atomic_write_text
+from ppokit.lm.config import LMConfig
+from ppokit.lm.policy import AdamW, Policy, ValueHead, device_of
+
+FORMAT, VERSION = "ppokit-lm-checkpoint", 1
+REFERENCE, LAST, STATE = "reference", "last", "state.pt"
+
+
+@dataclass
+class RunState:
+    """What a step changes besides the weights: enough to continue exactly."""
+
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    before: dict[str, float] = field(default_factory=dict)  # the evaluation after SFT
+
+
+def write_config(root: Path, config: LMConfig) -> None:
+    import tomli_w
+
+    root.mkdir(parents=True, exist_ok=True)
+    values = {k: v for k, v in asdict(config).items() if v is not None}
+    atomic_write_text(root / "config.toml", tomli_w.dumps({"lm": values}))
+
+
+def read_config(root: Path) -> LMConfig:
+    """The configuration of the run in ``root``; ConfigError if there is none."""
+    path = root / "config.toml"
+    if not path.is_file():
+        raise ConfigError("resume", f"{root} holds no language-model run (no config.toml)")
+    table = tomllib.loads(path.read_text()).get("lm")
+    if not isinstance(table, dict):
+        raise ConfigError("resume", f"{path} has no [lm] table: not a language-model run")
+    known = {f.name for f in fields(LMConfig)}
+    return LMConfig(**{k: v for k, v in table.items() if k in known})
+
+
+def save_reference(root: Path, model: PreTrainedModel, tokenizer: Tokenizer) -> None:
+    """The SFT model and its tokenizer, once, before adapters or RL change anything."""
+    model.save_pretrained(root / REFERENCE)
+    tokenizer.save_pretrained(root / REFERENCE)
+
+
+def save_checkpoint(
+    root: Path, policy: Policy, optimizer: AdamW, state: RunState, rng: random.Random, generator: torch.Generator
+) -> None:
+    checkpoints = root / "checkpoints"
+    tmp, last, old = checkpoints / f"{LAST}.tmp", checkpoints / LAST, checkpoints / f"{LAST}.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.model.save_pretrained(tmp / "model")
+    payload = {"format": FORMAT, "version": VERSION, "step": state.step, "history": state.history,
+               "before": state.before, "optimizer": optimizer.state_dict(),
+               "head": None if policy.head is None else policy.head.state_dict(),
+               "rng": {"prompts": _plain(rng.getstate()), "torch": torch.get_rng_state(),
+                       "shuffle": generator.get_state()}}  # fmt: skip
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(tmp / STATE, buffer.getvalue())
+    if last.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        last.rename(old)
+    tmp.rename(last)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The last whole checkpoint (the previous one if a swap was cut short)."""
+    for name in (LAST, f"{LAST}.old"):
+        folder = root / "checkpoints" / name
+        if (folder / STATE).is_file():
+            return folder
+    return None
+
+
+def restore(
+    root: Path, config: LMConfig, optimizer_lr: float, rng: random.Random, generator: torch.Generator,
+    critic: bool,
+) -> tuple[Policy, AdamW, RunState]:  # fmt: skip
+    """The policy, optimizer and run state of the last checkpoint in ``root``, and the RNGs set
+    to where it stopped."""
+    from ppokit.lm.models import load_causal_lm
+
+    folder = latest_checkpoint(root)
+    if folder is None:
+        raise CheckpointError(f"checkpoint: {root} holds no checkpoint to resume (none was written yet)")
+    try:
+        data = torch.load(folder / STATE, weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint: {folder / STATE} is corrupt ({type(e).__name__})") from None
+    if data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint: {folder / STATE} is not a ppokit language-model checkpoint of version "
+                              f"{VERSION}")  # fmt: skip
+    reference, tokenizer = load_causal_lm(str(root / REFERENCE))
+    if config.lora_rank > 0:
+        from peft import PeftModel
+
+        adapted = PeftModel.from_pretrained(reference, str(folder / "model"), is_trainable=True)
+        adapted.eval()
+        policy = Policy(cast(PreTrainedModel, adapted), tokenizer, None)  # a PeftModel: the same interface
+    else:
+        model, _ = load_causal_lm(str(folder / "model"))
+        policy = Policy(model, tokenizer, reference.requires_grad_(False))
+    policy = _to_device(policy, config)
+    if critic:
+        policy.head = ValueHead(policy.model.config.hidden_size).to(policy.device)
+        policy.head.load_state_dict(data["head"])
+    optimizer = AdamW(policy.trainable(), optimizer_lr)
+    optimizer.load_state_dict(data["optimizer"])
+    rng.setstate(_tuple(data["rng"]["prompts"]))
+    torch.set_rng_state(data["rng"]["torch"])
+    generator.set_state(data["rng"]["shuffle"])
+    return policy, optimizer, RunState(data["step"], data["history"], data["before"])
+
+
+def _to_device(policy: Policy, config: LMConfig) -> Policy:
+    device = device_of(config.device)
+    torch.nn.Module.to(policy.model, device)
+    if policy.reference is not None:
+        torch.nn.Module.to(policy.reference, device)
+    return policy
+
+
+def _plain(state: tuple[Any, ...]) -> list[Any]:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _tuple(state: list[Any]) -> tuple[Any, ...]:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)

@@ -1,0 +1,96 @@
+"""One step of a group method (GRPO, Dr. GRPO, RLOO): a group of completions per prompt, their
+rewards, advantages from the group (``LM_METHODS``), and the shared update loop with a
+per-token clipped surrogate and the k3 KL to the reference in the loss."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import partial
+from typing import Self
+
+import torch
+from torch import Tensor
+
+from ppokit.core import losses
+from ppokit.core.reduce import Aggregation, aggregate
+from ppokit.core.update import UpdatePlan, run_epochs, select_rows
+from ppokit.lm.config import LMConfig
+from ppokit.lm.generate import Completions
+from ppokit.lm.methods import LM_METHODS
+from ppokit.lm.metrics import completion_metrics, sampling_metrics
+from ppokit.lm.models import score_tokens, token_logprobs
+from ppokit.lm.policy import AdamW, Policy
+from ppokit.lm.sampling import sample_and_score
+from ppokit.lm.tasks import Task
+
+
+@dataclass
+class LMBatch:
+    """One step's completions ``[B, P + L]`` with what the loss needs, selectable by sequence."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    mask: Tensor  # [B, L] the completion tokens (to the first EOS)
+    old_logprobs: Tensor  # [B, L] under the sampling policy
+    ref_logprobs: Tensor  # [B, L] under the reference
+    advantages: Tensor  # [B] one per completion
+    prompt_len: int
+
+    @property
+    def device(self) -> torch.device:
+        return self.input_ids.device
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def select(self, index: Tensor | slice) -> Self:
+        return select_rows(self, index)
+
+
+def group_step(
+    policy: Policy, task: Task, config: LMConfig, optimizer: AdamW, rng: random.Random, generator: torch.Generator
+) -> dict[str, float]:
+    """One step: a group of completions per prompt, their rewards, the update; its metrics."""
+    method = LM_METHODS[config.method]
+    assert method.advantages is not None  # group methods; ppo takes ppo_step
+    prompts, out, texts, rewards = sample_and_score(policy, task, config, rng)
+    advantages = method.advantages(rewards.view(-1, config.group_size)).reshape(-1)
+    batch, entropy = _batch(policy, out, advantages, config.temperature)
+    aggregation = config.aggregation or method.aggregation
+    loss_fn = partial(group_loss, policy, config, aggregation, task.max_new_tokens)
+    plan = UpdatePlan(config.epochs, config.minibatch_size, config.max_grad_norm)
+    result = run_epochs(batch, loss_fn, optimizer, plan, generator)
+    return (result.metrics | completion_metrics(rewards, out, task.success(prompts, texts), config.group_size)
+            | sampling_metrics(batch.old_logprobs, batch.ref_logprobs, entropy, batch.mask))  # fmt: skip
+
+
+def _batch(policy: Policy, out: Completions, advantages: Tensor, temperature: float) -> tuple[LMBatch, Tensor]:
+    """The batch of the update, and the sampling policy's entropy per completion token."""
+    start = out.prompt_ids.shape[1]
+    with torch.no_grad():
+        old = score_tokens(policy.model, out.input_ids, out.attention_mask, start, temperature, entropy=True)
+        ref = policy.reference_logprobs(out.input_ids, out.attention_mask, start, temperature)
+    assert old.entropy is not None
+    batch = LMBatch(out.input_ids, out.attention_mask, out.completion_mask, old.logprobs, ref, advantages, start)
+    return batch, old.entropy
+
+
+def group_loss(
+    policy: Policy, config: LMConfig, aggregation: Aggregation, max_len: int, mb: LMBatch
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Clipped surrogate per token, every token of a completion weighted by its advantage,
+    plus beta times the k3 KL to the reference, both reduced by ``aggregation``."""
+    logp = token_logprobs(policy.model, mb.input_ids, mb.attention_mask, mb.prompt_len, config.temperature)
+    high = config.clip_high if config.clip_high is not None else config.clip_low
+    adv = mb.advantages[:, None].expand_as(logp)
+    terms = losses.clipped_surrogate(logp, mb.old_logprobs, adv, config.clip_low, high)
+
+    def reduce(x: Tensor) -> Tensor:  # Dr. GRPO's constant: completions x the longest allowed
+        return aggregate(x, mb.mask, aggregation, constant=float(len(mb) * max_len))
+
+    policy_loss = -reduce(terms.objective)
+    kl_ref = reduce(losses.reference_kl(logp, mb.ref_logprobs))
+    loss = policy_loss + config.kl_coef * kl_ref
+    diagnostics = losses.policy_diagnostics(terms, mb.mask, (config.clip_low, high))
+    return loss, {"policy_loss": policy_loss, "kl_ref": kl_ref, **diagnostics, "loss": loss}

@@ -1,0 +1,114 @@
+"""What trains and what it is held to: the policy (a causal LM, whole or with LoRA adapters),
+its frozen reference, PPO's value head, and the optimizer over what trains.
+
+The reference is the model after the supervised stage. Without adapters it is a frozen copy;
+with LoRA it is the same model with the adapters disabled (``peft``'s ``disable_adapter``),
+so no second copy of the weights exists.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase as Tokenizer
+
+from ppokit.lm.models import add_lora, token_logprobs
+
+
+def device_of(name: str) -> torch.device:
+    """``cpu``, ``cuda``, or for ``auto`` cuda when there is one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class ValueHead(nn.Module):
+    """V(prefix) from the policy's last hidden state (the trunk is shared): one linear layer,
+    zero at the start (the first advantages are then the rewards' own returns)."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        out: Tensor = self.linear(hidden.float()).squeeze(-1)
+        return out
+
+
+@dataclass
+class Policy:
+    model: PreTrainedModel  # trains: the whole model, or a PeftModel whose adapters train
+    tokenizer: Tokenizer
+    reference: PreTrainedModel | None  # a frozen copy of the SFT model; None: the adapters disabled (LoRA)
+    head: ValueHead | None = None  # PPO's value head on the policy's trunk
+
+    @property
+    def lora(self) -> bool:
+        return self.reference is None
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def trainable(self) -> list[nn.Module]:
+        return [self.model] if self.head is None else [self.model, self.head]
+
+    @torch.no_grad()
+    def reference_logprobs(self, input_ids: Tensor, attention_mask: Tensor, start: int, temperature: float) -> Tensor:
+        """log pi_ref of the tokens ``input_ids[:, start:]`` (``token_logprobs``)."""
+        if self.reference is not None:
+            return token_logprobs(self.reference, input_ids, attention_mask, start, temperature)
+        with self.model.disable_adapter():  # type: ignore[operator]  # a PeftModel's
+            return token_logprobs(self.model, input_ids, attention_mask, start, temperature)
+
+
+def attach(model: PreTrainedModel, tokenizer: Tokenizer, lora_rank: int, lora_alpha: int, critic: bool) -> Policy:
+    """The RL policy from the supervised model: LoRA adapters over it (``lora_rank`` > 0), or
+    the whole model beside a frozen copy of it; a value head when the method has a critic."""
+    if lora_rank > 0:
+        policy = Policy(add_lora(model, lora_rank, lora_alpha), tokenizer, None)
+    else:
+        policy = Policy(model, tokenizer, copy.deepcopy(model).requires_grad_(False))
+    if critic:
+        policy.head = ValueHead(model.config.hidden_size).to(policy.device)
+    return policy
+
+
+def merged(policy: Policy) -> PreTrainedModel:
+    """The trained model as one ``transformers`` model: LoRA adapters merged into their base
+    weights (in place: call it once training is done), or the model itself."""
+    if not policy.lora:
+        return policy.model
+    out: PreTrainedModel = policy.model.merge_and_unload()  # type: ignore[operator]  # a PeftModel's
+    return out
+
+
+class AdamW:
+    """torch's AdamW over the parameters that train, with the shared loop's interface (zero,
+    clip and report the norm, step) and its state for checkpoints."""
+
+    def __init__(self, modules: list[nn.Module], lr: float) -> None:
+        self.params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=lr)
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad()
+
+    def clip_grad_norm(self, max_norm: float) -> Tensor:
+        return torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+
+    def step(self) -> None:
+        self.optimizer.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)
