@@ -23,9 +23,9 @@ from ppokit.lm.trainer import LM_METHODS, train
 TINY = {"steps": 2, "sft_steps": 2, "prompts_per_step": 4, "group_size": 4, "minibatch_size": 16, "eval_prompts": 8,
         "width": 32}  # fmt: skip
 METRICS = {"policy_loss", "kl_ref", "kl_ref_seq", "approx_kl", "approx_kl_k1", "clip_fraction", "clip_fraction_low",
-           "clip_fraction_high", "loss", "grad_norm", "reward_mean", "reward_std", "reward_min", "reward_max", "success",
-           "entropy", "completion_length_mean", "completion_length_min", "completion_length_max", "truncated_fraction",
-           "zero_std_groups"}  # fmt: skip
+           "clip_fraction_high", "loss", "grad_norm", "reward_mean", "reward_std", "reward_min", "reward_max",
+           "success", "entropy", "completion_length_mean", "completion_length_min", "completion_length_max",
+           "truncated_fraction", "zero_std_groups"}  # fmt: skip
 
 
 PPO_METRICS = METRICS | {"value_loss", "explained_variance", "kl_coef"}

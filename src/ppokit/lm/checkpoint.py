@@ -81,6 +81,7 @@ def save_checkpoint(
     tmp, last, old = checkpoints / f"{LAST}.tmp", checkpoints / LAST, checkpoints / f"{LAST}.old"
     shutil.rmtree(tmp, ignore_errors=True)
     policy.model.save_pretrained(tmp / "model")
+    policy.tokenizer.save_pretrained(tmp / "model")
     payload = {"format": FORMAT, "version": VERSION, "step": state.step, "history": state.history,
                "before": state.before, "optimizer": optimizer.state_dict(),
                "head": None if policy.head is None else policy.head.state_dict(),
