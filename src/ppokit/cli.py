@@ -167,23 +167,61 @@ def _presets(args: argparse.Namespace) -> int:
 
 def _lm(args: argparse.Namespace) -> int:
     try:
+        from ppokit.lm import trainer
         from ppokit.lm.config import LMConfig
         from ppokit.lm.tasks import TASKS
-        from ppokit.lm.trainer import train
     except ImportError:
         raise ConfigError("lm", "needs transformers: pip install 'ppokit[lm]'") from None
     if args.lm_verb == "tasks":
         for name, task in TASKS.items():
             console.print(f"[bold]{name}[/bold]: {task.help}")
         return 0
+    if args.lm_verb == "eval":
+        return _lm_eval(args)
     given = {k.removeprefix("lm."): v for k, v in vars(args).items() if k.startswith("lm.")}
-    result = train(LMConfig(**given).validate())
+    if args.lm_verb == "sft":
+        config = LMConfig(**given).validate()
+        folder, before = trainer.supervise(config)
+        console.print(f"SFT on {config.task}, {config.sft_steps} steps: greedy success {before.success:.3f}, "
+                      f"reward {before.reward:.3f}; model: {folder} (RL from it: ppokit lm train --model {folder} "
+                      "--sft-steps 0)")  # fmt: skip
+        return 0
+    if args.lm_resume is not None:
+        extra = sorted(set(given) - {"steps"})
+        if extra:
+            raise ConfigError("resume", f"a resumed run keeps its saved config; drop {', '.join(extra)}")
+        result = trainer.train(resume=args.lm_resume, steps=given.get("steps"))
+    else:
+        result = trainer.train(LMConfig(**given).validate())
+    if result.stopped:
+        console.print(f"Stopped after step {len(result.metrics)}; resume with: ppokit lm train --resume "
+                      f"{result.config.run_dir}")  # fmt: skip
+        return 0
     last = result.metrics[-1] if result.metrics else {}
     console.print(
         f"{result.config.method} on {result.config.task}, {result.config.steps} steps: greedy success "
         f"{result.success_after_sft:.3f} after SFT -> {result.success:.3f} after RL; last step: reward "
         f"{last.get('reward_mean', float('nan')):.3f}, KL to the reference {last.get('kl_ref', float('nan')):.3f}"
     )
+    return 0
+
+
+def _lm_eval(args: argparse.Namespace) -> int:
+    import random
+
+    from ppokit.lm.evaluation import evaluate
+    from ppokit.lm.trainer import load_run, make_task
+
+    if args.lm_eval_n < 1 or args.lm_samples < 0:
+        raise ConfigError("eval", f"--prompts-n {args.lm_eval_n}, --samples {args.lm_samples}; allowed: >= 1, >= 0")
+    config, model, tokenizer, reference = load_run(args.run)
+    seed = args.lm_eval_seed if args.lm_eval_seed is not None else config.seed + 1
+    task = make_task(config)
+    result = evaluate(model, tokenizer, task, args.lm_eval_n, random.Random(seed), reference, args.lm_samples)
+    console.print(f"{args.run}: {args.lm_eval_n} greedy completions: success {result.success:.3f}, reward "
+                  f"{result.reward:.3f}, KL to the reference {result.kl_ref_seq:.3f} per completion")  # fmt: skip
+    for prompt, completion, reward in result.samples:
+        console.print(f"  {prompt!r} -> {completion!r}  reward {reward:.3f}", markup=False)
     return 0
 
 

@@ -173,11 +173,25 @@ def _experiment_parser(verbs: Verbs) -> None:
 
 
 def _lm_parser(verbs: Verbs) -> None:
-    """``ppokit lm train``: one flag per field of ``LMConfig`` (read lazily: transformers is the
-    ``lm`` extra's), ``ppokit lm tasks``."""
+    """``ppokit lm train|sft``: one flag per field of ``LMConfig`` (read lazily: transformers is
+    the ``lm`` extra's); ``ppokit lm eval RUN``, ``ppokit lm tasks``."""
     lm = verbs.add_parser("lm", help="Language models: RL on a built-in task (ppokit lm train --help).")
     lm_verbs = lm.add_subparsers(dest="lm_verb", required=True)
     train = lm_verbs.add_parser("train", help="SFT on the task, then RL with --method; prints success before/after.")
+    train.add_argument("--resume", type=Path, dest="lm_resume", help="Continue the run in this folder from its last "
+                       "checkpoint (its config kept; --steps may extend it).")  # fmt: skip
+    _lm_config_flags(train)
+    sft = lm_verbs.add_parser("sft", help="Only the supervised stage: writes RUN_DIR/model to start RL from.")
+    _lm_config_flags(sft)
+    ev = lm_verbs.add_parser("eval", help="A finished run's model: greedy success, reward, KL to the reference.")
+    ev.add_argument("run", type=Path, help="A run folder of ppokit lm train.")
+    ev.add_argument("--prompts-n", type=int, default=128, dest="lm_eval_n", help="Fresh prompts (default: 128).")
+    ev.add_argument("--samples", type=int, default=5, dest="lm_samples", help="Completions to print (default: 5).")
+    ev.add_argument("--seed", type=int, dest="lm_eval_seed", help="Seed of the prompts (default: the run's + 1).")
+    lm_verbs.add_parser("tasks", help="List the built-in language-model tasks.")
+
+
+def _lm_config_flags(parser: argparse.ArgumentParser) -> None:
     from ppokit.lm.config import LMConfig  # no transformers import: the config is plain
 
     hints = typing.get_type_hints(LMConfig)
@@ -186,13 +200,12 @@ def _lm_parser(verbs: Verbs) -> None:
         help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%")
         common: dict[str, Any] = {"dest": f"lm.{f.name}", "default": argparse.SUPPRESS, "help": help_text}
         if get_origin(kind) is typing.Literal:
-            train.add_argument(flag, choices=list(get_args(kind)), **common)
+            parser.add_argument(flag, choices=list(get_args(kind)), **common)
         elif get_origin(kind) in (typing.Union, types.UnionType):
             item = next(a for a in get_args(kind) if a is not type(None))
-            train.add_argument(flag, type=_optional(item), metavar=f.name.upper(), **common)
+            parser.add_argument(flag, type=_optional(item), metavar=f.name.upper(), **common)
         else:
-            train.add_argument(flag, type=kind, metavar=f.name.upper(), **common)
-    lm_verbs.add_parser("tasks", help="List the built-in language-model tasks.")
+            parser.add_argument(flag, type=kind, metavar=f.name.upper(), **common)
 
 
 def _optional(item: Any) -> Any:

@@ -221,3 +221,22 @@ def test_lm_train_runs_the_rl_loop_and_refuses_bad_input() -> None:
                  "--group-size", "1", "--prompts-per-step", "16", "--minibatch-size", "16")  # fmt: skip
     assert ppo.returncode == 0 and "ppo on sort, 2 steps" in ppo.stdout, ppo.stderr
     assert "sort:" in ppokit("lm", "tasks").stdout
+
+
+def test_lm_sft_then_rl_from_it_then_resume_and_eval(tmp_path: Path) -> None:
+    """The practitioner's path on the command line: the SFT stage alone, RL from its model,
+    resume to extend the run, and the evaluation of the finished run."""
+    pytest.importorskip("transformers")
+    sft = ppokit("lm", "sft", "--sft-steps", "3", "--eval-prompts", "8", "--run-dir", str(tmp_path / "sft"))
+    assert sft.returncode == 0 and "SFT on sort, 3 steps: greedy success" in sft.stdout, sft.stderr
+    run = tmp_path / "rl"
+    rl = ppokit("lm", "train", "--model", str(tmp_path / "sft" / "model"), "--sft-steps", "0", "--steps", "2",
+                "--eval-prompts", "8", "--run-dir", str(run))  # fmt: skip
+    assert rl.returncode == 0 and "grpo on sort, 2 steps" in rl.stdout, rl.stderr
+    more = ppokit("lm", "train", "--resume", str(run), "--steps", "3")
+    assert more.returncode == 0 and "grpo on sort, 3 steps" in more.stdout, more.stderr
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+    ev = ppokit("lm", "eval", str(run), "--prompts-n", "8", "--samples", "2")
+    assert ev.returncode == 0 and "8 greedy completions: success" in ev.stdout and " -> " in ev.stdout, ev.stderr
+    assert_one_line_error(ppokit("lm", "train", "--resume", str(run), "--method", "ppo"), "resume", "drop method")
+    assert_one_line_error(ppokit("lm", "eval", str(tmp_path / "nowhere")), "run", "no language-model run")

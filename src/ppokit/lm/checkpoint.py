@@ -56,14 +56,14 @@ def write_config(root: Path, config: LMConfig) -> None:
     atomic_write_text(root / "config.toml", tomli_w.dumps({"lm": values}))
 
 
-def read_config(root: Path) -> LMConfig:
-    """The configuration of the run in ``root``; ConfigError if there is none."""
+def read_config(root: Path, name: str = "resume") -> LMConfig:
+    """The configuration of the run in ``root``; ConfigError naming ``name`` if there is none."""
     path = root / "config.toml"
     if not path.is_file():
-        raise ConfigError("resume", f"{root} holds no language-model run (no config.toml)")
+        raise ConfigError(name, f"{root} holds no language-model run (no config.toml)")
     table = tomllib.loads(path.read_text()).get("lm")
     if not isinstance(table, dict):
-        raise ConfigError("resume", f"{path} has no [lm] table: not a language-model run")
+        raise ConfigError(name, f"{path} has no [lm] table: not a language-model run")
     known = {f.name for f in fields(LMConfig)}
     return LMConfig(**{k: v for k, v in table.items() if k in known})
 

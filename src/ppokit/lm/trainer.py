@@ -93,6 +93,25 @@ def train(
     return _finish(policy, task, config, root, state)
 
 
+def supervise(config: LMConfig) -> tuple[Path, Evaluation]:
+    """Only the supervised stage (``ppokit lm sft``): the model after SFT in ``run_dir/model``
+    (start RL from it with ``--model`` and ``--sft-steps 0``), and its greedy evaluation."""
+    if config.run_dir is None:
+        raise ConfigError("lm.run_dir", "ppokit lm sft writes its model there; allowed: a folder")
+    root = Path(config.run_dir)
+    if (root / "model").exists():
+        raise ConfigError("lm.run_dir", f"{root} already holds a model; allowed: a new folder")
+    task = make_task(config)
+    model, tokenizer = make_model(config, task)
+    check_context(model, tokenizer, task, config)
+    with _precision(config):
+        sft(model, tokenizer, task, config, random.Random(config.seed))
+    write_config(root, config)
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    return root / "model", evaluate(model, tokenizer, task, config.eval_prompts, random.Random(config.seed + 1))
+
+
 def _configure(config: LMConfig | None, resume: str | Path | None, steps: int | None) -> tuple[LMConfig, Path | None]:
     if resume is not None:
         if config is not None:
@@ -218,7 +237,7 @@ def check_context(model: PreTrainedModel, tokenizer: Tokenizer, task: Task, conf
 def load_run(folder: str | Path) -> tuple[LMConfig, PreTrainedModel, Tokenizer, PreTrainedModel | None]:
     """A finished run's configuration, trained model and tokenizer, and its reference."""
     root = Path(folder)
-    config = read_config(root)
+    config = read_config(root, "run")
     if not (root / "model" / "config.json").is_file():
         raise ConfigError("run", f"{root} has no trained model (model/): the run did not finish; resume it first")
     model, tokenizer = load_causal_lm(str(root / "model"))
