@@ -27,7 +27,8 @@ def _lines(run: Path) -> list[dict[str, object]]:
 
 
 @pytest.mark.parametrize("extra", [{"method": "grpo"}, {"method": "ppo", "kl_target": 0.05, "kl_horizon": 32},
-                                   {"method": "rloo", "lora_rank": 4}])  # fmt: skip
+                                   {"method": "rloo", "lora_rank": 4},
+                                   {"method": "ppo", "critic": "model"}])  # fmt: skip
 def test_a_stopped_run_resumes_exactly(tmp_path: Path, extra: dict[str, object]) -> None:
     straight = train(LMConfig(run_dir=str(tmp_path / "a"), **TINY, **extra))  # type: ignore[arg-type]  # Literal strs
     cut = train(LMConfig(run_dir=str(tmp_path / "b"), **TINY, **extra), stop_after=2)  # type: ignore[arg-type]

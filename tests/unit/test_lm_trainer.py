@@ -216,6 +216,32 @@ def test_ppo_kl_coefficient_is_fixed_or_follows_its_target() -> None:
     assert betas == pytest.approx([0.05 * 0.8, 0.05 * 0.8 * 0.8])
 
 
+def test_ppo_with_its_own_critic_model_keeps_the_value_gradient_out_of_the_policy() -> None:
+    """critic=model: the value head sits on a copy of the SFT model, so the value loss's
+    gradient reaches the critic's trunk and none of the policy's parameters."""
+    from ppokit.lm.methods import LM_METHODS
+    from ppokit.lm.models import tiny_causal_lm
+    from ppokit.lm.policy import attach
+    from ppokit.lm.ppo import PPOBatch, ppo_loss
+    from ppokit.lm.tokenizer import char_tokenizer
+
+    tokenizer = char_tokenizer("0123456789=")
+    model = tiny_causal_lm("gpt2", tokenizer, width=16, layers=1)
+    policy = attach(model, tokenizer, 0, 16, LM_METHODS["ppo"].critic, separate_critic=True)
+    assert policy.critic is not None and policy.critic is not policy.model and policy.head is not None
+    torch.nn.init.normal_(policy.head.linear.weight)  # off its zero start: the trunk gets a gradient through it
+    ids = tokenizer(["12=12", "31=13"], return_tensors="pt")
+    mask = torch.ones(2, 2)
+    zeros = torch.zeros(2, 2)
+    batch = PPOBatch(ids["input_ids"], ids["attention_mask"], mask, zeros - 1.0, zeros, zeros, zeros + 1.0, 3)
+    _, parts = ppo_loss(policy, batch, 1.0, 0.2, 0.2, 0.2, vf_coef=1.0)
+    parts["value_loss"].backward()
+    assert all(p.grad is None or not p.grad.any() for p in policy.model.parameters())  # no value gradient here
+    assert any(p.grad is not None and p.grad.any() for p in policy.critic.parameters())  # all of it here
+    result = train(LMConfig(method="ppo", critic="model", **TINY))
+    assert all(math.isfinite(row["value_loss"]) for row in result.metrics)
+
+
 def test_a_folder_transformers_cannot_load_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"model_type": "no-such-architecture"}')
     with pytest.raises(ConfigError, match=r"lm.model: cannot load .*"):

@@ -5,8 +5,9 @@
     tensorboard/       the same metrics as TensorBoard events
     reference/         the model after SFT with its tokenizer (``save_pretrained``): the
                        reference, and with LoRA the base the adapters sit on
-    checkpoints/last/  model/ (``save_pretrained``: the whole policy, or its LoRA adapter)
-                       and state.pt (step, metrics so far, optimizer, value head, RNGs)
+    checkpoints/last/  model/ (``save_pretrained``: the whole policy, or its LoRA adapter),
+                       critic/ (PPO with its own critic model), state.pt (step, metrics so far,
+                       optimizer, value head, RNGs)
     eval.json          greedy success and reward after SFT and after RL
     model/             the trained model with its tokenizer (adapters merged in):
                        ``AutoModelForCausalLM.from_pretrained`` reads it
@@ -82,6 +83,8 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     policy.model.save_pretrained(tmp / "model")
     policy.tokenizer.save_pretrained(tmp / "model")
+    if policy.critic is not None:
+        policy.critic.save_pretrained(tmp / "critic")
     payload = {"format": FORMAT, "version": VERSION, "step": state.step, "history": state.history,
                "before": state.before, "optimizer": optimizer.state_dict(),
                "head": None if policy.head is None else policy.head.state_dict(),
@@ -112,6 +115,8 @@ def restore(
 ) -> tuple[Policy, AdamW, RunState]:  # fmt: skip
     """The policy, optimizer and run state of the last checkpoint in ``root``, and the RNGs set
     to where it stopped."""
+    from transformers import AutoModelForCausalLM
+
     from ppokit.lm.models import load_causal_lm
 
     folder = latest_checkpoint(root)
@@ -136,6 +141,10 @@ def restore(
         policy = Policy(model, tokenizer, reference.requires_grad_(False))
     policy = _to_device(policy, config)
     if critic:
+        if config.critic == "model":
+            policy.critic = AutoModelForCausalLM.from_pretrained(folder / "critic")
+            policy.critic.eval()  # type: ignore[no-untyped-call]  # transformers' override is untyped
+            torch.nn.Module.to(policy.critic, policy.device)
         policy.head = ValueHead(policy.model.config.hidden_size).to(policy.device)
         policy.head.load_state_dict(data["head"])
     optimizer = AdamW(policy.trainable(), optimizer_lr)

@@ -17,6 +17,7 @@ LM_METHOD_NAMES = ("grpo", "dr-grpo", "rloo", "ppo")
 Truncation = Literal["terminal", "bootstrap"]
 Device = Literal["cpu", "cuda", "auto"]
 Precision = Literal["fp32", "bf16"]
+Critic = Literal["head", "model"]
 GROUP_METHODS = ("grpo", "dr-grpo", "rloo")  # compare completions of a prompt: groups of >= 2
 
 
@@ -67,6 +68,8 @@ class LMConfig:
     kl_target: float | None = _f(None, "ppo: adapt kl_coef towards this KL per token (Ziegler et al. 2019); "
                                        "None: a fixed kl_coef.")  # fmt: skip
     kl_horizon: int = _f(10_000, "ppo: the adaptive KL controller's horizon, in completions.")
+    critic: Critic = _f("head", "ppo: the value head on the policy's trunk (head), or on its own copy of the SFT "
+                                "model (model: twice the weights, no value gradient in the policy).")  # fmt: skip
     vf_coef: float = _f(0.5, "ppo: weight of the value loss.")
     value_clip: float = _f(0.2, "ppo: the value loss's clip range around the values at sampling.")
     gamma: float = _f(1.0, "ppo: discount over completion tokens.")
@@ -127,6 +130,8 @@ class LMConfig:
             raise ConfigError("lm.device", f"{self.device!r}; allowed: cpu, cuda, auto")
         if self.device == "cuda" and not _cuda_available():
             raise ConfigError("lm.device", "cuda: no CUDA device here; allowed: cpu, auto")
+        if self.critic not in ("head", "model"):
+            raise ConfigError("lm.critic", f"{self.critic!r}; allowed: head, model")
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError("lm.precision", f"{self.precision!r}; allowed: fp32, bf16")
         if not isinstance(self.save_every, int) or self.save_every < 1:

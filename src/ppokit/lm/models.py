@@ -102,15 +102,14 @@ def token_logprobs(
     return score_tokens(model, input_ids, attention_mask, start, temperature, chunk=chunk).logprobs
 
 
-def token_logprobs_and_hidden(
-    model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, start: int, temperature: float = 1.0
-) -> tuple[Tensor, Tensor]:
-    """``token_logprobs`` and, from the same forward pass, the last layer's hidden states
-    ``[B, L - start + 1, H]`` at the positions that predict each completion token and at the
-    last position (the state after the last token: a truncated completion bootstraps from it)."""
-    scores = score_tokens(model, input_ids, attention_mask, start, temperature, hidden=True)
-    assert scores.hidden is not None
-    return scores.logprobs, scores.hidden
+def last_hidden(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, start: int) -> Tensor:
+    """The trunk's last hidden states ``[B, L - start + 1, H]`` at the positions that predict
+    each token of ``input_ids[:, start:]`` and at the last one (a critic model's: no logits)."""
+    _check_start(start, input_ids)
+    positions = position_ids(attention_mask)
+    out = model.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions)
+    hidden: Tensor = out.last_hidden_state[:, start - 1 :]
+    return hidden
 
 
 def selective_logprobs(logits: Tensor, targets: Tensor, temperature: float = 1.0, chunk: int = 0) -> Tensor:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
-from ppokit.lm.models import add_lora, token_logprobs
+from ppokit.lm.models import add_lora, last_hidden, token_logprobs
 
 
 def device_of(name: str) -> torch.device:
@@ -47,7 +47,8 @@ class Policy:
     model: PreTrainedModel  # trains: the whole model, or a PeftModel whose adapters train
     tokenizer: Tokenizer
     reference: PreTrainedModel | None  # a frozen copy of the SFT model; None: the adapters disabled (LoRA)
-    head: ValueHead | None = None  # PPO's value head on the policy's trunk
+    head: ValueHead | None = None  # PPO's value head
+    critic: PreTrainedModel | None = None  # the value head's own trunk; None: the policy's (shared)
 
     @property
     def lora(self) -> bool:
@@ -58,7 +59,16 @@ class Policy:
         return self.model.device
 
     def trainable(self) -> list[nn.Module]:
-        return [self.model] if self.head is None else [self.model, self.head]
+        return [m for m in (self.model, self.critic, self.head) if m is not None]
+
+    def values(self, policy_hidden: Tensor | None, input_ids: Tensor, attention_mask: Tensor, start: int) -> Tensor:
+        """V before each completion token and after the last, ``[B, L + 1]``: the head over the
+        policy's hidden states (``policy_hidden``, from the same forward pass) or the critic's."""
+        assert self.head is not None
+        if self.critic is None:
+            assert policy_hidden is not None
+            return self.head(policy_hidden)  # type: ignore[no-any-return]
+        return self.head(last_hidden(self.critic, input_ids, attention_mask, start))  # type: ignore[no-any-return]
 
     @torch.no_grad()
     def reference_logprobs(self, input_ids: Tensor, attention_mask: Tensor, start: int, temperature: float) -> Tensor:
@@ -69,14 +79,20 @@ class Policy:
             return token_logprobs(self.model, input_ids, attention_mask, start, temperature)
 
 
-def attach(model: PreTrainedModel, tokenizer: Tokenizer, lora_rank: int, lora_alpha: int, critic: bool) -> Policy:
+def attach(
+    model: PreTrainedModel, tokenizer: Tokenizer, lora_rank: int, lora_alpha: int, critic: bool,
+    separate_critic: bool = False,
+) -> Policy:  # fmt: skip
     """The RL policy from the supervised model: LoRA adapters over it (``lora_rank`` > 0), or
-    the whole model beside a frozen copy of it; a value head when the method has a critic."""
+    the whole model beside a frozen copy of it; a value head when the method has a critic, on
+    the policy's trunk or on its own copy of the supervised model (``separate_critic``)."""
+    own = copy.deepcopy(model) if critic and separate_critic else None  # before adapters: a plain copy
     if lora_rank > 0:
         policy = Policy(add_lora(model, lora_rank, lora_alpha), tokenizer, None)
     else:
         policy = Policy(model, tokenizer, copy.deepcopy(model).requires_grad_(False))
     if critic:
+        policy.critic = own
         policy.head = ValueHead(model.config.hidden_size).to(policy.device)
     return policy
 

@@ -30,7 +30,7 @@ from ppokit.core.reduce import masked_whiten, token_mean
 from ppokit.core.update import Optimizer, UpdatePlan, run_epochs, select_rows
 from ppokit.lm.config import LMConfig
 from ppokit.lm.metrics import completion_metrics, sampling_metrics
-from ppokit.lm.models import score_tokens, token_logprobs_and_hidden
+from ppokit.lm.models import score_tokens
 from ppokit.lm.policy import Policy
 from ppokit.lm.sampling import sample_and_score
 from ppokit.lm.tasks import Task
@@ -93,9 +93,11 @@ def ppo_loss(
     vf_coef: float,
 ) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
     """Clipped surrogate on whitened advantages plus the clipped value loss, token-mean."""
-    assert policy.head is not None
-    logp, hidden = token_logprobs_and_hidden(policy.model, mb.input_ids, mb.attention_mask, mb.prompt_len, temperature)
-    values = policy.head(hidden)[:, :-1]  # the value loss trains the head and, through it, the shared trunk
+    shared = policy.critic is None
+    scores = score_tokens(policy.model, mb.input_ids, mb.attention_mask, mb.prompt_len, temperature, hidden=shared)
+    logp = scores.logprobs
+    # The value loss trains the head and its trunk: the policy's when shared, else the critic's.
+    values = policy.values(scores.hidden, mb.input_ids, mb.attention_mask, mb.prompt_len)[:, :-1]
     adv = masked_whiten(mb.advantages, mb.mask)
     terms = losses.clipped_surrogate(logp, mb.old_logprobs, adv, clip_low, clip_high)
     policy_loss = -token_mean(terms.objective, mb.mask)
@@ -111,14 +113,13 @@ def ppo_step(
 ) -> dict[str, float]:  # fmt: skip
     """One PPO step with KL coefficient ``beta``: completions, their scores, the KL-shaped token
     rewards, GAE, the update. ``kl_coef`` in the metrics is the beta for the next step."""
-    assert policy.head is not None
     prompts, out, texts, scores = sample_and_score(policy, task, config, rng)
     start, mask = out.prompt_ids.shape[1], out.completion_mask
     with torch.no_grad():
-        old = score_tokens(policy.model, out.input_ids, out.attention_mask, start, config.temperature, hidden=True,
-                           entropy=True)  # fmt: skip
-        assert old.hidden is not None and old.entropy is not None
-        values = policy.head(old.hidden)
+        old = score_tokens(policy.model, out.input_ids, out.attention_mask, start, config.temperature,
+                           hidden=policy.critic is None, entropy=True)  # fmt: skip
+        assert old.entropy is not None
+        values = policy.values(old.hidden, out.input_ids, out.attention_mask, start)
         ref = policy.reference_logprobs(out.input_ids, out.attention_mask, start, config.temperature)
     kl = (old.logprobs - ref) * mask  # k1 per token: its mean under pi_old is KL(pi_old || pi_ref)
     rewards = token_rewards(scores, kl, mask, beta)

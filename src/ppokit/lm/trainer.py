@@ -136,7 +136,8 @@ def _start(config: LMConfig, task: Task, rng: random.Random, root: Path | None) 
     if root is not None:
         write_config(root, config)
         save_reference(root, model, tokenizer)
-    policy = attach(model, tokenizer, config.lora_rank, config.lora_alpha, LM_METHODS[config.method].critic)
+    policy = attach(model, tokenizer, config.lora_rank, config.lora_alpha, LM_METHODS[config.method].critic,
+                    separate_critic=config.critic == "model")  # fmt: skip
     return policy, RunState(before={"success": before.success, "reward": before.reward})
 
 
