@@ -14,14 +14,18 @@ updates shrink by design.
 A rule that does not apply to the method is not in its list at all: the clip-fraction rules
 need a method that clips, the explained-variance rule one with a critic (``ppokit.methods``).
 Their metrics are not logged for other methods either, so no advice can be wrong for them.
+
+The machinery (a list of rules, their streaks and episodes, the summary) is shared: the
+language-model rules (``ppokit.lm.health``) feed :func:`observe_rules` per RL step with their
+own metrics and write the same ``diagnostics.json``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ppokit.config import DiagnosticsConfig
 from ppokit.methods import Method
@@ -37,11 +41,14 @@ class Rule:
     describe: str  # the condition, for messages: "{value} > {threshold}"
     advice: str
     patience: int
-    check: Callable[[float, dict[str, float]], bool]  # (value, metrics) -> condition holds
+    check: Callable[[float, Mapping[str, float]], bool]  # (value, metrics) -> condition holds
     skip_in_tail: bool = False
     needs: str | None = None  # "clips" or "critic": a fact of the method the rule is about
+    threshold: float | None = None  # the condition's bound in the metric's units (figures draw it)
+    worst: Literal["max", "min", "last"] = "max"  # which value of an episode is furthest from healthy
 
-    def applies_to(self, method: Method) -> bool:
+    def applies_to(self, method: object) -> bool:
+        """Whether the rule is about ``method`` (a ``Method``, or any object with the fact)."""
         return self.needs is None or bool(getattr(method, self.needs))
 
 
@@ -55,35 +62,42 @@ def rules_for(config: DiagnosticsConfig, method: Method | None = None) -> list[R
         Rule("kl_high", "approx_kl", f"approx KL above {c.kl_max}",
              "the policy moves too far per update: lower the learning rate or clip_coef, "
              "fewer epochs, or set target_kl", c.kl_patience,
-             lambda v, m: v > c.kl_max, skip_in_tail=True),
+             lambda v, m: v > c.kl_max, skip_in_tail=True, threshold=c.kl_max),
         Rule("clip_fraction_low", "clip_fraction", f"clip fraction below {c.clip_fraction_min}",
              "clipping never binds, updates are tiny: raise the learning rate or the epochs",
-             c.clip_fraction_patience, lambda v, m: v < c.clip_fraction_min, skip_in_tail=True, needs="clips"),
+             c.clip_fraction_patience, lambda v, m: v < c.clip_fraction_min, skip_in_tail=True, needs="clips",
+             threshold=c.clip_fraction_min, worst="min"),
         Rule("clip_fraction_high", "clip_fraction", f"clip fraction above {c.clip_fraction_max}",
              "the policy drifts out of the trust region: lower the learning rate or the epochs",
-             c.clip_fraction_patience, lambda v, m: v > c.clip_fraction_max, skip_in_tail=True, needs="clips"),
+             c.clip_fraction_patience, lambda v, m: v > c.clip_fraction_max, skip_in_tail=True, needs="clips",
+             threshold=c.clip_fraction_max),
         Rule("value_broken", "explained_variance",
              f"explained variance below {c.explained_variance_min}",
              "the value function predicts worse than a constant: check value_loss and the "
              "reward scale (try norm_reward), vf_coef, or clip_vloss off",
              c.explained_variance_patience,
              lambda v, m: v < c.explained_variance_min and m.get("_progress", 1.0) >= c.value_warmup
-             and _targets_vary(m), needs="critic"),
+             and _targets_vary(m), needs="critic", threshold=c.explained_variance_min, worst="min"),
         Rule("entropy_collapse", "entropy",
              f"entropy below {c.entropy_collapse_ratio} of its start in the first "
              f"{c.entropy_collapse_before:.0%} of training",
              "the policy turned deterministic early and stops exploring: raise ent_coef",
              1, lambda v, m: m.get("_entropy_ratio", 1.0) < c.entropy_collapse_ratio
-             and m.get("_progress", 1.0) < c.entropy_collapse_before),
+             and m.get("_progress", 1.0) < c.entropy_collapse_before, worst="min"),
         Rule("grad_norm_exploding", "grad_norm", f"grad norm above {c.grad_norm_max}",
              "gradients explode: lower the learning rate, check the reward scale and "
              "observation normalization, keep max_grad_norm", c.grad_norm_patience,
-             lambda v, m: v > c.grad_norm_max),
-        Rule("non_finite", "loss", "a loss or gradient is NaN or inf",
-             "training cannot continue: lower the learning rate, normalize observations "
-             "and rewards, check the env for NaN", 1, lambda v, m: not math.isfinite(v)),
+             lambda v, m: v > c.grad_norm_max, threshold=c.grad_norm_max),
+        NON_FINITE,
     ]  # fmt: skip
     return [rule for rule in rules if method is None or rule.applies_to(method)]
+
+
+NON_FINITE = Rule(
+    "non_finite", "loss", "a loss or gradient is NaN or inf",
+    "training cannot continue: lower the learning rate, normalize observations "
+    "and rewards, check the env for NaN", 1, lambda v, m: not math.isfinite(v), worst="last",
+)  # fmt: skip
 
 
 @dataclass
@@ -95,6 +109,58 @@ class Episode:
     last_update: int
     worst: float  # the value furthest from healthy seen in the stretch (the last, for NaN)
     warned: bool = False
+
+
+def observe_rules(
+    rules: list[Rule], streaks: dict[str, int], episodes: list[Episode], update: int,
+    metrics: Mapping[str, float], in_tail: bool = False, unit: str = "update",
+) -> list[str]:  # fmt: skip
+    """Advance ``streaks`` and ``episodes`` (in place) by one update's ``metrics``; return the
+    warnings that fire now. ``metrics`` may carry derived values (``_progress``...) that the
+    rules' checks read. A metric the update did not log is no violation (not even of
+    ``non_finite``); one logged as NaN is undefined for every rule but ``non_finite``."""
+    warnings: list[str] = []
+    for rule in rules:
+        value = metrics.get(rule.metric)
+        value = math.nan if value is None else float(value)
+        defined = math.isfinite(value) or (rule.name == "non_finite" and rule.metric in metrics)
+        holds = defined and not (rule.skip_in_tail and in_tail) and rule.check(value, metrics)
+        if not holds:
+            streaks[rule.name] = 0
+            continue
+        streak = streaks.get(rule.name, 0) + 1
+        streaks[rule.name] = streak
+        if streak == 1:
+            episodes.append(Episode(rule.name, update, update, value))
+        episode = next(e for e in reversed(episodes) if e.rule == rule.name)
+        episode.last_update = update
+        episode.worst = _worse(rule, episode.worst, value)
+        if streak >= rule.patience and not episode.warned:
+            episode.warned = True
+            warnings.append(
+                f"{unit} {update}: {rule.describe} ({rule.metric} = {value:.4g}"
+                f"{f' for {streak} {unit}s' if streak > 1 else ''}): {rule.advice}"
+            )
+    return warnings
+
+
+def summarize(rules: list[Rule], episodes: list[Episode]) -> dict[str, Any]:
+    """``diagnostics.json``: per rule its condition, advice and the episodes that warned."""
+    warned = [e for e in episodes if e.warned]
+    by_rule: dict[str, Any] = {}
+    for rule in rules:
+        mine = [e for e in warned if e.rule == rule.name]
+        by_rule[rule.name] = {
+            "metric": rule.metric,
+            "condition": rule.describe,
+            "threshold": rule.threshold,
+            "advice": rule.advice,
+            "patience": rule.patience,
+            "warnings": len(mine),
+            "updates_affected": sum(e.last_update - e.first_update + 1 for e in mine),
+            "episodes": [asdict(e) for e in mine],
+        }
+    return {"total_warnings": len(warned), "rules": by_rule}
 
 
 @dataclass
@@ -121,44 +187,11 @@ class Diagnostics:
         extra["_progress"] = progress
         if self.initial_entropy is not None and self.initial_entropy > 0:  # Gaussians can go negative
             extra["_entropy_ratio"] = entropy / self.initial_entropy
-        warnings: list[str] = []
-        for rule in self.rules:
-            value = metrics.get(rule.metric, math.nan)
-            defined = math.isfinite(value) or rule.name == "non_finite"
-            holds = defined and not (rule.skip_in_tail and in_tail) and rule.check(value, extra)
-            if not holds:
-                self.streaks[rule.name] = 0
-                continue
-            streak = self.streaks.get(rule.name, 0) + 1
-            self.streaks[rule.name] = streak
-            if streak == 1:
-                self.episodes.append(Episode(rule.name, update, update, value))
-            episode = next(e for e in reversed(self.episodes) if e.rule == rule.name)
-            episode.last_update = update
-            episode.worst = _worse(rule.name, episode.worst, value)
-            if streak >= rule.patience and not episode.warned:
-                episode.warned = True
-                warnings.append(
-                    f"update {update}: {rule.describe} ({rule.metric} = {value:.4g}"
-                    f"{f' for {streak} updates' if streak > 1 else ''}): {rule.advice}"
-                )
-        return warnings
+        return observe_rules(self.rules, self.streaks, self.episodes, update, extra, in_tail)
 
     def summary(self) -> dict[str, Any]:
         """Per rule: the episodes that warned and their update ranges."""
-        warned = [e for e in self.episodes if e.warned]
-        by_rule: dict[str, Any] = {}
-        for rule in self.rules:
-            mine = [e for e in warned if e.rule == rule.name]
-            by_rule[rule.name] = {
-                "condition": rule.describe,
-                "advice": rule.advice,
-                "patience": rule.patience,
-                "warnings": len(mine),
-                "updates_affected": sum(e.last_update - e.first_update + 1 for e in mine),
-                "episodes": [asdict(e) for e in mine],
-            }
-        return {"total_warnings": len(warned), "rules": by_rule}
+        return summarize(self.rules, self.episodes)
 
     def state_dict(self) -> dict[str, Any]:
         """Plain data for checkpoints."""
@@ -174,19 +207,17 @@ class Diagnostics:
         self.initial_entropy = state["initial_entropy"]
 
 
-def _targets_vary(metrics: dict[str, float]) -> bool:
+def _targets_vary(metrics: Mapping[str, float]) -> bool:
     """Explained variance means something only when the value targets vary: once a task is
     solved (CartPole at 500 every episode) they are nearly constant and it is noise."""
     std, mean = metrics.get("value_target_std", math.inf), metrics.get("value_target_mean", 0.0)
     return std > TARGET_SPREAD * abs(mean)
 
 
-def _worse(rule: str, a: float, b: float) -> float:
-    if rule in ("clip_fraction_low", "value_broken", "entropy_collapse"):
-        return min(a, b)
-    if rule == "non_finite":
+def _worse(rule: Rule, a: float, b: float) -> float:
+    if rule.worst == "last":
         return b
-    return max(a, b)
+    return min(a, b) if rule.worst == "min" else max(a, b)
 
 
 def in_annealing_tail(lr: float, lr0: float, clip: float, clip0: float) -> bool:

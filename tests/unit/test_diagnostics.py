@@ -110,3 +110,15 @@ def test_state_round_trip_continues_streaks() -> None:
     b = Diagnostics(DiagnosticsConfig())
     b.load_state_dict(a.state_dict())
     assert len(b.observe(2, {**HEALTHY, "approx_kl": 0.2}, 0.5, False)) == 1  # patience 2 reached across
+
+
+def test_summary_names_each_rules_metric_and_threshold() -> None:
+    rules = Diagnostics(DiagnosticsConfig(kl_max=0.07)).summary()["rules"]
+    assert rules["kl_high"]["metric"] == "approx_kl" and rules["kl_high"]["threshold"] == 0.07
+    assert rules["entropy_collapse"]["threshold"] is None  # a ratio to the start, not an entropy
+
+
+def test_a_loss_never_logged_is_not_non_finite() -> None:
+    diag = Diagnostics(DiagnosticsConfig())
+    assert diag.observe(1, {"approx_kl": 0.01}, 0.5, False) == []
+    assert len(diag.observe(2, {"approx_kl": 0.01, "loss": math.nan}, 0.5, False)) == 1

@@ -3,6 +3,9 @@
 ``write_report(folder)`` writes ``folder/report/`` with ``report.md`` and the PNG figures it
 links (``learning_curves.png``, ``diagnostics.png``, ``kl_per_update.png``); with
 ``fmt="html"`` also ``report.html``, one self-contained file with the figures embedded.
+A language-model run (``config.toml`` with an ``[lm]`` table) gets its own overview,
+evaluation, training and figure sections (:mod:`ppokit.analysis.lm_sections`:
+``lm_training.png``, ``lm_updates.png``) between the same configuration and health sections.
 
 The report is built as a list of blocks (heading, text, table, image, collapsible code;
 :mod:`ppokit.analysis.render`) and rendered to Markdown or HTML, so both formats say the same
@@ -18,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from ppokit.analysis.lm_sections import lm_eval_section, lm_figures_section, lm_overview, lm_training_section
 from ppokit.analysis.render import Block, render_html, render_markdown
 from ppokit.analysis.report_sections import config_section, diagnostics_section, final_eval_section, overview
 from ppokit.analysis.subject import Subject, load_subject
@@ -33,6 +37,15 @@ Format = Literal["md", "html"]
 
 def _blocks(subject: Subject, out: Path, threshold: float | None) -> list[Block]:
     """Every section in reading order; the figures are drawn into ``out`` on the way."""
+    if subject.lm:
+        return [
+            *lm_overview(subject),
+            *config_section(subject),
+            *lm_eval_section(subject),
+            *lm_training_section(subject),
+            *lm_figures_section(subject, out),
+            *diagnostics_section(subject),
+        ]
     return [
         *overview(subject),
         *config_section(subject),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -71,9 +72,18 @@ def overview(s: Subject) -> list[Block]:
     return [Heading(1, f"ppokit report: {s.folder.resolve().name}"), Text(text)]
 
 
+def _defaults(s: Subject) -> dict[str, Any]:
+    """ppokit's defaults, flat: the LM config's for an LM run (its ``[lm]`` table)."""
+    if s.lm:
+        from ppokit.lm.config import LMConfig  # no transformers in it
+
+        return _flat({"lm": {k: v for k, v in asdict(LMConfig()).items() if v is not None}})
+    return _flat(to_dict(RunConfig()))
+
+
 def config_section(s: Subject) -> list[Block]:
-    defaults = _flat(to_dict(RunConfig()))
-    ignore = {"run_dir"} | ({"seed"} if s.kind == "experiment" else set())
+    defaults = _defaults(s)
+    ignore = {"run_dir", "lm.run_dir"} | ({"seed", "lm.seed"} if s.kind == "experiment" else set())
     varied = set(s.grid)  # flat field names; the table's keys are "section.field"
     changed = [
         [key, _value(v) + (" (varied by the grid)" if key.rsplit(".", 1)[-1] in varied else ""),
@@ -191,11 +201,12 @@ def diagnostics_section(s: Subject) -> list[Block]:
                 rows.append([rule, *counts, where])
     if not rows:
         return [*blocks, Text("No health warnings: every health check stayed quiet in every run.")]
-    header = ["rule", "warnings", "updates affected", "update ranges"]
+    unit = "step" if s.lm else "update"  # an LM run's episodes count RL steps
+    header = ["rule", "warnings", f"{unit}s affected", f"{unit} ranges"]
     if s.kind == "experiment":
         header = ["configuration", "rule", "seeds warned", *header[1:]]
     blocks += [
-        Text("Rules that warned (one warning per stretch of updates in the condition that outlasted its patience):"),
+        Text(f"Rules that warned (one warning per stretch of {unit}s in the condition that outlasted its patience):"),
         Table(header, rows),
         Heading(3, "Advice"),
     ]

@@ -31,6 +31,11 @@ class Subject:
     seeds: list[int] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)  # run folders without metrics yet
 
+    @property
+    def lm(self) -> bool:
+        """A language-model run (or experiment of them): its config.toml has an ``[lm]`` table."""
+        return isinstance(self.config.get("lm"), dict)
+
 
 def _variant_names(grid: dict[str, list[Any]]) -> list[str]:
     """The run folder names ``ppokit experiment`` gives the grid's variants, in grid order."""

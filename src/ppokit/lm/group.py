@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ppokit.core import losses
-from ppokit.core.reduce import Aggregation, aggregate
+from ppokit.core.reduce import Aggregation, aggregate, token_mean
 from ppokit.core.update import UpdatePlan, run_epochs, select_rows
 from ppokit.lm.config import LMConfig
 from ppokit.lm.generate import Completions
@@ -90,7 +90,9 @@ def group_loss(
         return aggregate(x, mb.mask, aggregation, constant=float(len(mb) * max_len))
 
     policy_loss = -reduce(terms.objective)
-    kl_ref = reduce(losses.reference_kl(logp, mb.ref_logprobs))
-    loss = policy_loss + config.kl_coef * kl_ref
+    kl = losses.reference_kl(logp, mb.ref_logprobs)
+    loss = policy_loss + config.kl_coef * reduce(kl)
     diagnostics = losses.policy_diagnostics(terms, mb.mask, (config.clip_low, high))
+    # kl_ref is logged per real token for every method and aggregation (the loss reduces it as it reduces the rest).
+    kl_ref = token_mean(kl.detach(), mb.mask)
     return loss, {"policy_loss": policy_loss, "kl_ref": kl_ref, **diagnostics, "loss": loss}

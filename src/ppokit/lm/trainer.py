@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+from rich.console import Console
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
@@ -27,6 +28,7 @@ from ppokit.lm.checkpoint import RunState, read_config, restore, save_checkpoint
 from ppokit.lm.config import LMConfig
 from ppokit.lm.evaluation import Evaluation, evaluate
 from ppokit.lm.group import group_step
+from ppokit.lm.health import LMHealth
 from ppokit.lm.methods import LM_METHODS
 from ppokit.lm.models import context_length, load_causal_lm, tiny_causal_lm
 from ppokit.lm.policy import AdamW, Policy, attach, device_of, merged
@@ -37,6 +39,8 @@ from ppokit.lm.sft import sft
 from ppokit.lm.tasks import Task, file_task, get_task
 from ppokit.lm.tokenizer import char_tokenizer
 from ppokit.runtime import GracefulInterrupt
+
+_console = Console(stderr=True)
 
 __all__ = ["LM_METHODS", "Evaluation", "LMResult", "evaluate", "make_model", "make_task", "sft", "train"]
 
@@ -71,22 +75,7 @@ def train(
     else:
         policy, state = _start(config, task, rng, root)
         optimizer = AdamW(policy.trainable(), config.learning_rate)
-    first, stopped = state.step, False
-    logger = _loggers(root, state.step)
-    try:
-        with GracefulInterrupt() as interrupt, _precision(config):
-            while state.step < config.steps and not stopped:
-                state.history.append(_step(policy, task, config, optimizer, rng, generator, state.history))
-                state.step += 1
-                if logger is not None:
-                    logger.log(state.step * config.batch_size, state.history[-1] | {"update": float(state.step)})
-                stopped = interrupt.requested or (stop_after is not None and state.step - first >= stop_after)
-                due = state.step % config.save_every == 0 or state.step == config.steps or stopped
-                if root is not None and due:
-                    save_checkpoint(root, policy, optimizer, state, rng, generator)
-    finally:
-        if logger is not None:
-            logger.close()
+    stopped = _loop(policy, task, config, optimizer, rng, generator, state, root, stop_after)
     if stopped and state.step < config.steps:
         return LMResult(config, policy.model, policy.tokenizer, state.before["success"], math.nan,
                         state.before["reward"], math.nan, state.history, stopped=True)  # fmt: skip
@@ -110,6 +99,36 @@ def supervise(config: LMConfig) -> tuple[Path, Evaluation]:
     model.save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
     return root / "model", evaluate(model, tokenizer, task, config.eval_prompts, random.Random(config.seed + 1))
+
+
+def _loop(
+    policy: Policy, task: Task, config: LMConfig, optimizer: AdamW, rng: random.Random, generator: torch.Generator,
+    state: RunState, root: Path | None, stop_after: int | None,
+) -> bool:  # fmt: skip
+    """RL steps until ``config.steps``, each logged and watched by the health rules; a
+    checkpoint every ``save_every`` steps, at the end and on a stop. Whether it stopped early."""
+    first, stopped = state.step, False
+    health = LMHealth(config.steps, LM_METHODS[config.method].critic)
+    for step, past in enumerate(state.history, start=1):  # a resumed run: the rules' streaks as they were
+        health.observe(step, past)
+    logger = _loggers(root, state.step)
+    try:
+        with GracefulInterrupt() as interrupt, _precision(config):
+            while state.step < config.steps and not stopped:
+                state.history.append(_step(policy, task, config, optimizer, rng, generator, state.history))
+                state.step += 1
+                if logger is not None:
+                    logger.log(state.step * config.batch_size, state.history[-1] | {"update": float(state.step)})
+                for warning in health.observe(state.step, state.history[-1]):
+                    _console.print(f"[yellow]ppokit health:[/yellow] {warning}", highlight=False, soft_wrap=True)
+                stopped = interrupt.requested or (stop_after is not None and state.step - first >= stop_after)
+                if root is not None and (state.step % config.save_every == 0 or state.step == config.steps or stopped):
+                    save_checkpoint(root, policy, optimizer, state, rng, generator)
+                    health.write(root / "diagnostics.json")
+    finally:
+        if logger is not None:
+            logger.close()
+    return stopped
 
 
 def _configure(config: LMConfig | None, resume: str | Path | None, steps: int | None) -> tuple[LMConfig, Path | None]:
