@@ -19,7 +19,7 @@ from ppokit.lm.config import LMConfig
 from ppokit.lm.generate import Completions
 from ppokit.lm.methods import LM_METHODS
 from ppokit.lm.metrics import completion_metrics, sampling_metrics
-from ppokit.lm.models import score_tokens, token_logprobs
+from ppokit.lm.models import score_tokens
 from ppokit.lm.policy import AdamW, Policy
 from ppokit.lm.sampling import sample_and_score
 from ppokit.lm.tasks import Task
@@ -32,7 +32,7 @@ class LMBatch:
     input_ids: Tensor
     attention_mask: Tensor
     mask: Tensor  # [B, L] the completion tokens (to the first EOS)
-    old_logprobs: Tensor  # [B, L] under the sampling policy
+    old_logprobs: Tensor | None  # [B, L] under the sampling policy; None: one pass, the loss's own (detached)
     ref_logprobs: Tensor  # [B, L] under the reference
     advantages: Tensor  # [B] one per completion
     prompt_len: int
@@ -56,24 +56,31 @@ def group_step(
     assert method.advantages is not None  # group methods; ppo takes ppo_step
     prompts, out, texts, rewards = sample_and_score(policy, task, config, rng)
     advantages = method.advantages(rewards.view(-1, config.group_size)).reshape(-1)
-    batch, entropy = _batch(policy, out, advantages, config.temperature)
+    one_pass = config.epochs == 1 and config.minibatch_size == config.batch_size
+    batch, sampling = _batch(policy, out, advantages, config.temperature, one_pass)
     aggregation = config.aggregation or method.aggregation
     loss_fn = partial(group_loss, policy, config, aggregation, task.max_new_tokens)
     plan = UpdatePlan(config.epochs, config.minibatch_size, config.max_grad_norm)
     result = run_epochs(batch, loss_fn, optimizer, plan, generator)
-    return (result.metrics | completion_metrics(rewards, out, task.success(prompts, texts), config.group_size)
-            | sampling_metrics(batch.old_logprobs, batch.ref_logprobs, entropy, batch.mask))  # fmt: skip
+    return result.metrics | completion_metrics(rewards, out, task.success(prompts, texts), config.group_size) | sampling
 
 
-def _batch(policy: Policy, out: Completions, advantages: Tensor, temperature: float) -> tuple[LMBatch, Tensor]:
-    """The batch of the update, and the sampling policy's entropy per completion token."""
+def _batch(
+    policy: Policy, out: Completions, advantages: Tensor, temperature: float, one_pass: bool
+) -> tuple[LMBatch, dict[str, float]]:
+    """The batch of the update, and the sampling policy's metrics (``sampling_metrics``). In
+    one pass over the batch (one epoch of one minibatch) the loss's forward pass is the
+    sampling policy's: its log-probs, detached, are the old ones and the metrics come from it,
+    which saves a forward pass per step."""
     start = out.prompt_ids.shape[1]
     with torch.no_grad():
-        old = score_tokens(policy.model, out.input_ids, out.attention_mask, start, temperature, entropy=True)
         ref = policy.reference_logprobs(out.input_ids, out.attention_mask, start, temperature)
+        if one_pass:
+            return LMBatch(out.input_ids, out.attention_mask, out.completion_mask, None, ref, advantages, start), {}
+        old = score_tokens(policy.model, out.input_ids, out.attention_mask, start, temperature, entropy=True)
     assert old.entropy is not None
     batch = LMBatch(out.input_ids, out.attention_mask, out.completion_mask, old.logprobs, ref, advantages, start)
-    return batch, old.entropy
+    return batch, sampling_metrics(old.logprobs, ref, old.entropy, batch.mask)
 
 
 def group_loss(
@@ -81,10 +88,14 @@ def group_loss(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Clipped surrogate per token, every token of a completion weighted by its advantage,
     plus beta times the k3 KL to the reference, both reduced by ``aggregation``."""
-    logp = token_logprobs(policy.model, mb.input_ids, mb.attention_mask, mb.prompt_len, config.temperature)
+    one_pass = mb.old_logprobs is None
+    scores = score_tokens(policy.model, mb.input_ids, mb.attention_mask, mb.prompt_len, config.temperature,
+                          entropy=one_pass)  # fmt: skip
+    logp = scores.logprobs
+    old = logp.detach() if mb.old_logprobs is None else mb.old_logprobs
     high = config.clip_high if config.clip_high is not None else config.clip_low
     adv = mb.advantages[:, None].expand_as(logp)
-    terms = losses.clipped_surrogate(logp, mb.old_logprobs, adv, config.clip_low, high)
+    terms = losses.clipped_surrogate(logp, old, adv, config.clip_low, high)
 
     def reduce(x: Tensor) -> Tensor:  # Dr. GRPO's constant: completions x the longest allowed
         return aggregate(x, mb.mask, aggregation, constant=float(len(mb) * max_len))
@@ -95,4 +106,9 @@ def group_loss(
     diagnostics = losses.policy_diagnostics(terms, mb.mask, (config.clip_low, high))
     # kl_ref is logged per real token for every method and aggregation (the loss reduces it as it reduces the rest).
     kl_ref = token_mean(kl.detach(), mb.mask)
-    return loss, {"policy_loss": policy_loss, "kl_ref": kl_ref, **diagnostics, "loss": loss}
+    sampling: dict[str, Tensor] = {}
+    if one_pass:  # this forward is the sampling policy's
+        assert scores.entropy is not None
+        sampling = {"entropy": token_mean(scores.entropy, mb.mask),
+                    "kl_ref_seq": ((old - mb.ref_logprobs) * mb.mask).sum(-1).mean()}  # fmt: skip
+    return loss, {"policy_loss": policy_loss, "kl_ref": kl_ref, **diagnostics, "loss": loss, **sampling}
