@@ -240,3 +240,26 @@ def test_lm_sft_then_rl_from_it_then_resume_and_eval(tmp_path: Path) -> None:
     assert ev.returncode == 0 and "8 greedy completions: success" in ev.stdout and " -> " in ev.stdout, ev.stderr
     assert_one_line_error(ppokit("lm", "train", "--resume", str(run), "--method", "ppo"), "resume", "drop method")
     assert_one_line_error(ppokit("lm", "eval", str(tmp_path / "nowhere")), "run", "no language-model run")
+
+
+def test_lm_ctrl_c_checkpoints_the_step_and_resumes(tmp_path: Path) -> None:
+    """The first Ctrl-C finishes the RL step, writes a checkpoint (save_every is far away) and
+    exits 0 with the resume command; resume then continues from that step."""
+    pytest.importorskip("transformers")
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ppokit", "lm", "train", "--sft-steps", "2", "--steps", "5000", "--save-every",
+           "4000", "--eval-prompts", "8", "--run-dir", str(run)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    metrics = run / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "resume with: ppokit lm train --resume" in stdout
+    logged = len(metrics.read_text().splitlines())
+    assert 2 <= logged < 5000 and (run / "checkpoints" / "last" / "state.pt").is_file()
+    more = ppokit("lm", "train", "--resume", str(run), "--steps", str(logged + 1))
+    assert more.returncode == 0, more.stderr
+    assert len(metrics.read_text().splitlines()) == logged + 1 and (run / "model" / "config.json").is_file()
