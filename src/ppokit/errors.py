@@ -15,6 +15,10 @@ class ConfigError(PPOKitError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str]]:
+        return type(self), (self.field, self.message)  # a worker's error reaches the parent whole
 
 
 class CheckpointError(PPOKitError):
@@ -33,3 +37,6 @@ class NonFiniteError(PPOKitError):
         )
         self.metric = metric
         self.update = update
+
+    def __reduce__(self) -> tuple[type[NonFiniteError], tuple[str, int]]:
+        return type(self), (self.metric, self.update)

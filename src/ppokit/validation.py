@@ -19,6 +19,7 @@ from ppokit.config import (
     PolicyConfig,
     RunConfig,
     check_env_id,
+    check_types,
 )
 from ppokit.core.advantages import GROUP_SCALES
 from ppokit.errors import ConfigError
@@ -27,6 +28,9 @@ from ppokit.methods import METHOD_NAMES, METHODS
 
 def validate(config: RunConfig) -> None:
     """Raise ConfigError for the first invalid field."""
+    check_types(config)
+    if not 0 <= config.seed < 2**32:
+        raise ConfigError("seed", f"got {config.seed}, expected an integer in [0, 2**32 - 1] (numpy's seed range)")
     _validate_env(config.env)
     _validate_algo(config.algo, config.allow_unsafe)
     _validate_policy(config.policy)
@@ -59,8 +63,26 @@ def validate(config: RunConfig) -> None:
             f"{config.total_steps} is less than one rollout ({config.batch_size} = "
             "num_envs * num_steps); allowed: >= the batch size",
         )
-    if not (config.device == "cpu" or config.device.startswith("cuda") or config.device == "mps"):
-        raise ConfigError("device", f"{config.device!r}; allowed: cpu, cuda, cuda:N, mps")
+    _validate_device(config.device)
+
+
+def _validate_device(device: str) -> None:
+    """The device's name, and that this torch build and machine have it."""
+    import re
+
+    import torch
+
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
+        raise ConfigError("device", f"got {device!r}, expected cpu, cuda, cuda:N or mps")
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device (or a CPU-only torch build)"
+            raise ConfigError("device", f"got {device!r}, but this machine has {have}; expected cpu"
+                                        + (f" or cuda:0..cuda:{count - 1}" if count else ""))  # fmt: skip
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device", "got 'mps', but MPS is not available here (macOS with Apple silicon); expected cpu")
 
 
 def _positive_int(name: str, value: int) -> None:

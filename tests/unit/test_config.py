@@ -34,7 +34,7 @@ from ppokit.errors import ConfigError
 def test_out_of_range_values_name_the_field(field: str, value: object, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         override(RunConfig(), {field: value}).validate()
-    assert info.value.field == field
+    assert info.value.field in (field, resolve(field))  # type errors name the dotted path
     assert expected in str(info.value)
 
 
@@ -80,7 +80,7 @@ def test_unknown_key_is_named_with_suggestion() -> None:
 
 
 def test_section_must_be_a_table() -> None:
-    with pytest.raises(ConfigError, match="algo: must be a table"):
+    with pytest.raises(ConfigError, match=r"algo: got 3 \(int\), expected a table of AlgoConfig fields"):
         from_dict({"algo": 3})
 
 
@@ -107,7 +107,7 @@ def test_dotted_paths_and_short_names_reach_the_same_field() -> None:
 def test_legacy_group_scale_std_maps_onto_the_scale() -> None:
     assert override(RunConfig(), {"group_scale_std": False}).algo.group.scale == "none"
     assert override(RunConfig(), {"group_scale_std": True}).algo.group.scale == "group"
-    with pytest.raises(ConfigError, match=r"algo.group.scale: 'max'; allowed: group, batch, none"):
+    with pytest.raises(ConfigError, match=r"algo.group.scale: got 'max' \(str\), expected one of group, batch, none"):
         override(RunConfig(), {"algo.group.scale": "max"}).validate()
 
 

@@ -23,14 +23,23 @@ def _json_value(v: float) -> float | None:
     return v if math.isfinite(v) else None  # JSON has no NaN; null means "not defined"
 
 
+def _update_of(line: str) -> float:
+    """A line's update, or infinity for a line that is no JSON object (a write torn by a
+    crash): dropped on resume, the update is redone."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return math.inf
+    return float(record.get("update", 0)) if isinstance(record, dict) else math.inf
+
+
 class JsonlLogger:
     """Appends one line per update; on resume, drops lines past the checkpoint's update."""
 
     def __init__(self, path: Path, keep_until_update: int | None = None) -> None:
         self.path = path
         if keep_until_update is not None and path.exists():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("update", 0) <= keep_until_update]  # fmt: skip
+            kept = [line for line in path.read_text().splitlines() if _update_of(line) <= keep_until_update]
             atomic_write_text(path, "".join(line + "\n" for line in kept))
         self._file = path.open("a")
 

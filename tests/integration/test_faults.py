@@ -1,0 +1,69 @@
+"""Faults a run must survive: kill -9 at any moment and a write torn by it, then resume; a
+bad TOML value refused on the command line in one line."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import ppokit as ppokit_api
+from tests.conftest import tiny_config
+from tests.integration.test_cli import ENV, TINY, assert_one_line_error, ppokit
+
+
+def _updates(metrics: Path) -> list[float]:
+    return [json.loads(line)["update"] for line in metrics.read_text().splitlines()]
+
+
+def _kill_after(cmd: list[str], metrics: Path, lines: int) -> None:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= lines):
+        time.sleep(0.02)
+    time.sleep(random.Random(lines).uniform(0.0, 0.2))  # somewhere inside an update, a checkpoint or a write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def test_kill_9_mid_run_then_resume_finishes_with_every_update_once(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ppokit", "train", *TINY, "--total-steps", str(64 * 40), "--checkpoint-every", "1",
+           "--run-dir", str(run)]  # fmt: skip
+    _kill_after(cmd, run / "metrics.jsonl", 5)
+    result = ppokit("train", "--resume", str(run))
+    assert result.returncode == 0, result.stderr
+    assert _updates(run / "metrics.jsonl") == [float(u) for u in range(1, 41)]  # none lost, none twice
+
+
+def test_kill_9_of_a_language_model_run_then_resume(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ppokit", "lm", "train", "--sft-steps", "2", "--steps", "12", "--save-every", "1",
+           "--eval-prompts", "8", "--run-dir", str(run)]  # fmt: skip
+    _kill_after(cmd, run / "metrics.jsonl", 3)
+    result = ppokit("lm", "train", "--resume", str(run))
+    assert result.returncode == 0, result.stderr
+    assert _updates(run / "metrics.jsonl") == [float(u) for u in range(1, 13)]
+
+
+def test_a_torn_last_line_of_metrics_is_dropped_on_resume(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    ppokit_api.train(tiny_config(run), stop_after=2)
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"global_step": 192, "upda')  # the write a crash cut short
+    ppokit_api.train(resume=run)
+    assert _updates(run / "metrics.jsonl") == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
+def test_a_toml_string_where_a_bool_is_expected_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text('[env]\nnorm_obs = "false"\n')
+    assert_one_line_error(ppokit("train", "--config", str(config), *TINY), "env.norm_obs", "got 'false' (str)",
+                          "expected true or false")  # fmt: skip
