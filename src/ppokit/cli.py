@@ -194,6 +194,9 @@ def _lm(args: argparse.Namespace) -> int:
     else:
         result = trainer.train(LMConfig(**given).validate())
     if result.stopped:
+        if result.config.run_dir is None:
+            console.print(f"Stopped after step {len(result.metrics)}; nothing was saved (no --run-dir)")
+            return 130
         console.print(f"Stopped after step {len(result.metrics)}; resume with: ppokit lm train --resume "
                       f"{result.config.run_dir}")  # fmt: skip
         return 0
@@ -207,6 +210,7 @@ def _lm(args: argparse.Namespace) -> int:
 
 
 def _lm_eval(args: argparse.Namespace) -> int:
+    import dataclasses
     import random
 
     from ppokit.lm.evaluation import evaluate
@@ -216,7 +220,7 @@ def _lm_eval(args: argparse.Namespace) -> int:
         raise ConfigError("eval", f"--prompts-n {args.lm_eval_n}, --samples {args.lm_samples}; allowed: >= 1, >= 0")
     config, model, tokenizer, reference = load_run(args.run)
     seed = args.lm_eval_seed if args.lm_eval_seed is not None else config.seed + 1
-    task = make_task(config)
+    task = make_task(dataclasses.replace(config, device="cpu"))  # the models load on the CPU: a reward model too
     result = evaluate(model, tokenizer, task, args.lm_eval_n, random.Random(seed), reference, args.lm_samples)
     console.print(f"{args.run}: {args.lm_eval_n} greedy completions: success {result.success:.3f}, reward "
                   f"{result.reward:.3f}, KL to the reference {result.kl_ref_seq:.3f} per completion")  # fmt: skip

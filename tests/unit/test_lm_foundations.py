@@ -110,3 +110,19 @@ def test_sampled_completions_are_masked_and_score_as_sampled(arch: str, pad_is_e
     real = out.completion_mask.bool()
     torch.testing.assert_close(again[real], drawn[real], rtol=1e-4, atol=1e-4)
     assert float((again[real] - drawn[real]).exp().sub(1).abs().max()) < 1e-3  # ratio 1
+
+
+def test_a_models_own_generation_config_does_not_change_what_is_sampled() -> None:
+    """A released model's generation_config.json may ask for a repetition penalty, n-gram
+    blocking, suppressed tokens, a minimum length, top-k or min-p: sampling ignores them all,
+    or the loss's log-probs would score a distribution other than the one that sampled."""
+    tokenizer = char_tokenizer("0123456789=")
+    model = tiny_causal_lm("gpt2", tokenizer, width=32, seed=0)
+    prompts = ["12=", "34=", "5="] * 10
+    torch.manual_seed(3)
+    clean = sample(model, tokenizer, prompts, 8).completion_ids
+    shipped = model.generation_config
+    shipped.repetition_penalty, shipped.no_repeat_ngram_size, shipped.suppress_tokens = 50.0, 1, [5]
+    shipped.min_new_tokens, shipped.top_k, shipped.min_p = 5, 3, 0.5
+    torch.manual_seed(3)
+    assert torch.equal(sample(model, tokenizer, prompts, 8).completion_ids, clean)

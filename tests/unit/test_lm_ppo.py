@@ -50,3 +50,11 @@ def test_gae_with_lambda_below_one_hand_value() -> None:
 def test_missing_eos_penalty_and_a_value_head_that_starts_at_zero() -> None:
     assert penalize_missing_eos(torch.tensor([1.0, 1.0]), ENDED, 0.3).tolist() == pytest.approx([1.0, 0.7])
     assert torch.equal(ValueHead(8)(torch.randn(2, 5, 8)), torch.zeros(2, 5))
+
+
+def test_targets_and_values_stay_float32_under_bf16_autocast() -> None:
+    head = ValueHead(8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        values = head(torch.randn(2, 5, 8, dtype=torch.bfloat16))
+        advantages, returns = ppo_targets(torch.ones(2, 4, dtype=torch.bfloat16), values, MASK, ENDED, 1.0, 0.95)
+    assert values.dtype == advantages.dtype == returns.dtype == torch.float32

@@ -39,15 +39,33 @@ def test_a_stopped_run_resumes_exactly(tmp_path: Path, extra: dict[str, object])
     assert (resumed.success, resumed.reward) == (straight.success, straight.reward)
     assert resumed.success_after_sft == straight.success_after_sft
     assert _lines(tmp_path / "b") == _lines(tmp_path / "a")
+    diagnostics = [json.loads((tmp_path / x / "diagnostics.json").read_text()) for x in "ab"]
+    assert diagnostics[0] == diagnostics[1]  # the health rules' state travels in the checkpoint
 
 
 def test_resume_extends_a_finished_run(tmp_path: Path) -> None:
     run = tmp_path / "run"
     train(LMConfig(run_dir=str(run), **TINY))
-    longer = train(resume=run, steps=6)
+    assert train(resume=run, steps=6, stop_after=1).stopped  # at step 5 of the 6 it was extended to
+    longer = train(resume=run)  # the extension was written to config.toml: it runs on to step 6
     assert len(longer.metrics) == 6 and [row["update"] for row in _lines(run)] == [1, 2, 3, 4, 5, 6]
     straight = train(LMConfig(run_dir=str(tmp_path / "straight"), **{**TINY, "steps": 6}))
     assert longer.metrics == straight.metrics
+    with pytest.raises(ConfigError, match=r"steps: 3: the run in .* is at step 6 already; allowed: >= 6"):
+        train(resume=run, steps=3)
+
+
+def test_resume_needs_only_the_run_folder(tmp_path: Path) -> None:
+    """The model folder a run started from may be gone: the run holds its reference."""
+    import shutil
+
+    train(LMConfig(run_dir=str(tmp_path / "sft"), **TINY))
+    start = tmp_path / "start"
+    shutil.copytree(tmp_path / "sft" / "model", start)
+    run = tmp_path / "run"
+    train(LMConfig(model=str(start), run_dir=str(run), **{**TINY, "sft_steps": 0}), stop_after=2)
+    shutil.rmtree(start)
+    assert len(train(resume=run).metrics) == 4
 
 
 _CALLS = {"n": 0}

@@ -95,8 +95,10 @@ def test_several_reward_functions_with_weights_and_prompts_from_a_dataset(tmp_pa
      ({"reward_weights": "x"}, r"lm.reward_weights: 'x'"),
      ({"reward_model": "nowhere"}, r"lm.reward_model: 'nowhere' is not a model folder"),
      ({"lora_rank": -1}, r"lm.lora_rank: rank -1"), ({"save_every": 0}, r"lm.save_every: 0"),
-     ({"precision": "fp8"}, r"lm.precision: 'fp8'; allowed: fp32, bf16"),
-     ({"device": "tpu"}, r"lm.device: 'tpu'; allowed: cpu, cuda, auto")],
+     ({"precision": "fp8"}, r"lm.precision: got 'fp8' \(str\), expected one of fp32, bf16"),
+     ({"device": "tpu"}, r"lm.device: got 'tpu' \(str\), expected one of cpu, cuda, auto"),
+     ({"width": 30, "arch": "llama"}, r"lm.width: 30; allowed: a multiple of 4"),
+     ({"steps": "3"}, r"lm.steps: got '3' \(str\), expected an integer")],
 )  # fmt: skip
 def test_bad_reward_and_run_settings_name_the_field(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

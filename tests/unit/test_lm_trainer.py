@@ -85,7 +85,7 @@ def test_sort_reward_hand_values() -> None:
 def test_bad_configuration_names_the_field(overrides: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError) as info:
         LMConfig(**overrides).validate()  # type: ignore[arg-type]  # wrong values under test
-    assert info.value.field == field and "allowed" in str(info.value)
+    assert info.value.field == field and ("allowed" in str(info.value) or "expected" in str(info.value))
 
 
 def test_a_run_folder_holds_config_metrics_evaluation_and_a_loadable_model(tmp_path: Path) -> None:
@@ -240,6 +240,46 @@ def test_ppo_with_its_own_critic_model_keeps_the_value_gradient_out_of_the_polic
     assert any(p.grad is not None and p.grad.any() for p in policy.critic.parameters())  # all of it here
     result = train(LMConfig(method="ppo", critic="model", **TINY))
     assert all(math.isfinite(row["value_loss"]) for row in result.metrics)
+
+
+def test_rows_sharing_a_prompt_are_drawn_per_row_or_refused(tmp_path: Path) -> None:
+    from ppokit.lm.tasks import file_task
+
+    task = file_task([{"prompt": "1="}, {"prompt": "1="}, {"prompt": "2="}], lambda p, c: [0.0] * len(c), 4)
+    draws = [task.prompt(random.Random(seed)) for seed in range(300)]
+    assert 0.55 < draws.count("1=") / len(draws) < 0.78  # two rows of three: drawn 2/3 of the time
+    with pytest.raises(ConfigError, match=r"lm.prompts: row 2 repeats the prompt '1=' with other columns"):
+        file_task([{"prompt": "1=", "answer": 1}, {"prompt": "1=", "answer": 2}], lambda p, c, answer: [0.0], 4)
+
+
+def test_a_model_folder_without_a_tokenizer_is_one_line(tmp_path: Path) -> None:
+    train(LMConfig(run_dir=str(tmp_path / "run"), **TINY))
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (bare / name).write_bytes((tmp_path / "run" / "model" / name).read_bytes())
+    with pytest.raises(ConfigError, match=r"lm.model: .*bare holds no tokenizer"):
+        train(LMConfig(model=str(bare), **TINY))
+
+
+def test_sft_alone_refuses_prompts_and_a_used_folder(tmp_path: Path) -> None:
+    from ppokit.lm.trainer import supervise
+
+    train(LMConfig(run_dir=str(tmp_path / "run"), **TINY))
+    with pytest.raises(ConfigError, match=r"lm.run_dir: .* already holds a model or a run"):
+        supervise(LMConfig(run_dir=str(tmp_path / "run"), **TINY))
+    rows = _prompts(tmp_path, [{"prompt": "1="}])
+    with pytest.raises(ConfigError, match=r"lm.prompts: ppokit lm sft imitates a built-in task's answers"):
+        supervise(LMConfig(prompts=rows, reward="tests.unit.test_lm_trainer:_nan", run_dir=str(tmp_path / "s"),
+                           **{**TINY, "sft_steps": 0}))  # fmt: skip
+
+
+def test_no_weight_decay_unless_asked() -> None:
+    from ppokit.lm.policy import AdamW
+
+    layer = torch.nn.Linear(2, 2)
+    assert AdamW([layer], 1e-3).optimizer.param_groups[0]["weight_decay"] == 0.0
+    assert AdamW([layer], 1e-3, 0.1).optimizer.param_groups[0]["weight_decay"] == 0.1
 
 
 def test_a_folder_transformers_cannot_load_is_one_line(tmp_path: Path) -> None:

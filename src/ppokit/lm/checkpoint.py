@@ -47,6 +47,7 @@ class RunState:
     step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     before: dict[str, float] = field(default_factory=dict)  # the evaluation after SFT
+    health: dict[str, Any] | None = None  # the health rules' state at the checkpoint
 
 
 def write_config(root: Path, config: LMConfig) -> None:
@@ -76,8 +77,10 @@ def save_reference(root: Path, model: PreTrainedModel, tokenizer: Tokenizer) -> 
 
 
 def save_checkpoint(
-    root: Path, policy: Policy, optimizer: AdamW, state: RunState, rng: random.Random, generator: torch.Generator
-) -> None:
+    root: Path, policy: Policy, optimizer: AdamW, state: RunState, rng: random.Random, generator: torch.Generator,
+    health: dict[str, Any] | None = None,
+) -> None:  # fmt: skip
+    """``health``: the health rules' state (``LMHealth.state_dict``), restored as it was."""
     checkpoints = root / "checkpoints"
     tmp, last, old = checkpoints / f"{LAST}.tmp", checkpoints / LAST, checkpoints / f"{LAST}.old"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -88,8 +91,10 @@ def save_checkpoint(
     payload = {"format": FORMAT, "version": VERSION, "step": state.step, "history": state.history,
                "before": state.before, "optimizer": optimizer.state_dict(),
                "head": None if policy.head is None else policy.head.state_dict(),
+               "health": health,
                "rng": {"prompts": _plain(rng.getstate()), "torch": torch.get_rng_state(),
-                       "shuffle": generator.get_state()}}  # fmt: skip
+                       "shuffle": generator.get_state(),
+                       **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})}}  # fmt: skip
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     atomic_write_bytes(tmp / STATE, buffer.getvalue())
@@ -110,9 +115,8 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 
 def restore(
-    root: Path, config: LMConfig, optimizer_lr: float, rng: random.Random, generator: torch.Generator,
-    critic: bool,
-) -> tuple[Policy, AdamW, RunState]:  # fmt: skip
+    root: Path, config: LMConfig, rng: random.Random, generator: torch.Generator, critic: bool
+) -> tuple[Policy, AdamW, RunState]:
     """The policy, optimizer and run state of the last checkpoint in ``root``, and the RNGs set
     to where it stopped."""
     from transformers import AutoModelForCausalLM
@@ -123,7 +127,7 @@ def restore(
     if folder is None:
         raise CheckpointError(f"checkpoint: {root} holds no checkpoint to resume (none was written yet)")
     try:
-        data = torch.load(folder / STATE, weights_only=True)
+        data = torch.load(folder / STATE, weights_only=True, map_location="cpu")  # the optimizer moves its state
     except Exception as e:
         raise CheckpointError(f"checkpoint: {folder / STATE} is corrupt ({type(e).__name__})") from None
     if data.get("format") != FORMAT or data.get("version") != VERSION:
@@ -147,12 +151,14 @@ def restore(
             torch.nn.Module.to(policy.critic, policy.device)
         policy.head = ValueHead(policy.model.config.hidden_size).to(policy.device)
         policy.head.load_state_dict(data["head"])
-    optimizer = AdamW(policy.trainable(), optimizer_lr)
+    optimizer = AdamW(policy.trainable(), config.learning_rate, config.weight_decay)
     optimizer.load_state_dict(data["optimizer"])
     rng.setstate(_tuple(data["rng"]["prompts"]))
     torch.set_rng_state(data["rng"]["torch"])
     generator.set_state(data["rng"]["shuffle"])
-    return policy, optimizer, RunState(data["step"], data["history"], data["before"])
+    if "cuda" in data["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(data["rng"]["cuda"])  # sampling on cuda draws from its generators
+    return policy, optimizer, RunState(data["step"], data["history"], data["before"], data.get("health"))
 
 
 def _to_device(policy: Policy, config: LMConfig) -> Policy:

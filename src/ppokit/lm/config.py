@@ -58,6 +58,8 @@ class LMConfig:
     group_size: int = _f(8, "Completions per prompt (a group).")
     temperature: float = _f(1.0, "Sampling temperature; the log-probs of the loss use the same.")
     learning_rate: float = _f(1e-3, "AdamW learning rate of the RL steps.")
+    weight_decay: float = _f(0.0, "AdamW weight decay of the SFT and RL steps (it pulls weights toward 0, "
+                                  "not toward the reference).")  # fmt: skip
     epochs: int = _f(1, "Updates over each step's completions (1: on-policy, the ratio stays 1).")
     minibatch_size: int = _f(128, "Completions per optimizer step; must divide prompts_per_step * group_size.")
     clip_low: float = _f(0.2, "The ratio may fall to 1 - clip_low.")
@@ -89,6 +91,11 @@ class LMConfig:
         return self.prompts_per_step * self.group_size
 
     @property
+    def answer_free(self) -> bool:
+        """Prompts from outside: no answers to imitate or to call a success."""
+        return self.prompts is not None
+
+    @property
     def reward_specs(self) -> list[str]:
         """The --reward functions, in order."""
         return [] if self.reward is None else [s.strip() for s in self.reward.split(",")]
@@ -112,8 +119,10 @@ class LMConfig:
     def validate(self, new_run: bool = True) -> LMConfig:
         """ConfigError naming the first invalid field; ``new_run``: the run folder must not hold a
         run yet (False when resuming it)."""
+        from ppokit.config import check_types
         from ppokit.lm.tasks import get_task
 
+        check_types(self, "lm.")  # every field of its declared type, however the config was built
         if self.prompts is not None and self.reward is None and self.reward_model is None:
             raise ConfigError("lm.prompts", "prompts need a reward: --reward or --reward-model")
         if self.prompts is None and self.reward is not None:
@@ -140,7 +149,7 @@ class LMConfig:
             get_task(self.task)
         elif self.sft_steps:
             raise ConfigError("lm.sft_steps", f"{self.sft_steps}: a prompts file has no answers to imitate; allowed: 0")
-        if self.model != "tiny" and not (Path(self.model) / "config.json").is_file():
+        if new_run and self.model != "tiny" and not (Path(self.model) / "config.json").is_file():
             raise ConfigError("lm.model", f"{self.model!r} is not a model folder (no config.json); allowed: tiny or "
                                           "a local folder of a Hugging Face causal LM")  # fmt: skip
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
@@ -151,6 +160,9 @@ class LMConfig:
             raise ConfigError("lm.arch", f"{self.arch!r}; allowed: gpt2, llama")
         if self.aggregation is not None and self.aggregation not in AGGREGATIONS:
             raise ConfigError("lm.aggregation", f"{self.aggregation!r}; allowed: {', '.join(AGGREGATIONS)}")
+        if self.width % (4 if self.arch == "llama" else 2):  # 2 heads; Llama's rotary halves need an even head size
+            raise ConfigError("lm.width", f"{self.width}; allowed: a multiple of {4 if self.arch == 'llama' else 2} "
+                                          f"for {self.arch}'s 2 heads")  # fmt: skip
         for name in ("width", "layers", "steps", "prompts_per_step", "epochs", "minibatch_size", "eval_prompts",
                      "sft_batch"):  # fmt: skip
             value = getattr(self, name)
@@ -171,6 +183,8 @@ class LMConfig:
                 raise ConfigError(f"lm.{name}", f"{value!r}; allowed: a number > 0")
         if self.clip_high is not None and not (math.isfinite(self.clip_high) and self.clip_high > 0):
             raise ConfigError("lm.clip_high", f"{self.clip_high!r}; allowed: None or a number > 0")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError("lm.weight_decay", f"{self.weight_decay!r}; allowed: a number >= 0")
         if not (math.isfinite(self.kl_coef) and self.kl_coef >= 0):
             raise ConfigError("lm.kl_coef", f"{self.kl_coef!r}; allowed: a number >= 0")
         if self.kl_target is not None and not (math.isfinite(self.kl_target) and self.kl_target > 0):

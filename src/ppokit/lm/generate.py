@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from transformers import PreTrainedModel
+from transformers import GenerationConfig, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 
@@ -60,14 +60,28 @@ def sample(
     (``generate`` would apply top_k=50 unless told), from torch's global RNG; ``greedy``
     takes the most likely token instead (evaluation)."""
     enc = tokenizer(prompts, padding=True, return_tensors="pt").to(model.device)
-    sampling = {} if greedy else {"top_k": 0, "top_p": 1.0, "temperature": temperature}
-    sequences = model.generate(  # type: ignore[operator]  # GenerationMixin.generate, typed as a Module attribute
-        **enc, **sampling, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id, do_sample=not greedy,
-    )  # fmt: skip
+    config = plain_generation(max_new_tokens, temperature, greedy, tokenizer.pad_token_id, tokenizer.eos_token_id)
+    sequences = model.generate(**enc, generation_config=config)  # type: ignore[operator]  # typed as a Module attribute
     completion_ids = sequences[:, enc["input_ids"].shape[1] :]
     mask, ended = completion_mask(completion_ids, int(tokenizer.eos_token_id))
     return Completions(enc["input_ids"], enc["attention_mask"], completion_ids, mask, ended)
+
+
+def plain_generation(
+    max_new_tokens: int, temperature: float, greedy: bool, pad_id: int | None, eos_id: int | None
+) -> GenerationConfig:
+    """Sampling from softmax(logits / temperature) and nothing else. ``generate`` fills every
+    field left at its global default from the model's own ``generation_config.json``, so each
+    logits processor a released model may ship (repetition penalty, n-gram blocking, suppressed
+    tokens, a minimum length, top-k / top-p / min-p...) is set to its no-op value here: the
+    log-probs of the loss must be those of the distribution that sampled."""
+    neutral = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_new_tokens": 0,
+               "suppress_tokens": [], "begin_suppress_tokens": [], "top_k": 0, "top_p": 1.0, "min_p": 0.0,
+               "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "encoder_repetition_penalty": 1.0,
+               "num_beams": 1, "renormalize_logits": False}  # fmt: skip
+    sampling = {"do_sample": False} if greedy else {"do_sample": True, "temperature": temperature}
+    return GenerationConfig(max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=eos_id, **neutral,  # type: ignore[no-untyped-call]
+                            **sampling)  # fmt: skip
 
 
 def decode(tokenizer: Tokenizer, completions: Completions) -> list[str]:

@@ -54,6 +54,9 @@ def load_causal_lm(folder: str) -> tuple[PreTrainedModel, Tokenizer]:
         model = AutoModelForCausalLM.from_pretrained(folder)
     except Exception as e:  # a folder with a config.json that transformers cannot load, in any way
         raise ConfigError("lm.model", f"cannot load {folder} ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    if len(tokenizer) <= 1:  # transformers builds an empty tokenizer for a folder without tokenizer files
+        raise ConfigError("lm.model", f"{folder} holds no tokenizer; allowed: a folder with the model's tokenizer "
+                                      "(tokenizer.save_pretrained there)")  # fmt: skip
     if tokenizer.pad_token_id is None:
         raise ConfigError("lm.model", f"{folder}'s tokenizer has no pad token; allowed: one with a pad token "
                                       "(set tokenizer.pad_token = tokenizer.eos_token and save it)")  # fmt: skip
@@ -87,7 +90,7 @@ def score_tokens(
     attention mask. ``chunk``: see ``selective_logprobs``."""
     _check_start(start, input_ids)
     out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
-                output_hidden_states=hidden)  # fmt: skip
+                output_hidden_states=hidden, use_cache=False)  # fmt: skip
     logits = out.logits[:, start - 1 : -1]
     logp = selective_logprobs(logits, input_ids[:, start:], temperature, chunk)
     states = out.hidden_states[-1][:, start - 1 :] if hidden else None

@@ -28,8 +28,9 @@ def device_of(name: str) -> torch.device:
 
 
 class ValueHead(nn.Module):
-    """V(prefix) from the policy's last hidden state (the trunk is shared): one linear layer,
-    zero at the start (the first advantages are then the rewards' own returns)."""
+    """V(prefix) from a trunk's last hidden state (the policy's, or a critic model's): one
+    linear layer, zero at the start (the first advantages are then the rewards' own returns),
+    in float32 even under bf16 autocast (values feed GAE and the value loss)."""
 
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
@@ -38,7 +39,8 @@ class ValueHead(nn.Module):
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, hidden: Tensor) -> Tensor:
-        out: Tensor = self.linear(hidden.float()).squeeze(-1)
+        with torch.autocast(hidden.device.type, enabled=False):
+            out: Tensor = self.linear(hidden.float()).squeeze(-1)
         return out
 
 
@@ -110,9 +112,9 @@ class AdamW:
     """torch's AdamW over the parameters that train, with the shared loop's interface (zero,
     clip and report the norm, step) and its state for checkpoints."""
 
-    def __init__(self, modules: list[nn.Module], lr: float) -> None:
+    def __init__(self, modules: list[nn.Module], lr: float, weight_decay: float = 0.0) -> None:
         self.params = [p for m in modules for p in m.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=lr)
+        self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay)
 
     def zero_grad(self) -> None:
         self.optimizer.zero_grad()

@@ -56,6 +56,7 @@ def ppo_targets(
     a score of the whole completion already is its final outcome, and adding V(after) to it
     pays for skipping the EOS (measured on the sort task: completions grew to the limit and
     the success fell to 0). Padding after the EOS is masked out."""
+    rewards, values, mask = rewards.float(), values.float(), mask.float()  # float32 targets, whatever the autocast
     last = (mask.long().sum(-1) - 1).clamp(min=0)
     is_last = torch.zeros_like(mask).scatter_(1, last[:, None], 1.0)
     next_values = values[:, 1:]

@@ -27,6 +27,8 @@ class RewardModel:
         if self.model.config.num_labels != 1:
             raise ConfigError("lm.reward_model", f"{folder} has {self.model.config.num_labels} labels; allowed: 1 "
                                                  "(a scalar score)")  # fmt: skip
+        if len(self.tokenizer) <= 1:  # transformers builds an empty tokenizer for a folder without one
+            raise ConfigError("lm.reward_model", f"{folder} holds no tokenizer; allowed: a folder with its tokenizer")
         if self.tokenizer.pad_token_id is None:
             raise ConfigError("lm.reward_model", f"{folder}'s tokenizer has no pad token; allowed: one with one")
         self.model.config.pad_token_id = self.tokenizer.pad_token_id  # the classifier reads its last real token
@@ -38,7 +40,11 @@ class RewardModel:
         texts = [p + c for p, c in zip(prompts, completions, strict=True)]
         scores: list[float] = []
         for i in range(0, len(texts), self.batch):
-            enc = self.tokenizer(texts[i : i + self.batch], padding=True, padding_side="right", return_tensors="pt")
+            limit = getattr(self.model.config, "max_position_embeddings", None) or getattr(
+                self.model.config, "n_positions", None
+            )  # longer texts keep their first tokens (the classifier cannot read more)
+            enc = self.tokenizer(texts[i : i + self.batch], padding=True, padding_side="right", return_tensors="pt",
+                                 truncation=limit is not None, max_length=limit)  # fmt: skip
             logits = self.model(**enc.to(self.model.device)).logits
             scores.extend(float(x) for x in logits[:, 0].float())
         return scores

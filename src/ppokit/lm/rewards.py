@@ -53,10 +53,16 @@ def load_reward(spec: str) -> UserReward:
     return function
 
 
+class _Named(RewardError):
+    """A failure already named by ``weighted``: ``score`` passes it on as it is."""
+
+
 def score(fn: UserReward, prompts: list[str], completions: list[str], columns: dict[str, list[Any]]) -> list[float]:
     """Call the reward and check what it returned: one finite number per completion."""
     try:
         scores = fn(prompts, completions, **columns)
+    except _Named:
+        raise
     except Exception as e:  # the user's function may fail in any way
         raise RewardError(f"lm.reward: the reward function raised {type(e).__name__}: {e}") from None
     try:
@@ -81,7 +87,7 @@ def weighted(rewards: list[UserReward], weights: list[float]) -> UserReward:
             try:
                 values = score(fn, prompts, completions, columns)
             except RewardError as e:
-                raise RewardError(f"{e} (reward {i + 1} of {len(rewards)})") from None
+                raise _Named(f"{e} (reward {i + 1} of {len(rewards)})") from None
             sums = [a + w * b for a, b in zip(sums, values, strict=True)]
         return sums
 

@@ -19,7 +19,7 @@ def sft(model: PreTrainedModel, tokenizer: Tokenizer, task: Task, config: LMConf
     answer = task.answer
     if answer is None or not config.sft_steps:
         return  # a task without answers has nothing to imitate
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.sft_learning_rate)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.sft_learning_rate, weight_decay=config.weight_decay)
     for _ in range(config.sft_steps):
         prompts = [task.prompt(rng) for _ in range(config.sft_batch)]
         prompt_ids = tokenizer(prompts, padding=True, return_tensors="pt").to(model.device)

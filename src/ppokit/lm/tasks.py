@@ -181,10 +181,17 @@ TASKS: dict[str, Task] = {
 
 def file_task(rows: list[dict[str, Any]], reward_fn: UserReward, max_new_tokens: int) -> Task:
     """Prompts drawn from a file's rows, scored by a user's reward function, which gets the
-    rows' other columns aligned with the prompts. No optimal answer is known (no SFT)."""
-    by_prompt = {row["prompt"]: row for row in rows}
+    rows' other columns aligned with the prompts. No optimal answer is known (no SFT). A
+    prompt is drawn per row (a prompt on two rows is drawn twice as often); two rows with the
+    same prompt and different columns are refused: the reward could not tell them apart."""
+    by_prompt: dict[str, dict[str, Any]] = {}
+    for number, row in enumerate(rows, start=1):
+        seen = by_prompt.setdefault(row["prompt"], row)
+        if seen != row:
+            raise ConfigError("lm.prompts", f"row {number} repeats the prompt {row['prompt']!r} with other columns; "
+                                            "allowed: one set of columns per prompt")  # fmt: skip
     keys = sorted({k for row in rows for k in row} - {"prompt"})
-    texts = list(by_prompt)
+    texts = [row["prompt"] for row in rows]
 
     def reward(prompts: list[str], completions: list[str]) -> list[float]:
         columns = {k: [by_prompt[p].get(k) for p in prompts] for k in keys}

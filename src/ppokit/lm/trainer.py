@@ -71,10 +71,14 @@ def train(
     critic = LM_METHODS[config.method].critic
     if resume is not None:
         assert root is not None
-        policy, optimizer, state = restore(root, config, config.learning_rate, rng, generator, critic)
+        policy, optimizer, state = restore(root, config, rng, generator, critic)
+        if config.steps < state.step:
+            raise ConfigError("steps", f"{config.steps}: the run in {root} is at step {state.step} already; "
+                                       f"allowed: >= {state.step}")  # fmt: skip
+        write_config(root, config)  # a longer run stays longer when resumed again
     else:
         policy, state = _start(config, task, rng, root)
-        optimizer = AdamW(policy.trainable(), config.learning_rate)
+        optimizer = AdamW(policy.trainable(), config.learning_rate, config.weight_decay)
     stopped = _loop(policy, task, config, optimizer, rng, generator, state, root, stop_after)
     if stopped and state.step < config.steps:
         return LMResult(config, policy.model, policy.tokenizer, state.before["success"], math.nan,
@@ -87,9 +91,11 @@ def supervise(config: LMConfig) -> tuple[Path, Evaluation]:
     (start RL from it with ``--model`` and ``--sft-steps 0``), and its greedy evaluation."""
     if config.run_dir is None:
         raise ConfigError("lm.run_dir", "ppokit lm sft writes its model there; allowed: a folder")
+    if config.answer_free:
+        raise ConfigError("lm.prompts", "ppokit lm sft imitates a built-in task's answers; a prompts file has none")
     root = Path(config.run_dir)
-    if (root / "model").exists():
-        raise ConfigError("lm.run_dir", f"{root} already holds a model; allowed: a new folder")
+    if any((root / name).exists() for name in ("model", "config.toml", "checkpoints")):
+        raise ConfigError("lm.run_dir", f"{root} already holds a model or a run; allowed: a new folder")
     task = make_task(config)
     model, tokenizer = make_model(config, task)
     check_context(model, tokenizer, task, config)
@@ -109,8 +115,8 @@ def _loop(
     checkpoint every ``save_every`` steps, at the end and on a stop. Whether it stopped early."""
     first, stopped = state.step, False
     health = LMHealth(config.steps, LM_METHODS[config.method].critic)
-    for step, past in enumerate(state.history, start=1):  # a resumed run: the rules' streaks as they were
-        health.observe(step, past)
+    if state.health is not None:  # a resumed run: the rules' streaks and episodes as they were
+        health.load_state_dict(state.health)
     logger = _loggers(root, state.step)
     try:
         with GracefulInterrupt() as interrupt, _precision(config):
@@ -123,7 +129,7 @@ def _loop(
                     _console.print(f"[yellow]ppokit health:[/yellow] {warning}", highlight=False, soft_wrap=True)
                 stopped = interrupt.requested or (stop_after is not None and state.step - first >= stop_after)
                 if root is not None and (state.step % config.save_every == 0 or state.step == config.steps or stopped):
-                    save_checkpoint(root, policy, optimizer, state, rng, generator)
+                    save_checkpoint(root, policy, optimizer, state, rng, generator, health.state_dict())
                     health.write(root / "diagnostics.json")
     finally:
         if logger is not None:
@@ -138,7 +144,7 @@ def _configure(config: LMConfig | None, resume: str | Path | None, steps: int | 
         root = Path(resume)
         stored = read_config(root)
         config = replace(stored, run_dir=str(root), steps=steps if steps is not None else stored.steps)
-        return config.validate(new_run=False), root
+        return config.validate(new_run=False), root  # the steps are checked against the checkpoint's
     config = (config or LMConfig()).validate()
     if steps is not None:
         config = replace(config, steps=steps).validate()
