@@ -7,13 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ppokit.core.reduce import AGGREGATIONS, Aggregation
+from ppokit.core.reduce import Aggregation
 from ppokit.errors import ConfigError
 from ppokit.io.run_dir import METRICS
 
 Architecture = Literal["gpt2", "llama"]  # here, not in models.py: the CLI reads this module without transformers
 LMMethodName = Literal["grpo", "dr-grpo", "rloo", "ppo"]
-LM_METHOD_NAMES = ("grpo", "dr-grpo", "rloo", "ppo")
 Truncation = Literal["terminal", "bootstrap"]
 Device = Literal["cpu", "cuda", "auto"]
 Precision = Literal["fp32", "bf16"]
@@ -120,88 +119,81 @@ class LMConfig:
         """ConfigError naming the first invalid field; ``new_run``: the run folder must not hold a
         run yet (False when resuming it)."""
         from ppokit.config import check_types
-        from ppokit.lm.tasks import get_task
 
-        check_types(self, "lm.")  # every field of its declared type, however the config was built
-        if self.prompts is not None and self.reward is None and self.reward_model is None:
-            raise ConfigError("lm.prompts", "prompts need a reward: --reward or --reward-model")
-        if self.prompts is None and self.reward is not None:
-            raise ConfigError("lm.reward", "a reward function scores --prompts; allowed: with --prompts, or none "
-                                           "(the task's own)")  # fmt: skip
-        if self.reward_model is not None and not (Path(self.reward_model) / "config.json").is_file():
-            raise ConfigError("lm.reward_model", f"{self.reward_model!r} is not a model folder (no config.json); "
-                                                 "allowed: a local folder of a sequence classifier")  # fmt: skip
-        self.weights  # noqa: B018  # parses reward_weights: its error names the field
-        if self.lora_rank < 0 or not (math.isfinite(self.lora_alpha) and self.lora_alpha > 0):
-            raise ConfigError("lm.lora_rank", f"rank {self.lora_rank}, alpha {self.lora_alpha}; allowed: rank >= 0 "
-                                              "(0: no adapters), alpha > 0")  # fmt: skip
-        if self.device not in ("cpu", "cuda", "auto"):
-            raise ConfigError("lm.device", f"{self.device!r}; allowed: cpu, cuda, auto")
-        if self.device == "cuda" and not _cuda_available():
-            raise ConfigError("lm.device", "cuda: no CUDA device here; allowed: cpu, auto")
-        if self.critic not in ("head", "model"):
-            raise ConfigError("lm.critic", f"{self.critic!r}; allowed: head, model")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError("lm.precision", f"{self.precision!r}; allowed: fp32, bf16")
-        if not isinstance(self.save_every, int) or self.save_every < 1:
-            raise ConfigError("lm.save_every", f"{self.save_every!r}; allowed: an integer >= 1")
-        if self.prompts is None:
-            get_task(self.task)
-        elif self.sft_steps:
-            raise ConfigError("lm.sft_steps", f"{self.sft_steps}: a prompts file has no answers to imitate; allowed: 0")
-        if new_run and self.model != "tiny" and not (Path(self.model) / "config.json").is_file():
-            raise ConfigError("lm.model", f"{self.model!r} is not a model folder (no config.json); allowed: tiny or "
-                                          "a local folder of a Hugging Face causal LM")  # fmt: skip
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise ConfigError("lm.max_new_tokens", f"{self.max_new_tokens}; allowed: None or an integer >= 1")
-        if self.method not in LM_METHOD_NAMES:
-            raise ConfigError("lm.method", f"{self.method!r}; allowed: {', '.join(LM_METHOD_NAMES)}")
-        if self.arch not in ("gpt2", "llama"):
-            raise ConfigError("lm.arch", f"{self.arch!r}; allowed: gpt2, llama")
-        if self.aggregation is not None and self.aggregation not in AGGREGATIONS:
-            raise ConfigError("lm.aggregation", f"{self.aggregation!r}; allowed: {', '.join(AGGREGATIONS)}")
-        if self.width % (4 if self.arch == "llama" else 2):  # 2 heads; Llama's rotary halves need an even head size
-            raise ConfigError("lm.width", f"{self.width}; allowed: a multiple of {4 if self.arch == 'llama' else 2} "
-                                          f"for {self.arch}'s 2 heads")  # fmt: skip
-        for name in ("width", "layers", "steps", "prompts_per_step", "epochs", "minibatch_size", "eval_prompts",
-                     "sft_batch"):  # fmt: skip
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"lm.{name}", f"{value!r}; allowed: an integer >= 1")
-        if self.sft_steps < 0:
-            raise ConfigError("lm.sft_steps", f"{self.sft_steps}; allowed: an integer >= 0")
-        if self.group_size < (2 if self.method in GROUP_METHODS else 1):
-            raise ConfigError(
-                "lm.group_size", f"{self.group_size}; allowed: >= 2 (a group needs completions to compare)"
-            )
-        if self.batch_size % self.minibatch_size:
-            raise ConfigError("lm.minibatch_size", f"{self.minibatch_size} does not divide the {self.batch_size} "
-                                                   "completions of a step; allowed: a divisor of it")  # fmt: skip
-        for name in ("temperature", "learning_rate", "sft_learning_rate", "clip_low", "max_grad_norm", "value_clip"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ConfigError(f"lm.{name}", f"{value!r}; allowed: a number > 0")
-        if self.clip_high is not None and not (math.isfinite(self.clip_high) and self.clip_high > 0):
-            raise ConfigError("lm.clip_high", f"{self.clip_high!r}; allowed: None or a number > 0")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ConfigError("lm.weight_decay", f"{self.weight_decay!r}; allowed: a number >= 0")
-        if not (math.isfinite(self.kl_coef) and self.kl_coef >= 0):
-            raise ConfigError("lm.kl_coef", f"{self.kl_coef!r}; allowed: a number >= 0")
-        if self.kl_target is not None and not (math.isfinite(self.kl_target) and self.kl_target > 0):
-            raise ConfigError("lm.kl_target", f"{self.kl_target!r}; allowed: None or a number > 0")
-        if not isinstance(self.kl_horizon, int) or self.kl_horizon < 1:
-            raise ConfigError("lm.kl_horizon", f"{self.kl_horizon!r}; allowed: an integer >= 1")
-        if self.truncation not in ("terminal", "bootstrap"):
-            raise ConfigError("lm.truncation", f"{self.truncation!r}; allowed: terminal, bootstrap")
-        if not (math.isfinite(self.missing_eos_penalty) and self.missing_eos_penalty >= 0):
-            raise ConfigError("lm.missing_eos_penalty", f"{self.missing_eos_penalty!r}; allowed: a number >= 0")
-        if not (0.0 < self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0 and self.vf_coef >= 0.0):
-            raise ConfigError("lm.gamma", f"gamma {self.gamma}, gae_lambda {self.gae_lambda}, vf_coef {self.vf_coef}; "
-                                          "allowed: gamma in (0, 1], gae_lambda in [0, 1], vf_coef >= 0")  # fmt: skip
-        if new_run and self.run_dir is not None and (Path(self.run_dir) / METRICS).exists():
-            raise ConfigError("lm.run_dir", f"{self.run_dir} already holds a run; allowed: a new folder, or "
-                                            "ppokit lm train --resume it")  # fmt: skip
+        check_types(self, "lm.")  # every field of its declared type (the Literals' values too), however built
+        _check_sources(self, new_run)
+        _check_sizes(self)
+        _check_coefficients(self)
         return self
+
+
+def _check_sources(c: LMConfig, new_run: bool) -> None:
+    """Where prompts, rewards, models and the run folder come from, and the device."""
+    from ppokit.lm.tasks import get_task
+
+    if c.prompts is not None and c.reward is None and c.reward_model is None:
+        raise ConfigError("lm.prompts", "prompts need a reward: --reward or --reward-model")
+    if c.prompts is None and c.reward is not None:
+        raise ConfigError("lm.reward", "a reward function scores --prompts; allowed: with --prompts, or none "
+                                       "(the task's own)")  # fmt: skip
+    if c.reward_model is not None and not (Path(c.reward_model) / "config.json").is_file():
+        raise ConfigError("lm.reward_model", f"{c.reward_model!r} is not a model folder (no config.json); "
+                                             "allowed: a local folder of a sequence classifier")  # fmt: skip
+    c.weights  # noqa: B018  # parses reward_weights: its error names the field
+    if c.prompts is None:
+        get_task(c.task)
+    elif c.sft_steps:
+        raise ConfigError("lm.sft_steps", f"{c.sft_steps}: a prompts file has no answers to imitate; allowed: 0")
+    if new_run and c.model != "tiny" and not (Path(c.model) / "config.json").is_file():
+        raise ConfigError("lm.model", f"{c.model!r} is not a model folder (no config.json); allowed: tiny or "
+                                      "a local folder of a Hugging Face causal LM")  # fmt: skip
+    if c.device == "cuda" and not _cuda_available():
+        raise ConfigError("lm.device", "cuda: no CUDA device here; allowed: cpu, auto")
+    if new_run and c.run_dir is not None and (Path(c.run_dir) / METRICS).exists():
+        raise ConfigError("lm.run_dir", f"{c.run_dir} already holds a run; allowed: a new folder, or "
+                                        "ppokit lm train --resume it")  # fmt: skip
+
+
+def _check_sizes(c: LMConfig) -> None:
+    """Counts and shapes: the model's, the step's, the groups'."""
+    for name in ("width", "layers", "steps", "prompts_per_step", "epochs", "minibatch_size", "eval_prompts",
+                 "sft_batch", "save_every", "kl_horizon"):  # fmt: skip
+        if getattr(c, name) < 1:
+            raise ConfigError(f"lm.{name}", f"{getattr(c, name)!r}; allowed: an integer >= 1")
+    if c.width % (4 if c.arch == "llama" else 2):  # 2 heads; Llama's rotary halves need an even head size
+        raise ConfigError("lm.width", f"{c.width}; allowed: a multiple of {4 if c.arch == 'llama' else 2} "
+                                      f"for {c.arch}'s 2 heads")  # fmt: skip
+    if c.sft_steps < 0:
+        raise ConfigError("lm.sft_steps", f"{c.sft_steps}; allowed: an integer >= 0")
+    if c.lora_rank < 0 or c.lora_alpha <= 0:
+        raise ConfigError("lm.lora_rank", f"rank {c.lora_rank}, alpha {c.lora_alpha}; allowed: rank >= 0 "
+                                          "(0: no adapters), alpha > 0")  # fmt: skip
+    if c.max_new_tokens is not None and c.max_new_tokens < 1:
+        raise ConfigError("lm.max_new_tokens", f"{c.max_new_tokens}; allowed: None or an integer >= 1")
+    if c.group_size < (2 if c.method in GROUP_METHODS else 1):
+        raise ConfigError("lm.group_size", f"{c.group_size}; allowed: >= 2 (a group needs completions to compare)")
+    if c.batch_size % c.minibatch_size:
+        raise ConfigError("lm.minibatch_size", f"{c.minibatch_size} does not divide the {c.batch_size} "
+                                               "completions of a step; allowed: a divisor of it")  # fmt: skip
+
+
+def _check_coefficients(c: LMConfig) -> None:
+    """Rates, clips, coefficients: finite and in range."""
+    for name in ("temperature", "learning_rate", "sft_learning_rate", "clip_low", "max_grad_norm", "value_clip"):
+        value = getattr(c, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"lm.{name}", f"{value!r}; allowed: a number > 0")
+    for name in ("weight_decay", "kl_coef", "missing_eos_penalty"):
+        value = getattr(c, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"lm.{name}", f"{value!r}; allowed: a number >= 0")
+    for name in ("clip_high", "kl_target"):
+        value = getattr(c, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"lm.{name}", f"{value!r}; allowed: None or a number > 0")
+    if not (0.0 < c.gamma <= 1.0 and 0.0 <= c.gae_lambda <= 1.0 and c.vf_coef >= 0.0):
+        raise ConfigError("lm.gamma", f"gamma {c.gamma}, gae_lambda {c.gae_lambda}, vf_coef {c.vf_coef}; "
+                                      "allowed: gamma in (0, 1], gae_lambda in [0, 1], vf_coef >= 0")  # fmt: skip
 
 
 def _cuda_available() -> bool:
