@@ -19,8 +19,8 @@ from ppokit.config import (
     PolicyConfig,
     RunConfig,
     check_env_id,
-    check_types,
 )
+from ppokit.config_types import check_types
 from ppokit.core.advantages import GROUP_SCALES
 from ppokit.errors import ConfigError
 from ppokit.methods import METHOD_NAMES, METHODS

@@ -118,7 +118,7 @@ class LMConfig:
     def validate(self, new_run: bool = True) -> LMConfig:
         """ConfigError naming the first invalid field; ``new_run``: the run folder must not hold a
         run yet (False when resuming it)."""
-        from ppokit.config import check_types
+        from ppokit.config_types import check_types
 
         check_types(self, "lm.")  # every field of its declared type (the Literals' values too), however built
         _check_sources(self, new_run)
