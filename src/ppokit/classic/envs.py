@@ -80,6 +80,10 @@ def make_vec_env(config: EnvConfig, num_envs: int | None = None, env_factory: En
         return _checked(_build(config, n, env_factory), n)
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError("env.id", f"{config.id} needs a package that is not installed ({e})") from None
+    except ImportError as e:  # an entry point whose module is missing
+        missing = f"module {e.name!r}" if e.name else str(e)
+        raise ConfigError("env.id", f"{config.id} needs {missing}, which is not installed; allowed: an env whose "
+                                    "package is installed (pip install it)") from None  # fmt: skip
 
 
 def _build(config: EnvConfig, n: int, env_factory: EnvFactory | None) -> VectorEnv:
