@@ -107,9 +107,9 @@ def main() -> None:
     torch.set_num_threads(1)  # as the test suite runs (tests/conftest.py): the same numbers
     print(
         "| method | seed | greedy success after SFT | after RL | sampled reward, first 10 steps | last 10 steps "
-        "| KL to the reference per completion, last step | entropy per token, last step |"
+        "| KL to the reference per completion, last step | entropy per token, last step | truncated, last step |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     rows = run(args.task, args.seeds, args.methods, args.sft_steps, args.steps, _overrides(args.set))
     if args.figure is not None:
         figure(rows, args.figure)

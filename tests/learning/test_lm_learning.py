@@ -2,10 +2,10 @@
 each method, from one supervised model per task shared by the session (``sft_model``).
 Thresholds from seeds 1-3 (``benchmarks/lm_results.py``, docs/lm.md):
 
-- sort (15 SFT steps, 150 RL steps): greedy success after SFT 0.07-0.34, after RL 0.48-0.79,
-  a gain of 0.31-0.67; the sampled reward of the last 10 steps 0.26-0.41 above the first 10's.
-- count (5 SFT steps, 100 RL steps): after SFT 0.00-0.15, after RL 0.52-1.00; the sampled
-  reward of the last 10 steps 0.79-0.92.
+- sort (15 SFT steps, 150 RL steps): greedy success after SFT 0.07-0.34, after RL 0.48-0.77,
+  a gain of 0.37-0.66; the sampled reward of the last 10 steps 0.26-0.42 above the first 10's.
+- count (5 SFT steps, 100 RL steps): after SFT 0.00-0.15, after RL 0.54-1.00; the sampled
+  reward of the last 10 steps 0.66-0.95; no completion cut by the limit at the last step.
 """
 
 from __future__ import annotations
