@@ -12,7 +12,7 @@ import torch
 
 from ppokit.classic.envs import EnvFactory, make_vec_env, obs_dtype
 from ppokit.classic.policy import ActorCritic
-from ppokit.config import RunConfig, from_dict
+from ppokit.config import RunConfig
 from ppokit.errors import CheckpointError
 from ppokit.io import checkpoint as ckpt
 
@@ -44,7 +44,10 @@ class Policy:
 def load(path: str | Path, env_factory: EnvFactory | None = None, device: str = "cpu") -> Policy:
     """Load the policy of a checkpoint (or of a run folder's last checkpoint)."""
     data = ckpt.load(path, map_location=device)
-    config = from_dict(data["config"])
+    config = ckpt.saved_config(data)
+    if not isinstance(data["state"], dict) or not isinstance(data["state"].get("policy"), dict):
+        raise CheckpointError("checkpoint: its state holds no policy weights")
+    ckpt.check_finite(data["state"]["policy"], "policy weight")
     vec = make_vec_env(config.env, num_envs=1, env_factory=env_factory)
     vec.close()
     model = ActorCritic(vec.obs_space, vec.action_space, config.policy, config.env.norm_obs, config.env.clip_obs)

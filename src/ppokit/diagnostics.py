@@ -22,12 +22,14 @@ own metrics and write the same ``diagnostics.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ppokit.config import DiagnosticsConfig
+from ppokit.errors import CheckpointError, ConfigError
 from ppokit.methods import Method
 
 TAIL_FRACTION = 0.25
@@ -202,9 +204,42 @@ class Diagnostics:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.streaks = dict(state["streaks"])
-        self.episodes = [Episode(**e) for e in state["episodes"]]
-        self.initial_entropy = state["initial_entropy"]
+        """The state of ``state_dict``, each part checked (CheckpointError naming what is wrong)."""
+        names = {rule.name for rule in self.rules}
+        streaks, episodes, entropy = state["streaks"], state["episodes"], state["initial_entropy"]
+        if not isinstance(streaks, dict) or set(streaks) != names or not all(_count(v) for v in streaks.values()):
+            raise CheckpointError(f"checkpoint: diagnostics.streaks is {str(streaks)[:60]}; expected a count >= 0 "
+                                  f"per rule ({', '.join(sorted(names))})")  # fmt: skip
+        if not isinstance(episodes, list):
+            raise CheckpointError("checkpoint: diagnostics.episodes is not a list")
+        self.streaks = dict(streaks)
+        self.episodes = [_episode(e, names) for e in episodes]
+        if entropy is not None and not (isinstance(entropy, float) and math.isfinite(entropy)):
+            raise CheckpointError(f"checkpoint: diagnostics.initial_entropy is {entropy!r}; expected none or a number")
+        self.initial_entropy = entropy
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _episode(saved: Any, names: set[str]) -> Episode:
+    """An episode of a checkpoint, checked field by field."""
+    from ppokit.config_types import check_types
+
+    expected = {f.name for f in dataclasses.fields(Episode)}
+    if not isinstance(saved, dict) or set(saved) != expected:
+        raise CheckpointError(f"checkpoint: a diagnostics episode is {str(saved)[:60]}; expected the keys "
+                              f"{', '.join(sorted(expected))}")  # fmt: skip
+    episode = Episode(**saved)
+    try:
+        check_types(episode, "diagnostics.episodes.")
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint: {e}") from None
+    if episode.rule not in names or not (0 <= episode.first_update <= episode.last_update):
+        raise CheckpointError(f"checkpoint: a diagnostics episode of {episode.rule!r} updates {episode.first_update}"
+                              f"..{episode.last_update}; expected a rule of this method and first <= last")  # fmt: skip
+    return episode
 
 
 def _targets_vary(metrics: Mapping[str, float]) -> bool:

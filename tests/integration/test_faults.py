@@ -4,6 +4,7 @@ bad TOML value refused on the command line in one line."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import signal
 import subprocess
@@ -82,3 +83,43 @@ def test_an_env_whose_package_is_missing_is_one_line(tmp_path: Path) -> None:
             ppokit_api.train(tiny_config(tmp_path / "run", id="ppokit-test/Missing-v0"))
     finally:
         gym.registry.pop("ppokit-test/Missing-v0")
+
+
+def test_checkpoint_damage_is_named(tmp_path: Path) -> None:
+    """A flipped byte (the checksum), NaN weights, an update counter past the run, a part of the
+    wrong kind: each refused in one line; a version-4 file (no checksum) still loads."""
+    import torch
+
+    from ppokit.errors import CheckpointError
+    from ppokit.io import checkpoint as ckpt
+
+    run = tmp_path / "run"
+    ppokit_api.train(tiny_config(run), stop_after=2)
+    last = run / "checkpoints" / "last.pt"
+    good = last.read_bytes()
+    raw = bytearray(good)
+    raw[len(raw) // 2] ^= 0x10
+    last.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="corrupt"):
+        ppokit_api.train(resume=run)
+    last.write_bytes(good)
+    saved = ckpt.load(run)
+
+    def damaged(part: str, key: str | None, value: object) -> dict[str, object]:
+        state = {**saved["state"], part: value if key is None else {**saved["state"][part], key: value}}
+        return {**saved, "state": state}
+
+    cases = [("policy", "critic_out.bias", torch.tensor([math.nan]), "holds NaN or inf"),
+             ("update", None, 10**9, "update 1000000000"),
+             ("rollout", "obs", torch.zeros(3), r"state.rollout.obs is a tensor \(3,\)"),
+             ("rng", "python", [3], r"state.rng.python is \[3\]; expected a list of 3")]  # fmt: skip
+    for part, key, value, message in cases:
+        ckpt.save(last, damaged(part, key, value))
+        with pytest.raises(CheckpointError, match=message):
+            ppokit_api.train(resume=run)
+    ckpt.save(last, damaged("policy", "critic_out.bias", torch.tensor([math.inf])))
+    with pytest.raises(CheckpointError, match=r"policy weight critic_out.bias holds NaN or inf"):
+        ppokit_api.load(last)
+    torch.save({**saved, "version": 4}, last)  # an older file, before checksums
+    assert ckpt.load(run)["state"]["update"] == 2
+    assert ppokit_api.train(resume=run).updates == 6

@@ -108,7 +108,7 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path: Path) -> Non
 def test_checkpoint_holds_everything_to_resume(tmp_path: Path) -> None:
     ppokit.train(tiny_config(tmp_path / "run", norm_obs=True, norm_reward=True), stop_after=2)
     data = ckpt.load(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert data["format"] == "ppokit-checkpoint" and data["version"] == 4
+    assert data["format"] == "ppokit-checkpoint" and data["version"] == 5
     assert data["state"]["global_step"] == 128 and data["state"]["update"] == 2
     assert {"torch", "shuffle", "numpy", "python"} <= data["state"]["rng"].keys()
     assert "obs_norm.mean" in data["state"]["policy"] and data["state"]["policy"]["obs_norm.count"] > 100
@@ -259,7 +259,7 @@ def test_hopper_preset_smoke(tmp_path: Path) -> None:
     assert len(metrics) == 2
     assert all(math.isfinite(v) for m in metrics for v in m.values()), metrics
     assert metrics[0]["episode_length_mean"] > 0  # episodes ended and were counted
-    data = torch.load(result.run_dir / "checkpoints" / "last.pt", weights_only=True)
+    data = ckpt.load(result.run_dir)  # plain data only: it loads with weights_only
     assert data["env_state"] is not None  # MuJoCo state is plain data: resume is exact
     evaluation = json.loads((result.run_dir / "eval.json").read_text())
     assert evaluation["eval_episodes"] == 2 and math.isfinite(evaluation["eval_return_mean"])
@@ -324,7 +324,7 @@ def test_checkpoint_lacking_a_resume_key_is_refused(tmp_path: Path) -> None:
     ppokit.train(tiny_config(tmp_path / "run"), stop_after=1)
     data = ckpt.load(tmp_path / "run")
     del data["state"]["rollout"]
-    torch.save(data, tmp_path / "run" / "checkpoints" / "last.pt")
+    ckpt.save(tmp_path / "run" / "checkpoints" / "last.pt", data)  # checksummed: the damage is in the content
     with pytest.raises(CheckpointError, match="lacks rollout"):
         ppokit.train(resume=tmp_path / "run")
 

@@ -9,6 +9,7 @@ restored with nothing else to edit, and a checkpoint lacking one is refused befo
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -80,12 +81,90 @@ class TrainState:
                     self.rollout = RolloutState(**{k: v.numpy().copy() for k, v in value.items()})
                 else:  # a number, or best_eval's None
                     setattr(self, name, value if value is None or current is None else type(current)(value))
-        except (RuntimeError, ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(f"checkpoint: weights do not fit this config ({str(e).splitlines()[0]})") from None
+        except CheckpointError:
+            raise
+        except Exception as e:  # a part damaged in a way the checks before missed, in any way
+            raise CheckpointError(
+                f"checkpoint: weights do not fit this config ({type(e).__name__}: {_first_line(e)})"
+            ) from None
+
+
+# Parts whose keys and lengths grow during training (a fresh state's are empty): only their kinds are checked.
+_GROWING = ("state.diagnostics", "state.optimizer")
+
+
+def conform(saved: Any, fresh: Any, path: str) -> None:
+    """CheckpointError naming the first part of a saved state that differs in kind from a fresh
+    state built from the same config (``fresh``): a missing or extra key, a tensor of another
+    shape or dtype or with NaN or inf, a list of another length, a value of another type. An
+    env's snapshot is checked more loosely: envs grow attributes as they run and may hold
+    infinite bounds, so only the parts both have are compared, and infinities are allowed."""
+
+    def wrong(expected: str) -> CheckpointError:
+        got = f"a tensor {tuple(saved.shape)} {saved.dtype}" if isinstance(saved, torch.Tensor) else repr(saved)[:40]
+        return CheckpointError(f"checkpoint: {path} is {got}; expected {expected}")
+
+    if isinstance(fresh, torch.Tensor):
+        if not (isinstance(saved, torch.Tensor) and saved.shape == fresh.shape and saved.dtype == fresh.dtype):
+            raise wrong(f"a tensor {tuple(fresh.shape)} {fresh.dtype}")
+        if saved.is_floating_point() and not path.startswith("env_state") and not bool(torch.isfinite(saved).all()):
+            raise CheckpointError(f"checkpoint: {path} holds NaN or inf")
+    elif isinstance(fresh, dict):
+        if not isinstance(saved, dict):
+            raise wrong("a table")
+        if path.startswith(_GROWING):
+            return  # its entries are checked as they load
+        if path.startswith("env_state"):  # an env grows attributes as it runs: the common ones are checked
+            for key in set(saved) & set(fresh):
+                conform(saved[key], fresh[key], f"{path}.{key}")
+            return
+        if set(saved) != set(fresh):
+            raise CheckpointError(f"checkpoint: {path} has keys {sorted(map(str, saved))}; expected "
+                                  f"{sorted(map(str, fresh))}")  # fmt: skip
+        for key, value in fresh.items():
+            conform(saved[key], value, f"{path}.{key}")
+    elif isinstance(fresh, list | tuple):
+        if not isinstance(saved, list | tuple) or (len(saved) != len(fresh) and not path.startswith(_GROWING)):
+            raise wrong(f"a list of {len(fresh)}")
+        for i, (a, b) in enumerate(zip(saved, fresh, strict=False)):
+            conform(a, b, f"{path}[{i}]")
+    elif fresh is None:
+        if saved is not None and not (isinstance(saved, int | float) and not isinstance(saved, bool)):
+            raise wrong("none or a number")
+    elif isinstance(fresh, bool) or isinstance(saved, bool):
+        if type(saved) is not type(fresh):
+            raise wrong(type(fresh).__name__)
+    elif isinstance(fresh, int | float):
+        if not isinstance(saved, type(fresh) if isinstance(fresh, int) else int | float):
+            raise wrong(type(fresh).__name__)
+        if isinstance(saved, float) and not path.startswith("env_state") and not math.isfinite(saved):
+            raise CheckpointError(f"checkpoint: {path} is {saved}; expected a finite number")
+    elif type(saved) is not type(fresh):
+        raise wrong(type(fresh).__name__)
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _check_counters(saved: dict[str, Any], config: RunConfig) -> None:
+    """The step counters agree with each other and with the run's length; the adaptive
+    coefficients are in range."""
+    update, step = saved.get("update"), saved.get("global_step")
+    if not (isinstance(update, int) and isinstance(step, int)) or isinstance(update, bool) or isinstance(step, bool):
+        raise CheckpointError(f"checkpoint: update {update!r} and global_step {step!r}; allowed: integers")
+    if not (0 <= update <= config.num_updates and 0 <= step <= update * config.batch_size):
+        raise CheckpointError(f"checkpoint: update {update}, global_step {step}; allowed: 0..{config.num_updates} "
+                              f"updates of at most {config.batch_size} steps each")  # fmt: skip
+    if not (saved["kl_coef"] >= 0 and saved["clip_coef"] > 0 and saved["train_time"] >= 0):
+        raise CheckpointError(f"checkpoint: kl_coef {saved['kl_coef']}, clip_coef {saved['clip_coef']}, train_time "
+                              f"{saved['train_time']}; allowed: >= 0, > 0, >= 0")  # fmt: skip
 
 
 def check_keys(saved: dict[str, Any]) -> None:
     """CheckpointError naming what a checkpoint's state lacks."""
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"checkpoint: its state is {type(saved).__name__}; expected a table")
     missing = [k for k in TrainState.persisted() if k not in saved]
     if missing:
         raise CheckpointError(f"checkpoint: lacks {', '.join(missing)}")
@@ -130,9 +209,17 @@ def resume_state(state: TrainState, saved: dict[str, Any], vec: VecEnv, config: 
     state is not plain data restart the episodes that were in flight (with a warning)."""
     if saved.get("spaces") != spaces(vec):
         raise CheckpointError(f"checkpoint: spaces {saved.get('spaces')} do not match the env's {spaces(vec)}")
+    conform(saved["state"], state.state_dict(), "state")
+    _check_counters(saved["state"], config)
     state.load_state_dict(saved["state"])
-    env_state = saved.get("env_state")
-    if env_state is None or not restore(vec, env_state):
+    env_state, fresh_env = saved.get("env_state"), snapshot(vec)
+    if env_state is not None and fresh_env is not None:
+        conform(env_state, fresh_env, "env_state")  # the same env's snapshot: the same parts, kinds and shapes
+    try:
+        restored = env_state is not None and restore(vec, env_state)
+    except Exception as e:  # an env snapshot damaged in any way
+        raise CheckpointError(f"checkpoint: env_state is damaged ({type(e).__name__}: {_first_line(e)})") from None
+    if not restored:
         warnings.warn(
             f"{config.env.id}: the env's state is not plain data and cannot be restored; "
             "the episodes in flight at the checkpoint restart from new resets",

@@ -28,7 +28,7 @@ from ppokit.classic.objective import MinibatchLoss, make_minibatch_loss
 from ppokit.classic.rollout import Episodes, Rollout, collect, collect_episodes
 from ppokit.classic.state import TrainState, check_keys, initial_state, resume_state, save_checkpoint
 from ppokit.classic.update import update_policy
-from ppokit.config import EnvConfig, RunConfig, from_dict, to_dict
+from ppokit.config import EnvConfig, RunConfig, to_dict
 from ppokit.core.advantages import AdvantageSettings
 from ppokit.core.kl import adapt_clip_coef, adapt_kl_coef
 from ppokit.core.losses import Coefs
@@ -95,7 +95,7 @@ def train(
             raise ConfigError("resume", "a resumed run uses its saved config; pass config=None")
         check_keys(saved["state"])
         folder = Path(resume) if Path(resume).is_dir() else run_folder_of(Path(resume))
-        config = replace(from_dict(saved["config"]), run_dir=str(folder))
+        config = replace(ckpt.saved_config(saved), run_dir=str(folder))
     config = (config or RunConfig()).validate()
     paths = RunDir(_run_dir(config, resuming=saved is not None))
     seed = process.seed(config.seed)

@@ -90,4 +90,37 @@ class FlatAdam:
         return self.adam.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Adam's state, checked first (ValueError naming what is wrong): the fused kernel does
+        not check, and a moment of another shape or a NaN would abort or poison training."""
+        _check_adam_state(state, self.adam.state_dict(), self.flat)
         self.adam.load_state_dict(state)
+
+
+def _check_adam_state(state: Any, current: dict[str, Any], flat: Tensor) -> None:
+    """ValueError unless ``state`` is Adam's state of one flat parameter like ``flat``: param
+    groups of the current keys and kinds, at most one entry of finite moments of its shape."""
+    if not isinstance(state, dict) or set(state) != {"state", "param_groups"}:
+        raise ValueError("optimizer: expected the keys state and param_groups")
+    groups, entries = state["param_groups"], state["state"]
+    if not isinstance(groups, list) or len(groups) != len(current["param_groups"]):
+        raise ValueError("optimizer: param_groups is not one group per current group")
+    for group, now in zip(groups, current["param_groups"], strict=True):
+        if not isinstance(group, dict) or set(group) != set(now):
+            raise ValueError(f"optimizer: a param group has keys {sorted(group) if isinstance(group, dict) else group}")
+        for key, value in now.items():
+            if type(group[key]) is not type(value) and not (isinstance(value, float) and isinstance(group[key], int)):
+                raise ValueError(f"optimizer: param group {key} is {group[key]!r}")
+    if not isinstance(entries, dict) or set(entries) - {0}:
+        raise ValueError("optimizer: state is not the state of one flat parameter")
+    for entry in entries.values():
+        if not isinstance(entry, dict) or set(entry) != {"step", "exp_avg", "exp_avg_sq"}:
+            raise ValueError("optimizer: a state entry lacks step, exp_avg or exp_avg_sq")
+        for key in ("exp_avg", "exp_avg_sq"):
+            moment = entry[key]
+            if not (isinstance(moment, Tensor) and moment.shape == flat.shape and moment.dtype == flat.dtype):
+                raise ValueError(f"optimizer: {key} is not a tensor of the parameters' shape and dtype")
+            if not bool(torch.isfinite(moment).all()) or (key == "exp_avg_sq" and bool((moment < 0).any())):
+                raise ValueError(f"optimizer: {key} holds NaN, inf or (exp_avg_sq) negative values")
+        step = entry["step"]
+        if not (isinstance(step, Tensor) and step.numel() == 1 and bool(torch.isfinite(step).all()) and step >= 0):
+            raise ValueError("optimizer: step is not a count")
