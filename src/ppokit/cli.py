@@ -12,7 +12,7 @@ from rich.console import Console
 from ppokit.config import RunConfig
 from ppokit.errors import ConfigError, PPOKitError
 from ppokit.flags import build_parser, given_flags, parse_grid, resolve_config, train_flags
-from ppokit.io.run_dir import checkpoint_path, run_folder_of
+from ppokit.io.run_dir import check_writable, checkpoint_path, run_folder_of
 from ppokit.presets import PRESETS
 
 console = Console(soft_wrap=True)  # long paths are not wrapped
@@ -53,6 +53,9 @@ def _eval(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise ConfigError("episodes", f"{args.episodes}; allowed: an integer >= 1")
     policy = load(args.checkpoint)
+    mode = "sampled" if args.sampled else "deterministic"
+    out = args.output or run_folder_of(checkpoint_path(args.checkpoint)) / f"eval-{mode}-{args.episodes}.json"
+    check_writable(out, "output", folder=False)  # before the episodes are played
     result = evaluate(policy.model, policy.config.env, args.episodes, not args.sampled, args.seed)
     s = result.summary()
     console.print(
@@ -60,9 +63,6 @@ def _eval(args: argparse.Namespace) -> int:
         f"return mean {s['eval_return_mean']:.2f}, std {s['eval_return_std']:.2f}, "
         f"min {s['eval_return_min']:.2f}, max {s['eval_return_max']:.2f}"
     )
-    ckpt_path = checkpoint_path(args.checkpoint)
-    mode = "sampled" if args.sampled else "deterministic"
-    out = args.output or run_folder_of(ckpt_path) / f"eval-{mode}-{args.episodes}.json"
     ckpt.atomic_write_text(out, json.dumps(result.to_dict(), indent=2))
     console.print(f"Written to {out}")
     return 0

@@ -253,6 +253,8 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
             file_data = tomllib.loads(args.config.read_text())
         except FileNotFoundError:
             raise ConfigError("config", f"{args.config} does not exist") from None
+        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+            raise ConfigError("config", f"{args.config} cannot be read as a TOML file ({type(e).__name__})") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError("config", f"{args.config} is not valid TOML ({e})") from None
     env_id = flags.get("env.id") or file_data.get("env", {}).get("id") or RunConfig().env.id

@@ -3,6 +3,7 @@ bad TOML value refused on the command line in one line."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import random
@@ -123,3 +124,18 @@ def test_checkpoint_damage_is_named(tmp_path: Path) -> None:
     torch.save({**saved, "version": 4}, last)  # an older file, before checksums
     assert ckpt.load(run)["state"]["update"] == 2
     assert ppokit_api.train(resume=run).updates == 6
+
+
+def test_paths_that_cannot_be_written_or_read_are_one_line_before_any_work(tmp_path: Path) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert_one_line_error(ppokit("train", *TINY, "--run-dir", str(a_file)), "run_dir", "is a file")
+    assert_one_line_error(ppokit("train", *TINY, "--run-dir", ""), "run_dir", "current folder")
+    assert_one_line_error(ppokit("train", "--config", str(tmp_path), *TINY), "config", "cannot be read")
+    run = tmp_path / "run"
+    ppokit_api.train(tiny_config(run), stop_after=1)
+    before = sorted(p.name for p in run.iterdir())
+    assert_one_line_error(ppokit("eval", str(run), "--output", str(tmp_path)), "output", "is a folder")
+    assert sorted(p.name for p in run.iterdir()) == before  # nothing was evaluated or written
+    if importlib.util.find_spec("transformers") is not None:
+        assert_one_line_error(ppokit("lm", "train", "--run-dir", str(a_file)), "lm.run_dir", "is a file")

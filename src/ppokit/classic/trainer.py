@@ -38,7 +38,7 @@ from ppokit.diagnostics import in_annealing_tail
 from ppokit.errors import ConfigError, NonFiniteError
 from ppokit.io import checkpoint as ckpt
 from ppokit.io.loggers import JsonlLogger, Logger, Loggers, ProgressLogger, TensorBoardLogger
-from ppokit.io.run_dir import RunDir, run_folder_of
+from ppokit.io.run_dir import RunDir, check_writable, run_folder_of
 from ppokit.methods import METHODS, Method
 from ppokit.runtime import GracefulInterrupt, Process, seed_everything, torch_threads
 
@@ -339,6 +339,7 @@ def _run_dir(config: RunConfig, resuming: bool) -> Path:
         run_dir = Path("runs") / f"{config.env.id.replace('/', '_')}__{config.seed}__{stamp}"
     else:
         run_dir = Path(config.run_dir)
+    check_writable(run_dir, "run_dir")
     if not resuming and RunDir(run_dir).last.exists():
         raise ConfigError("run_dir", f"{run_dir} already holds a run; resume it with --resume or pick another")
     return run_dir

@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ppokit.errors import ConfigError
+
 CONFIG = "config.toml"
 METRICS = "metrics.jsonl"
 EVALS = "evals.jsonl"
@@ -120,3 +122,21 @@ def seed_folder(seed: int) -> str:
 def run_folder_of(checkpoint: Path) -> Path:
     """The run folder a checkpoint file lives in (``<run>/checkpoints/<name>.pt``)."""
     return checkpoint.parent.parent
+
+
+def check_writable(path: Path, field: str, folder: bool = True) -> None:
+    """ConfigError naming ``field`` unless ``path`` can be written: a folder (or, with
+    ``folder=False``, a file) that exists as the other kind, an empty path, or a place whose
+    nearest existing parent is not a writable folder. Checked before any work."""
+    import os
+
+    if str(path) in ("", "."):
+        raise ConfigError(field, f"{str(path)!r} would write into the current folder; allowed: a folder path")
+    if path.exists() and path.is_dir() != folder:
+        kind = "a file" if folder else "a folder"
+        raise ConfigError(field, f"{path} is {kind}; allowed: {'a folder' if folder else 'a file'} path")
+    parent = path if path.exists() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(field, f"{path} cannot be written ({parent} is not a writable folder)")

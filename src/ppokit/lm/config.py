@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from ppokit.core.reduce import Aggregation
 from ppokit.errors import ConfigError
-from ppokit.io.run_dir import METRICS
+from ppokit.io.run_dir import METRICS, check_writable
 
 Architecture = Literal["gpt2", "llama"]  # here, not in models.py: the CLI reads this module without transformers
 LMMethodName = Literal["grpo", "dr-grpo", "rloo", "ppo"]
@@ -149,6 +149,8 @@ def _check_sources(c: LMConfig, new_run: bool) -> None:
                                       "a local folder of a Hugging Face causal LM")  # fmt: skip
     if c.device == "cuda" and not _cuda_available():
         raise ConfigError("lm.device", "cuda: no CUDA device here; allowed: cpu, auto")
+    if c.run_dir is not None:
+        check_writable(Path(c.run_dir), "lm.run_dir")
     if new_run and c.run_dir is not None and (Path(c.run_dir) / METRICS).exists():
         raise ConfigError("lm.run_dir", f"{c.run_dir} already holds a run; allowed: a new folder, or "
                                         "ppokit lm train --resume it")  # fmt: skip
