@@ -40,3 +40,18 @@ class NonFiniteError(PPOKitError):
 
     def __reduce__(self) -> tuple[type[NonFiniteError], tuple[str, int]]:
         return type(self), (self.metric, self.update)
+
+
+class NonFiniteEnvError(PPOKitError):
+    """An env returned a NaN or infinite observation or reward: named where it entered."""
+
+    exit_code = 3
+
+    def __init__(self, what: str, where: str = "") -> None:
+        super().__init__(f"{where}the env returned a non-finite {what}; training stopped, the last good checkpoint "
+                         "is kept (check the env: a NaN there is not a learning-rate problem)")  # fmt: skip
+        self.what = what
+        self.where = where
+
+    def __reduce__(self) -> tuple[type[NonFiniteEnvError], tuple[str, str]]:
+        return type(self), (self.what, self.where)

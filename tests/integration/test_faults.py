@@ -12,7 +12,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 import ppokit as ppokit_api
@@ -139,3 +142,35 @@ def test_paths_that_cannot_be_written_or_read_are_one_line_before_any_work(tmp_p
     assert sorted(p.name for p in run.iterdir()) == before  # nothing was evaluated or written
     if importlib.util.find_spec("transformers") is not None:
         assert_one_line_error(ppokit("lm", "train", "--run-dir", str(a_file)), "lm.run_dir", "is a file")
+
+
+class _GoesBad(gym.Wrapper):  # type: ignore[type-arg]
+    """CartPole whose observation (or reward) turns NaN after ``after`` steps of this env."""
+
+    def __init__(self, after: int, what: str) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.after, self.what, self.steps = after, what, 0
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        if self.steps > self.after:
+            if self.what == "observation":
+                obs = np.full_like(obs, np.nan)
+            else:
+                reward = math.inf
+        return obs, reward, terminated, truncated, info
+
+
+@pytest.mark.parametrize(("what", "named"), [("observation", "observation in env "), ("reward", "reward (inf) in env ")])
+def test_a_non_finite_env_value_is_named_where_it_enters(tmp_path: Path, what: str, named: str) -> None:
+    from ppokit.errors import NonFiniteEnvError
+    from ppokit.io import checkpoint as ckpt
+
+    run = tmp_path / "run"
+    config = tiny_config(run, vectorization="sync", checkpoint_every=1)  # 16 steps per env and update
+    with pytest.raises(NonFiniteEnvError) as info:
+        ppokit_api.train(config, env_factory=lambda: _GoesBad(40, what))
+    assert str(info.value).startswith(f"CartPole-v1 during update 3 (after 128 env steps): the env returned a "
+                                      f"non-finite {named}")  # fmt: skip
+    assert info.value.exit_code == 3 and ckpt.load(run)["state"]["update"] == 2  # the last good checkpoint

@@ -20,6 +20,7 @@ from torch import Tensor
 from ppokit.classic.envs import VecEnv
 from ppokit.classic.policy import ActorCritic
 from ppokit.core.normalize import MeanVar, RunningNorm
+from ppokit.errors import NonFiniteEnvError
 
 
 @dataclass
@@ -180,8 +181,19 @@ def step_envs(vec: VecEnv, actions: np.ndarray, tracker: EpisodeTracker, valid: 
     valid = ~tracker.reset_next if valid is None else valid
     obs, reward, terminated, truncated, info = vec.env.step(vec.to_env_actions(actions))
     reward = np.asarray(reward, dtype=np.float64)
+    if not (np.isfinite(reward).all() and (obs.dtype.kind != "f" or np.isfinite(obs).all())):
+        _non_finite(obs, reward)  # caught where it enters: the policy would turn it into NaN actions
     finished = tracker.step(reward, terminated, truncated, valid)
     return EnvStep(obs, reward, terminated, truncated, tracker.reset_next, valid, info, finished)
+
+
+def _non_finite(obs: np.ndarray, reward: np.ndarray) -> None:
+    bad_reward = ~np.isfinite(reward)
+    if bad_reward.any():
+        env = int(np.flatnonzero(bad_reward)[0])
+        raise NonFiniteEnvError(f"reward ({reward[env]}) in env {env}")
+    env = int(np.flatnonzero(~np.isfinite(obs.reshape(len(obs), -1)).all(axis=1))[0])
+    raise NonFiniteEnvError(f"observation in env {env}")
 
 
 @dataclass

@@ -35,7 +35,7 @@ from ppokit.core.losses import Coefs
 from ppokit.core.metrics import explained_variance
 from ppokit.core.update import UpdatePlan
 from ppokit.diagnostics import in_annealing_tail
-from ppokit.errors import ConfigError, NonFiniteError
+from ppokit.errors import ConfigError, NonFiniteEnvError, NonFiniteError
 from ppokit.io import checkpoint as ckpt
 from ppokit.io.loggers import JsonlLogger, Logger, Loggers, ProgressLogger, TensorBoardLogger
 from ppokit.io.run_dir import RunDir, check_writable, run_folder_of
@@ -163,7 +163,11 @@ def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
 
             start = time.perf_counter()
             previous_step = state.global_step
-            episodes, batch = _collect_batch(run, settings)
+            try:
+                episodes, batch = _collect_batch(run, settings)
+            except NonFiniteEnvError as e:  # name the env and when, then stop as for a NaN loss
+                where = f"{config.env.id} during update {state.update + 1} (after {state.global_step:,} env steps): "
+                raise NonFiniteEnvError(e.what, where) from None
             run.hooks.rollout(RolloutEvent(state, run.buf, episodes, batch, run.loss_fn))
             retarget = partial(recomputed_targets, run.buf, run.method, settings) if algo.recompute_advantages else None
             metrics = update_policy(state.policy, state.optimizer, batch, loss_fn=run.loss_fn, coefs=coefs,
