@@ -96,6 +96,12 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
         if path is None or path in ("seed", "run_dir"):
             raise ConfigError("set", f"unknown field {key!r}; allowed: fields of ppokit train --help")
         grid[key] = [parse_value(key, v) for v in values.split(",")]
+        repeated = [v for i, v in enumerate(grid[key]) if v in grid[key][:i]]
+        if repeated:
+            raise ConfigError("set", f"{key} lists {repeated[0]!r} twice; allowed: distinct values (each is a variant "
+                                     "with its own folder)")  # fmt: skip
+        if path in {resolve(k) for k in grid if k != key}:
+            raise ConfigError("set", f"{key} is set twice (as {path}); allowed: one --set per field")
     return grid
 
 

@@ -162,7 +162,9 @@ class _GoesBad(gym.Wrapper):  # type: ignore[type-arg]
         return obs, reward, terminated, truncated, info
 
 
-@pytest.mark.parametrize(("what", "named"), [("observation", "observation in env "), ("reward", "reward (inf) in env ")])
+@pytest.mark.parametrize(
+    ("what", "named"), [("observation", "observation in env "), ("reward", "reward (inf) in env ")]
+)
 def test_a_non_finite_env_value_is_named_where_it_enters(tmp_path: Path, what: str, named: str) -> None:
     from ppokit.errors import NonFiniteEnvError
     from ppokit.io import checkpoint as ckpt
@@ -174,3 +176,20 @@ def test_a_non_finite_env_value_is_named_where_it_enters(tmp_path: Path, what: s
     assert str(info.value).startswith(f"CartPole-v1 during update 3 (after 128 env steps): the env returned a "
                                       f"non-finite {named}")  # fmt: skip
     assert info.value.exit_code == 3 and ckpt.load(run)["state"]["update"] == 2  # the last good checkpoint
+
+
+def test_a_fresh_run_in_the_folder_of_one_killed_before_its_first_checkpoint_starts_clean(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"global_step": 64, "update": 1.0}\n{"global_step": 128, "upd')
+    ppokit_api.train(tiny_config(run))
+    assert _updates(run / "metrics.jsonl") == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]  # no update twice
+
+
+def test_grids_and_workers_are_refused_alike(tmp_path: Path) -> None:
+    out = str(tmp_path / "exp")
+    assert_one_line_error(ppokit("experiment", "--out", out, "--set", "update_epochs=1,4,1"), "set", "lists 1 twice")
+    assert_one_line_error(ppokit("experiment", "--out", out, "--set", "update_epochs=1,4", "--set",
+                                 "algo.update_epochs=2"), "set", "set twice")  # fmt: skip
+    assert_one_line_error(ppokit("experiment", "--out", out, "--workers", "0"), "workers", ">= 1")
+    assert_one_line_error(ppokit("compare", "--out", out, "--steps", "1000", "--workers", "0"), "workers", ">= 1")

@@ -353,8 +353,8 @@ def _make_loggers(config: RunConfig, paths: RunDir, state: TrainState, process: 
     """Rank 0 logs to files (and shows progress); other ranks log nothing."""
     if not process.writes:
         return Loggers([])
-    keep = state.update if state.update > 0 else None
-    if keep is not None and paths.evals.exists():
+    keep = state.update  # a fresh run (0) drops what a run killed before its first checkpoint logged
+    if paths.evals.exists():
         JsonlLogger(paths.evals, keep_until_update=keep).close()  # drop evals after the checkpoint
     loggers: list[Logger] = [JsonlLogger(paths.metrics, keep_until_update=keep)]
     if config.tensorboard:
