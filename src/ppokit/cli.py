@@ -77,6 +77,7 @@ def _experiment(args: argparse.Namespace) -> int:
         raise ConfigError("seeds", f"{args.seeds}; allowed: an integer >= 1")
     if args.workers is not None and args.workers < 1:
         raise ConfigError("workers", f"{args.workers}; allowed: an integer >= 1 (omit it: one per core)")
+    check_writable(args.out, "out")
     grid = parse_grid(args.set)
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     base = resolve_config(args)
@@ -136,6 +137,7 @@ def _compare(args: argparse.Namespace) -> int:
         raise ConfigError("steps", f"{args.steps}; allowed: an integer >= 1")
     if args.workers is not None and args.workers < 1:  # as for experiment: omit it for every core
         raise ConfigError("workers", f"{args.workers}; allowed: an integer >= 1 (omit it: one per core)")
+    check_writable(args.out, "out")
     try:
         from ppokit.analysis.compare import compare, markdown
     except ImportError:

@@ -26,6 +26,8 @@ def typed(path: str, value: Any, kind: Any) -> Any:
     if kind is int and number and isinstance(value, int):
         return value
     if kind is float and number:
+        if value != value:  # NaN: no range check can hold for it, no rule with it can fire
+            raise ConfigError(path, "got nan, expected a number (not NaN)")
         return float(value)
     if kind is str and isinstance(value, str):
         return value

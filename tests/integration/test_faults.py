@@ -193,3 +193,34 @@ def test_grids_and_workers_are_refused_alike(tmp_path: Path) -> None:
                                  "algo.update_epochs=2"), "set", "set twice")  # fmt: skip
     assert_one_line_error(ppokit("experiment", "--out", out, "--workers", "0"), "workers", ">= 1")
     assert_one_line_error(ppokit("compare", "--out", out, "--steps", "1000", "--workers", "0"), "workers", ">= 1")
+
+
+class _ScalarObs(gym.Env):  # type: ignore[type-arg]
+    observation_space = gym.spaces.Box(-1.0, 1.0, shape=(), dtype=np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> Any:
+        return np.float32(0.0), {}
+
+    def step(self, action: Any) -> Any:
+        return np.float32(0.0), 0.0, False, False, {}
+
+
+class _WrongShape(_ScalarObs):
+    observation_space = gym.spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> Any:
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action: Any) -> Any:
+        return np.zeros(5, np.float32), 0.0, False, False, {}  # not what the space declares
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"), [(_ScalarObs, "is a scalar"), (_WrongShape, "do not fit its observation space")]
+)
+def test_observation_spaces_and_shapes_the_env_breaks_are_one_line(tmp_path: Path, factory: Any, message: str) -> None:
+    from ppokit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"observation_space: .*{message}"):
+        ppokit_api.train(tiny_config(tmp_path / "run", vectorization="sync"), env_factory=factory)

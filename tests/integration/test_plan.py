@@ -95,3 +95,17 @@ def test_plan_watches_only_the_rules_that_apply_to_the_method() -> None:
     assert {"clip_fraction_low", "clip_fraction_high", "value_broken"} <= ppo
     assert not {"clip_fraction_low", "clip_fraction_high"} & kl and "value_broken" in kl
     assert not {"clip_fraction_low", "value_broken"} & reinforce and "kl_high" in reinforce
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0",
+                                    "ppokit/GridWorld-v0", "ppokit/Bandit-v0"])  # fmt: skip
+@pytest.mark.parametrize("steps", [1_000, 20_000, 1_000_000])
+def test_the_printed_command_is_one_train_accepts(env_id: str, steps: int) -> None:
+    """What plan prints must not be refused by train: the flags parse and the config they give
+    validates (or plan itself refused the budget, in one line)."""
+    try:
+        plan = make_plan(env_id, steps, {})
+    except ConfigError:
+        return  # too small a budget for the env: plan says so itself
+    args = build_parser().parse_args(["train", *train_flags(plan.config)])
+    assert resolve_config(args).validate() == plan.config.validate()

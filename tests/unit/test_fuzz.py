@@ -193,3 +193,8 @@ def test_damage_inside_a_checkpoint_is_refused_in_one_line_or_resumes(
         ppokit.train(resume=run)
     except PPOKitError as e:
         assert "\n" not in str(e) and e.exit_code in (2, 3), str(e)  # 3: a NaN the damage caused, named
+
+
+def test_nan_is_no_value_for_any_number_field() -> None:
+    with pytest.raises(ConfigError, match=r"diagnostics.kl_max: got nan, expected a number \(not NaN\)"):
+        from_dict({"diagnostics": {"kl_max": math.nan}}).validate()

@@ -17,6 +17,7 @@ snapshotted; resuming them restarts the episodes in flight (the trainer says so)
 from __future__ import annotations
 
 import enum
+import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,11 @@ class VecEnv:
     obs_space: gym.Space[Any]  # one env's observation space
     action_space: gym.Space[Any]  # one env's action space
     num_envs: int
+
+    @functools.cached_property
+    def obs_batch_shape(self) -> tuple[int, ...]:
+        """``(num_envs, *obs_space.shape)``: what every step's observations must be."""
+        return (self.num_envs, *(self.obs_space.shape or ()))
 
     def to_env_actions(self, actions: np.ndarray) -> np.ndarray:
         """Map stored (sampled) actions to what the env accepts: clipped Box, offset Discrete."""
@@ -115,7 +121,22 @@ def _checked(env: VectorEnv, n: int) -> VecEnv:
     if autoreset != AutoresetMode.NEXT_STEP:
         env.close()
         raise ConfigError("vectorization", f"the env autoresets in {autoreset}; ppokit needs NEXT_STEP")
-    return VecEnv(env, env.single_observation_space, env.single_action_space, n)
+    space = env.single_observation_space
+    if isinstance(space, gym.spaces.Box) and space.shape == ():
+        env.close()
+        hint = "gymnasium.wrappers.ReshapeObservation(env, (1,))"
+        raise ConfigError("observation_space", f"{space} is a scalar; allowed: Box observations of shape (n,) "
+                                               f"or more ({hint})")  # fmt: skip
+    return VecEnv(env, space, env.single_action_space, n)
+
+
+def check_observations(vec: VecEnv, obs: np.ndarray) -> None:
+    """ConfigError unless ``obs`` has the shape the observation space declares, for every env."""
+    expected = vec.obs_batch_shape
+    if tuple(np.shape(obs)) != expected:
+        got = tuple(np.shape(obs))[1:]
+        raise ConfigError("observation_space", f"the env returned observations of shape {got}; its observation "
+                                               f"space {vec.obs_space} declares {expected[1:]}")  # fmt: skip
 
 
 # --- Snapshots: env state as plain data ----------------------------------------------------

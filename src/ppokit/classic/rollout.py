@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ppokit.classic.envs import VecEnv
+from ppokit.classic.envs import VecEnv, check_observations
 from ppokit.classic.policy import ActorCritic
 from ppokit.core.normalize import MeanVar, RunningNorm
-from ppokit.errors import NonFiniteEnvError
+from ppokit.errors import ConfigError, NonFiniteEnvError
 
 
 @dataclass
@@ -179,8 +179,16 @@ def step_envs(vec: VecEnv, actions: np.ndarray, tracker: EpisodeTracker, valid: 
     rollout passes its own (the envs still in their first episode).
     """
     valid = ~tracker.reset_next if valid is None else valid
-    obs, reward, terminated, truncated, info = vec.env.step(vec.to_env_actions(actions))
+    try:
+        obs, reward, terminated, truncated, info = vec.env.step(vec.to_env_actions(actions))
+    except ValueError as e:  # Gymnasium's vector env cannot stack observations of another shape
+        if "shape" not in str(e):
+            raise
+        raise ConfigError("observation_space", f"the env returned observations that do not fit its observation "
+                                               f"space {vec.obs_space} ({e})") from None  # fmt: skip
     reward = np.asarray(reward, dtype=np.float64)
+    if obs.shape != vec.obs_batch_shape:
+        check_observations(vec, obs)  # names the shapes
     if not (np.isfinite(reward).all() and (obs.dtype.kind != "f" or np.isfinite(obs).all())):
         _non_finite(obs, reward)  # caught where it enters: the policy would turn it into NaN actions
     finished = tracker.step(reward, terminated, truncated, valid)

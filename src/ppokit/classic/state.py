@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ppokit.classic.envs import VecEnv, restore, snapshot
+from ppokit.classic.envs import VecEnv, check_observations, restore, snapshot
 from ppokit.classic.policy import ActorCritic
 from ppokit.classic.rollout import RolloutState
 from ppokit.config import RunConfig, to_dict
@@ -184,6 +184,7 @@ def initial_state(config: RunConfig, vec: VecEnv, device: torch.device, seed: in
                          config.env.norm_obs, config.env.clip_obs).to(device)  # fmt: skip
     optimizer = FlatAdam(policy, config.algo.learning_rate, config.algo.adam_eps)  # after .to(device)
     obs, _ = vec.env.reset(seed=seed)
+    check_observations(vec, obs)
     initial = copy.deepcopy(policy).requires_grad_(False)
     diagnostics = Diagnostics(config.diagnostics, METHODS[config.algo.method])
     return TrainState(policy, optimizer, RolloutState.start(obs), RunningNorm((), config.env.norm_reward), Rngs(seed),
