@@ -159,13 +159,30 @@ class NaNRewardAfter(gym.Wrapper[np.ndarray, int, np.ndarray, int]):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
-    config = tiny_config(tmp_path / "run", checkpoint_every=1, vectorization="sync")
+    """A NaN that reaches the loss (here poisoned into the third update's advantages) stops
+    training with the update named; the checkpoint of update 2 is the last, and finite."""
+    from ppokit.classic.hooks import Hooks, RolloutEvent
+
+    def poison(event: RolloutEvent) -> None:
+        if event.state.update == 2:
+            event.batch.advantages[0] = math.nan
+
+    config = tiny_config(tmp_path / "run", checkpoint_every=1)
     with pytest.raises(NonFiniteError, match=r"non-finite \w+ at update 3") as info:
-        ppokit.train(config, env_factory=lambda: NaNRewardAfter(16 * 2 + 5))
+        ppokit.train(config, hooks=Hooks(on_rollout=[poison]))
     assert info.value.update == 3
     data = ckpt.load(tmp_path / "run")
     assert data["state"]["update"] == 2
     assert all(torch.isfinite(v).all() for v in data["state"]["policy"].values())
+
+
+def test_a_nan_reward_from_the_env_is_named_where_it_enters(tmp_path: Path) -> None:
+    from ppokit.errors import NonFiniteEnvError
+
+    config = tiny_config(tmp_path / "run", checkpoint_every=1, vectorization="sync")
+    with pytest.raises(NonFiniteEnvError, match=r"CartPole-v1 during update 3 .* non-finite reward \(nan\)"):
+        ppokit.train(config, env_factory=lambda: NaNRewardAfter(16 * 2 + 5))
+    assert ckpt.load(tmp_path / "run")["state"]["update"] == 2
 
 
 def test_unsupported_observation_space_is_refused_before_writing(tmp_path: Path) -> None:
