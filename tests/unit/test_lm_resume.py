@@ -100,8 +100,14 @@ def test_bad_resumes_are_one_line(tmp_path: Path) -> None:
         train(resume=tmp_path)
     run = tmp_path / "run"
     train(LMConfig(run_dir=str(run), **TINY), stop_after=1)  # save_every 3: the stop wrote the only checkpoint
+    weights = run / "checkpoints" / "last" / "model" / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # one flipped bit in the weights
+    with pytest.raises(CheckpointError, match=r"is damaged: model/model.safetensors do not match"):
+        train(resume=run)
+    weights.write_bytes(good)
     (run / "checkpoints" / "last" / "state.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="is corrupt"):
+    with pytest.raises(CheckpointError, match=r"is damaged: state.pt do not match"):
         train(resume=run)
     with pytest.raises(ConfigError, match="a resumed run keeps its own configuration"):
         train(LMConfig(), resume=run)

@@ -80,7 +80,9 @@ def test_sort_reward_hand_values() -> None:
     [({"method": "sarsa"}, "lm.method"), ({"task": "chess"}, "lm.task"), ({"group_size": 1}, "lm.group_size"),
      ({"truncation": "maybe"}, "lm.truncation"), ({"missing_eos_penalty": -1.0}, "lm.missing_eos_penalty"),
      ({"minibatch_size": 5}, "lm.minibatch_size"), ({"temperature": 0.0}, "lm.temperature"),
-     ({"aggregation": "sum"}, "lm.aggregation"), ({"arch": "bert"}, "lm.arch")],
+     ({"aggregation": "sum"}, "lm.aggregation"), ({"arch": "bert"}, "lm.arch"),
+     ({"method": "ppo", "aggregation": "constant"}, "lm.aggregation"), ({"kl_target": 0.1}, "lm.kl_target"),
+     ({"critic": "model"}, "lm.critic")],
 )  # fmt: skip
 def test_bad_configuration_names_the_field(overrides: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -14,12 +14,15 @@
     adapter/           with LoRA: the adapter alone (``peft``)
 
 A checkpoint is written beside the last one and swapped in by renames, so a crash while
-writing leaves the previous one whole.
+writing leaves the previous one whole; its manifest.json holds the SHA-256 of every file in
+it, checked before a resume reads anything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import random
 import shutil
 import tomllib
@@ -37,7 +40,7 @@ from ppokit.lm.config import LMConfig
 from ppokit.lm.policy import AdamW, Policy, ValueHead, device_of
 
 FORMAT, VERSION = "ppokit-lm-checkpoint", 1
-REFERENCE, LAST, STATE = "reference", "last", "state.pt"
+REFERENCE, LAST, STATE, MANIFEST = "reference", "last", "state.pt", "manifest.json"
 
 
 @dataclass
@@ -98,6 +101,7 @@ def save_checkpoint(
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     atomic_write_bytes(tmp / STATE, buffer.getvalue())
+    atomic_write_text(tmp / MANIFEST, json.dumps(_digests(tmp), indent=1))
     if last.exists():
         shutil.rmtree(old, ignore_errors=True)
         last.rename(old)
@@ -126,6 +130,7 @@ def restore(
     folder = latest_checkpoint(root)
     if folder is None:
         raise CheckpointError(f"checkpoint: {root} holds no checkpoint to resume (none was written yet)")
+    _verify(folder)
     try:
         data = torch.load(folder / STATE, weights_only=True, map_location="cpu")  # the optimizer moves its state
     except Exception as e:
@@ -159,6 +164,26 @@ def restore(
     if "cuda" in data["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(data["rng"]["cuda"])  # sampling on cuda draws from its generators
     return policy, optimizer, RunState(data["step"], data["history"], data["before"], data.get("health"))
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    """The SHA-256 of every file of a checkpoint folder, by relative path."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}  # fmt: skip
+
+
+def _verify(folder: Path) -> None:
+    """CheckpointError unless every file the manifest lists is there with its digest."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        raise CheckpointError(f"checkpoint: {folder} has no readable {MANIFEST}: it is incomplete or damaged") from None
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"checkpoint: {folder}/{MANIFEST} is not a table of checksums")
+    found = _digests(folder)
+    damaged = sorted(name for name, digest in manifest.items() if found.get(name) != digest)
+    if damaged:
+        raise CheckpointError(f"checkpoint: {folder} is damaged: {', '.join(damaged[:3])} do not match their checksums")
 
 
 def _to_device(policy: Policy, config: LMConfig) -> Policy:

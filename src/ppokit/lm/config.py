@@ -174,6 +174,12 @@ def _check_sizes(c: LMConfig) -> None:
         raise ConfigError("lm.max_new_tokens", f"{c.max_new_tokens}; allowed: None or an integer >= 1")
     if c.group_size < (2 if c.method in GROUP_METHODS else 1):
         raise ConfigError("lm.group_size", f"{c.group_size}; allowed: >= 2 (a group needs completions to compare)")
+    ppo = c.method not in GROUP_METHODS
+    for name, value, applies in (("aggregation", c.aggregation, not ppo), ("kl_target", c.kl_target, ppo),
+                                 ("critic", c.critic if c.critic != "head" else None, ppo)):  # fmt: skip
+        if value is not None and not applies:  # a setting the method would ignore: say so, do not drop it
+            raise ConfigError(f"lm.{name}", f"{value!r} does nothing for {c.method}; allowed: the default, or "
+                                            f"{'a group method' if name == 'aggregation' else 'ppo'}")  # fmt: skip
     if c.batch_size % c.minibatch_size:
         raise ConfigError("lm.minibatch_size", f"{c.minibatch_size} does not divide the {c.batch_size} "
                                                "completions of a step; allowed: a divisor of it")  # fmt: skip
