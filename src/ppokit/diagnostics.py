@@ -207,7 +207,7 @@ class Diagnostics:
         """The state of ``state_dict``, each part checked (CheckpointError naming what is wrong)."""
         names = {rule.name for rule in self.rules}
         streaks, episodes, entropy = state["streaks"], state["episodes"], state["initial_entropy"]
-        if not isinstance(streaks, dict) or set(streaks) != names or not all(_count(v) for v in streaks.values()):
+        if not isinstance(streaks, dict) or not set(streaks) <= names or not all(_count(v) for v in streaks.values()):
             raise CheckpointError(f"checkpoint: diagnostics.streaks is {str(streaks)[:60]}; expected a count >= 0 "
                                   f"per rule ({', '.join(sorted(names))})")  # fmt: skip
         if not isinstance(episodes, list):

@@ -263,7 +263,9 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
             raise ConfigError("config", f"{args.config} cannot be read as a TOML file ({type(e).__name__})") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError("config", f"{args.config} is not valid TOML ({e})") from None
-    env_id = flags.get("env.id") or file_data.get("env", {}).get("id") or RunConfig().env.id
+    env_table = file_data.get("env")
+    file_env = env_table.get("id") if isinstance(env_table, dict) else None  # from_dict names a non-table
+    env_id = flags.get("env.id") or file_env or RunConfig().env.id
     config = RunConfig()
     preset_name = args.preset if args.preset is not None else (env_id if env_id in PRESETS else "none")
     if preset_name != "none":

@@ -224,3 +224,24 @@ def test_observation_spaces_and_shapes_the_env_breaks_are_one_line(tmp_path: Pat
 
     with pytest.raises(ConfigError, match=f"observation_space: .*{message}"):
         ppokit_api.train(tiny_config(tmp_path / "run", vectorization="sync"), env_factory=factory)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"id": "Acrobot-v1"}, {"id": "MountainCar-v0"}, {"id": "MountainCarContinuous-v0"}, {"health_checks": False},
+     {"eval_every": 64}],
+)  # fmt: skip
+def test_valid_checkpoints_resume_however_their_envs_and_settings_vary(
+    tmp_path: Path, overrides: dict[str, Any]
+) -> None:
+    """The checks of a saved state refuse damage, not the ordinary: envs whose snapshots change
+    dtypes and containers as they run, runs whose health rules are off, runs with a best eval."""
+    run = tmp_path / "run"
+    ppokit_api.train(tiny_config(run, checkpoint_every=1, **overrides), stop_after=2)
+    assert ppokit_api.train(resume=run).updates == 6
+
+
+def test_an_env_table_given_as_text_in_toml_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text('env = "Pendulum-v1"\n')
+    assert_one_line_error(ppokit("train", "--config", str(config), *TINY), "env", "expected a table")

@@ -198,3 +198,19 @@ def test_damage_inside_a_checkpoint_is_refused_in_one_line_or_resumes(
 def test_nan_is_no_value_for_any_number_field() -> None:
     with pytest.raises(ConfigError, match=r"diagnostics.kl_max: got nan, expected a number \(not NaN\)"):
         from_dict({"diagnostics": {"kl_max": math.nan}}).validate()
+
+
+def test_adam_state_of_an_older_torch_loads() -> None:
+    """Param groups may lack keys a newer torch added (decoupled_weight_decay): torch loads
+    them, so the checks before it must too."""
+    from ppokit.core.optim import FlatAdam
+
+    module = torch.nn.Linear(3, 2)
+    optimizer = FlatAdam(module, 1e-3, 1e-5)
+    state = optimizer.state_dict()
+    for group in state["param_groups"]:
+        group.pop("decoupled_weight_decay", None)
+    optimizer.load_state_dict(state)
+    del state["param_groups"][0]["lr"]
+    with pytest.raises(ValueError, match="lacks one of"):
+        optimizer.load_state_dict(state)

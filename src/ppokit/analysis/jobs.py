@@ -12,6 +12,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import TypeVar
 
+from ppokit.errors import PPOKitError
+
 Job = TypeVar("Job")
 Result = TypeVar("Result")
 
@@ -31,7 +33,8 @@ def run_jobs(
     ones). Returns the saved results in job order, then the new ones in the order they ended.
     ``fn`` must be picklable (a module-level function). A job that raises does not stop the
     others: they all finish (their results reach ``on_result`` and are saved by it), then the
-    first job's exception is raised here, whole (ppokit's errors survive pickling: one line).
+    first failed job's exception, in job order, is raised here whole (ppokit's errors survive
+    pickling: one line); a crash that is not ppokit's own error comes first.
     """
     results: list[Result] = []
     todo: list[Job] = []
@@ -45,16 +48,16 @@ def run_jobs(
         return results
     with ProcessPoolExecutor(max_workers=max(1, min(workers, len(todo))), mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(fn, job) for job in todo]
-        errors: list[BaseException] = []
+        failed = False
         for future in as_completed(futures):
-            error = future.exception()
-            if error is not None:
-                errors.append(error)
+            if future.exception() is not None:
+                failed = True
                 continue
             result = future.result()
             results.append(result)
             if on_result is not None:
                 on_result(result)
-    if errors:
-        raise errors[0]
+    if failed:  # the first failed job's error, in job order; a crash (not ppokit's own error) before it
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
+        raise next((e for e in errors if not isinstance(e, PPOKitError)), errors[0])
     return results

@@ -182,7 +182,7 @@ def step_envs(vec: VecEnv, actions: np.ndarray, tracker: EpisodeTracker, valid: 
     try:
         obs, reward, terminated, truncated, info = vec.env.step(vec.to_env_actions(actions))
     except ValueError as e:  # Gymnasium's vector env cannot stack observations of another shape
-        if "shape" not in str(e):
+        if "wrong shape" not in str(e) and "could not broadcast" not in str(e):  # numpy's stacking errors
             raise
         raise ConfigError("observation_space", f"the env returned observations that do not fit its observation "
                                                f"space {vec.obs_space} ({e})") from None  # fmt: skip

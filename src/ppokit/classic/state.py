@@ -96,9 +96,7 @@ _GROWING = ("state.diagnostics", "state.optimizer")
 def conform(saved: Any, fresh: Any, path: str) -> None:
     """CheckpointError naming the first part of a saved state that differs in kind from a fresh
     state built from the same config (``fresh``): a missing or extra key, a tensor of another
-    shape or dtype or with NaN or inf, a list of another length, a value of another type. An
-    env's snapshot is checked more loosely: envs grow attributes as they run and may hold
-    infinite bounds, so only the parts both have are compared, and infinities are allowed."""
+    shape or dtype or with NaN or inf, a list of another length, a value of another type."""
 
     def wrong(expected: str) -> CheckpointError:
         got = f"a tensor {tuple(saved.shape)} {saved.dtype}" if isinstance(saved, torch.Tensor) else repr(saved)[:40]
@@ -107,17 +105,13 @@ def conform(saved: Any, fresh: Any, path: str) -> None:
     if isinstance(fresh, torch.Tensor):
         if not (isinstance(saved, torch.Tensor) and saved.shape == fresh.shape and saved.dtype == fresh.dtype):
             raise wrong(f"a tensor {tuple(fresh.shape)} {fresh.dtype}")
-        if saved.is_floating_point() and not path.startswith("env_state") and not bool(torch.isfinite(saved).all()):
+        if saved.is_floating_point() and not bool(torch.isfinite(saved).all()):
             raise CheckpointError(f"checkpoint: {path} holds NaN or inf")
     elif isinstance(fresh, dict):
         if not isinstance(saved, dict):
             raise wrong("a table")
         if path.startswith(_GROWING):
             return  # its entries are checked as they load
-        if path.startswith("env_state"):  # an env grows attributes as it runs: the common ones are checked
-            for key in set(saved) & set(fresh):
-                conform(saved[key], fresh[key], f"{path}.{key}")
-            return
         if set(saved) != set(fresh):
             raise CheckpointError(f"checkpoint: {path} has keys {sorted(map(str, saved))}; expected "
                                   f"{sorted(map(str, fresh))}")  # fmt: skip
@@ -137,10 +131,34 @@ def conform(saved: Any, fresh: Any, path: str) -> None:
     elif isinstance(fresh, int | float):
         if not isinstance(saved, type(fresh) if isinstance(fresh, int) else int | float):
             raise wrong(type(fresh).__name__)
-        if isinstance(saved, float) and not path.startswith("env_state") and not math.isfinite(saved):
+        if isinstance(saved, float) and not math.isfinite(saved):
             raise CheckpointError(f"checkpoint: {path} is {saved}; expected a finite number")
     elif type(saved) is not type(fresh):
         raise wrong(type(fresh).__name__)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, str):
+        return "text"
+    if value is None:
+        return "none"
+    return "numbers"  # a number, a tensor, a list or tuple of numbers: envs switch between these as they run
+
+
+def _same_kinds(saved: Any, fresh: Any, path: str) -> None:
+    """CheckpointError where an env snapshot holds another kind of value than a fresh one of the
+    same env (text for numbers, a table for a list...). Loose on purpose: envs grow attributes
+    and change dtypes, shapes and containers as they run (MountainCar's state turns from an
+    array into a list), and may hold infinite bounds."""
+    if fresh is None or saved is None:
+        return
+    if _kind(saved) != _kind(fresh):
+        raise CheckpointError(f"checkpoint: {path} holds {_kind(saved)}; expected {_kind(fresh)}")
+    if isinstance(fresh, dict):
+        for key in set(saved) & set(fresh):
+            _same_kinds(saved[key], fresh[key], f"{path}.{key}")
 
 
 def _first_line(e: BaseException) -> str:
@@ -215,7 +233,7 @@ def resume_state(state: TrainState, saved: dict[str, Any], vec: VecEnv, config: 
     state.load_state_dict(saved["state"])
     env_state, fresh_env = saved.get("env_state"), snapshot(vec)
     if env_state is not None and fresh_env is not None:
-        conform(env_state, fresh_env, "env_state")  # the same env's snapshot: the same parts, kinds and shapes
+        _same_kinds(env_state, fresh_env, "env_state")  # the same env's snapshot: numbers where it holds numbers
     try:
         restored = env_state is not None and restore(vec, env_state)
     except Exception as e:  # an env snapshot damaged in any way

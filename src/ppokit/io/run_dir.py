@@ -132,11 +132,15 @@ def check_writable(path: Path, field: str, folder: bool = True) -> None:
 
     if str(path) in ("", "."):
         raise ConfigError(field, f"{str(path)!r} would write into the current folder; allowed: a folder path")
-    if path.exists() and path.is_dir() != folder:
-        kind = "a file" if folder else "a folder"
-        raise ConfigError(field, f"{path} is {kind}; allowed: {'a folder' if folder else 'a file'} path")
-    parent = path if path.exists() else path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+    try:
+        if path.exists() and path.is_dir() != folder:
+            kind = "a file" if folder else "a folder"
+            raise ConfigError(field, f"{path} is {kind}; allowed: {'a folder' if folder else 'a file'} path")
+        parent = path if path.exists() else path.parent
+        while not parent.exists():
+            parent = parent.parent
+        writable = parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
+    except OSError as e:  # a parent this user may not even look into
+        raise ConfigError(field, f"{path} cannot be written ({type(e).__name__}: {e.strerror})") from None
+    if not writable:
         raise ConfigError(field, f"{path} cannot be written ({parent} is not a writable folder)")

@@ -168,16 +168,23 @@ def restore(
 
 def _digests(folder: Path) -> dict[str, str]:
     """The SHA-256 of every file of a checkpoint folder, by relative path."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}  # fmt: skip
+    return {str(p.relative_to(folder)): _sha256(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != MANIFEST}  # fmt: skip
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:  # streamed: a model's weights need not fit in memory twice
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _verify(folder: Path) -> None:
     """CheckpointError unless every file the manifest lists is there with its digest."""
+    if not (folder / MANIFEST).exists():
+        return  # written before checkpoints had manifests: nothing to check against
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
-        raise CheckpointError(f"checkpoint: {folder} has no readable {MANIFEST}: it is incomplete or damaged") from None
+        raise CheckpointError(f"checkpoint: {folder}/{MANIFEST} is unreadable: the checkpoint is damaged") from None
     if not isinstance(manifest, dict):
         raise CheckpointError(f"checkpoint: {folder}/{MANIFEST} is not a table of checksums")
     found = _digests(folder)
