@@ -23,6 +23,19 @@ TINY = ["--num-envs", "4", "--num-steps", "16", "--minibatch-size", "32", "--upd
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+def signal_after(cmd: list[str], metrics: Path, lines: int, sig: int, delay: float = 0.0) -> tuple[int, str, str]:
+    """Start ``cmd``, wait until ``metrics`` holds ``lines`` lines (and ``delay`` seconds more),
+    send ``sig``; its exit code, stdout and stderr."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= lines):
+        time.sleep(0.02)
+    time.sleep(delay)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    return proc.returncode, stdout, stderr
+
+
 def ppokit(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ppokit", *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=ENV
@@ -75,14 +88,9 @@ def test_toml_config_with_flag_overrides(tmp_path: Path) -> None:
 def test_ctrl_c_writes_checkpoint_exits_zero_and_resumes(tmp_path: Path) -> None:
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "ppokit", "train", *TINY, "--total-steps", "200000", "--run-dir", str(run)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     metrics = run / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 0, stderr
+    code, stdout, stderr = signal_after(cmd, metrics, 3, signal.SIGINT)
+    assert code == 0, stderr
     assert "resume with: ppokit train --resume" in stdout
     data = ckpt.load(run)
     logged = len(metrics.read_text().splitlines())
@@ -249,14 +257,9 @@ def test_lm_ctrl_c_checkpoints_the_step_and_resumes(tmp_path: Path) -> None:
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "ppokit", "lm", "train", "--sft-steps", "2", "--steps", "5000", "--save-every",
            "4000", "--eval-prompts", "8", "--run-dir", str(run)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     metrics = run / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 0, stderr
+    code, stdout, stderr = signal_after(cmd, metrics, 2, signal.SIGINT)
+    assert code == 0, stderr
     assert "resume with: ppokit lm train --resume" in stdout
     logged = len(metrics.read_text().splitlines())
     assert 2 <= logged < 5000 and (run / "checkpoints" / "last" / "state.pt").is_file()

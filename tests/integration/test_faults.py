@@ -8,9 +8,7 @@ import json
 import math
 import random
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ import pytest
 
 import ppokit as ppokit_api
 from tests.conftest import tiny_config
-from tests.integration.test_cli import ENV, TINY, assert_one_line_error, ppokit
+from tests.integration.test_cli import TINY, assert_one_line_error, ppokit, signal_after
 
 
 def _updates(metrics: Path) -> list[float]:
@@ -28,13 +26,9 @@ def _updates(metrics: Path) -> list[float]:
 
 
 def _kill_after(cmd: list[str], metrics: Path, lines: int) -> None:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= lines):
-        time.sleep(0.02)
-    time.sleep(random.Random(lines).uniform(0.0, 0.2))  # somewhere inside an update, a checkpoint or a write
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    delay = random.Random(lines).uniform(0.0, 0.2)  # somewhere inside an update, a checkpoint or a write
+    code, _, _ = signal_after(cmd, metrics, lines, signal.SIGKILL, delay)
+    assert code == -signal.SIGKILL
 
 
 def test_kill_9_mid_run_then_resume_finishes_with_every_update_once(tmp_path: Path) -> None:

@@ -14,13 +14,16 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ppokit.errors import CheckpointError, ConfigError
 from ppokit.io.run_dir import checkpoint_path
+
+if TYPE_CHECKING:
+    from ppokit.config import RunConfig
 
 FORMAT = "ppokit-checkpoint"
 # 5: the payload is stored as bytes beside their SHA-256 (a flipped byte is refused), and
@@ -122,7 +125,7 @@ def check_finite(tensors: dict[str, Any], what: str) -> None:
             raise CheckpointError(f"checkpoint: {what} {name} holds NaN or inf; allowed: finite weights")
 
 
-def saved_config(data: dict[str, Any]) -> Any:
+def saved_config(data: dict[str, Any]) -> RunConfig:
     """The ``RunConfig`` a checkpoint was saved with, type-checked; CheckpointError otherwise."""
     from ppokit.config import from_dict
 

@@ -53,15 +53,11 @@ def load_reward(spec: str) -> UserReward:
     return function
 
 
-class _Named(RewardError):
-    """A failure already named by ``weighted``: ``score`` passes it on as it is."""
-
-
 def score(fn: UserReward, prompts: list[str], completions: list[str], columns: dict[str, list[Any]]) -> list[float]:
     """Call the reward and check what it returned: one finite number per completion."""
     try:
         scores = fn(prompts, completions, **columns)
-    except _Named:
+    except RewardError:  # already one line naming what failed (``weighted`` names which reward)
         raise
     except Exception as e:  # the user's function may fail in any way
         raise RewardError(f"lm.reward: the reward function raised {type(e).__name__}: {e}") from None
@@ -87,7 +83,7 @@ def weighted(rewards: list[UserReward], weights: list[float]) -> UserReward:
             try:
                 values = score(fn, prompts, completions, columns)
             except RewardError as e:
-                raise _Named(f"{e} (reward {i + 1} of {len(rewards)})") from None
+                raise RewardError(f"{e} (reward {i + 1} of {len(rewards)})") from None
             sums = [a + w * b for a, b in zip(sums, values, strict=True)]
         return sums
 

@@ -31,6 +31,7 @@ class Task:
     answer: Callable[[str], str] | None  # one optimal completion of a prompt (without EOS), the SFT target, if known
     reward: RewardFn
     solves: Callable[[str, str], bool] | None = None  # (prompt, completion) is optimal; None: it equals the answer
+    prompts: tuple[str, ...] | None = None  # every prompt it can draw, when a file lists them (context checks)
 
     def success(self, prompts: list[str], completions: list[str]) -> list[bool]:
         """Whether each completion is an optimal one (none is known: an empty list)."""
@@ -199,7 +200,7 @@ def file_task(rows: list[dict[str, Any]], reward_fn: UserReward, max_new_tokens:
 
     alphabet = "".join(sorted({c for text in texts for c in text} | set(DIGITS)))
     return Task("prompts from a file, scored by a reward function", alphabet, max_new_tokens,
-                lambda rng: rng.choice(texts), None, reward)  # fmt: skip
+                lambda rng: rng.choice(texts), None, reward, prompts=tuple(dict.fromkeys(texts)))  # fmt: skip
 
 
 def get_task(name: str) -> Task:

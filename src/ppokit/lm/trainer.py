@@ -247,9 +247,9 @@ def check_context(model: PreTrainedModel, tokenizer: Tokenizer, task: Task, conf
     limit = context_length(model)
     if limit is None:
         return
-    if config.prompts is not None:
-        prompts = [row["prompt"] for row in load_prompts(config.prompts, config.prompt_column)]
-    else:
+    if task.prompts is not None:
+        prompts = list(task.prompts)
+    else:  # a built-in task: its prompts have a fixed form, a sample shows their length
         draw = random.Random(0)
         prompts = [task.prompt(draw) for _ in range(256)]
     longest = max(len(ids) for ids in tokenizer(prompts)["input_ids"])
