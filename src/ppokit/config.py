@@ -23,6 +23,8 @@ from ppokit.methods import METHOD_NAMES, METHODS
 
 Vectorization = Literal["auto", "native", "sync", "async"]
 Activation = Literal["tanh", "relu"]
+EncoderName = Literal["auto", "mlp", "nature-cnn", "small-cnn"]
+ImageLayout = Literal["auto", "hwc", "chw"]
 VECTORIZATIONS = ("auto", "native", "sync", "async")
 ACTIVATIONS = ("tanh", "relu")
 # The PPO paper's trust region stops meaning anything past these (see `allow_unsafe`).
@@ -51,6 +53,12 @@ class EnvConfig:
     clip_reward: float = _f(10.0, "Clip scaled rewards to [-clip_reward, clip_reward].")
     info_metrics: tuple[str, ...] = _f(
         (), "Numeric keys of the env's step info to average per rollout and log as info_<key> (e.g. regret)."
+    )
+    sign_reward: bool = _f(False, "Train on sign(reward) (Atari's reward clipping); episode returns stay raw.")
+    episodic_life: bool = _f(
+        False,
+        "A lost life ends the episode for the learner (no bootstrapping across it) while the game goes on; "
+        "episode returns count whole games. Needs an env whose step info has 'lives' (Atari).",
     )
 
 
@@ -133,6 +141,17 @@ class AlgoConfig:
 
 @dataclass(frozen=True)
 class PolicyConfig:
+    encoder: EncoderName = _f(
+        "auto",
+        "Observation encoder: mlp, nature-cnn (Mnih et al. 2015; images of 36x36 or more), small-cnn (one 3x3 "
+        "conv, for small grids such as MinAtar), or auto (a CNN for image-shaped integer/bool Box spaces: "
+        "nature-cnn from 36x36, else small-cnn; the MLP otherwise).",
+    )
+    image_layout: ImageLayout = _f(
+        "auto",
+        "Where an image's channels are: hwc (last), chw (first), or auto (first when the first axis is "
+        "shorter than the last, as in stacked Atari frames (4, 84, 84); else last, as in (10, 10, 4)).",
+    )
     hidden_sizes: tuple[int, ...] = _f((64, 64), "Hidden layer widths of the MLP trunks.")
     activation: Activation = _f("tanh", "Activation of the hidden layers: tanh or relu.")
     shared_trunk: bool = _f(False, "Share one trunk between actor and critic.")
@@ -208,7 +227,9 @@ def check_env_id(env_id: str) -> None:
     """Raise ConfigError for an unregistered env id, suggesting the closest registered ids."""
     import gymnasium as gym
 
-    import ppokit.classic  # noqa: F401  # registers the verification envs
+    from ppokit.classic.games import register_namespace  # importing ppokit.classic registers its own envs
+
+    register_namespace(env_id)  # ALE and MinAtar ids: their package, or a ConfigError naming its extra
 
     if env_id in gym.registry:
         return

@@ -17,7 +17,7 @@ from typing import Any, NoReturn, get_args, get_origin
 
 from ppokit.config import RunConfig, from_dict, leaf_types, leaves, override, parse_value, resolve, short_names
 from ppokit.errors import ConfigError
-from ppokit.presets import PRESETS, get_preset
+from ppokit.presets import PRESETS, get_preset, preset_for
 
 # Short flags named differently from their field, for the flags users type most.
 _FLAG_NAMES = {"id": "env", "method": "algo"}
@@ -267,10 +267,10 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     file_env = env_table.get("id") if isinstance(env_table, dict) else None  # from_dict names a non-table
     env_id = flags.get("env.id") or file_env or RunConfig().env.id
     config = RunConfig()
-    preset_name = args.preset if args.preset is not None else (env_id if env_id in PRESETS else "none")
+    preset_name = args.preset if args.preset is not None else preset_for(env_id)
     if preset_name != "none":
         preset = get_preset(preset_name)
-        config = override(config, {"id": preset.env_id, **preset.overrides})
+        config = override(config, {"id": env_id if preset.covers(env_id) else preset.env_id, **preset.overrides})
     config = from_dict(file_data, base=config)
     return override(config, flags)
 

@@ -19,7 +19,7 @@ import numpy as np
 from ppokit.config import RunConfig, check_env_id, override
 from ppokit.diagnostics import rules_for
 from ppokit.methods import METHODS
-from ppokit.presets import PRESETS
+from ppokit.presets import PRESETS, preset_for
 
 MIN_UPDATES = 50  # fewer updates than this leave the schedules and diagnostics little to work with
 
@@ -89,7 +89,7 @@ def _derived(env_id: str, total_steps: int) -> tuple[dict[str, Any], dict[str, s
 def make_plan(env_id: str, total_steps: int, user: dict[str, Any], preset: str | None = None) -> Plan:
     """The config for ``env_id`` and ``total_steps``; ``user``: flat fields the user set."""
     check_env_id(env_id)
-    name = preset if preset is not None else (env_id if env_id in PRESETS else "none")
+    name = preset if preset is not None else preset_for(env_id)
     if name != "none":
         p = PRESETS[name]
         values = {k: v for k, v in p.overrides.items() if k != "total_steps"}
@@ -127,6 +127,7 @@ def plan_rows(plan: Plan) -> list[tuple[str, str, str]]:
     order = ["id", "total_steps", "num_envs", "num_steps", "update_epochs", "minibatch_size", "learning_rate",
              "anneal_lr", "clip_coef", "anneal_clip", "clip_vloss", "vf_coef", "ent_coef", "gamma", "gae_lambda",
              "norm_adv", "norm_obs", "norm_reward", "max_grad_norm", "target_kl", "hidden_sizes"]  # fmt: skip
+    order += [name for name in plan.reasons if name in flat and name not in order]  # a preset's other settings
     rows = []
     for name in order:
         value = flat[name]

@@ -6,6 +6,7 @@ override a preset in turn.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,9 +15,13 @@ from ppokit.errors import ConfigError
 
 @dataclass(frozen=True)
 class Preset:
-    env_id: str
+    env_id: str  # the env the preset is for (a family's default game)
     source: str
     overrides: dict[str, Any] = field(default_factory=dict)
+    family: str | None = None  # a regular expression: the preset is also every matching id's own
+
+    def covers(self, env_id: str) -> bool:
+        return env_id == self.env_id or (self.family is not None and re.fullmatch(self.family, env_id) is not None)
 
 
 PRESETS: dict[str, Preset] = {
@@ -69,6 +74,61 @@ PRESETS["Walker2d-v5"] = Preset(
     "(Andrychowicz et al. 2021); docs/benchmarks.md",
     MUJOCO_OVERRIDES | {"init_log_std": -0.5, "clip_vloss": False},
 )
+
+
+# Pixels. Atari: CleanRL's ppo_atari.py (the PPO paper's Atari settings, Schulman et al. 2017,
+# table 5, with clip 0.1 fixed): 8 envs x 128 steps, 4 epochs of 4 minibatches, lr 2.5e-4
+# annealed, clip 0.1, entropy 0.01, one Nature CNN for actor and critic, rewards clipped to their
+# sign and a lost life terminal for the learner, 10M steps.
+PRESETS["atari"] = Preset(
+    "ALE/Pong-v5",
+    "CleanRL ppo_atari.py (Schulman et al. 2017, table 5); every ALE id (ALE/*, *NoFrameskip-v4)",
+    {
+        "num_envs": 8,
+        "num_steps": 128,
+        "minibatch_size": 256,
+        "update_epochs": 4,
+        "learning_rate": 2.5e-4,
+        "gamma": 0.99,
+        "gae_lambda": 0.95,
+        "clip_coef": 0.1,
+        "ent_coef": 0.01,
+        "vf_coef": 0.5,
+        "max_grad_norm": 0.5,
+        "shared_trunk": True,
+        "sign_reward": True,
+        "episodic_life": True,
+        "total_steps": 10_000_000,
+    },
+    family=r"ALE/.+|.+NoFrameskip-v4",
+)
+# MinAtar: the Atari settings on 10x10 grids with MinAtar's small CNN (Young & Tian 2019), 16 envs
+# and clip 0.2; no reward clipping (MinAtar's rewards are already 0/1) and no lives.
+PRESETS["minatar"] = Preset(
+    "MinAtar/Breakout-v1",
+    "CleanRL ppo_atari.py's settings with 16 envs and clip 0.2, MinAtar's small CNN; every MinAtar id",
+    {
+        "num_envs": 16,
+        "num_steps": 128,
+        "minibatch_size": 512,
+        "update_epochs": 4,
+        "learning_rate": 2.5e-4,
+        "gamma": 0.99,
+        "gae_lambda": 0.95,
+        "clip_coef": 0.2,
+        "ent_coef": 0.01,
+        "shared_trunk": True,
+        "total_steps": 5_000_000,
+    },
+    family=r"MinAtar/.+",
+)
+
+
+def preset_for(env_id: str) -> str:
+    """The name of ``env_id``'s own preset (its id, or its family's), or "none"."""
+    if env_id in PRESETS:
+        return env_id
+    return next((name for name, p in PRESETS.items() if p.covers(env_id)), "none")
 
 
 def get_preset(name: str) -> Preset:

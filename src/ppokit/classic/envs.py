@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from ppokit.classic import games
 from ppokit.config import EnvConfig
 from ppokit.errors import ConfigError
 
@@ -42,6 +43,8 @@ class VecEnv:
     obs_space: gym.Space[Any]  # one env's observation space
     action_space: gym.Space[Any]  # one env's action space
     num_envs: int
+    sign_reward: bool = False  # the learner trains on sign(reward) (env.sign_reward)
+    episodic_life: bool = False  # info["life_lost"] is a termination for the learner (env.episodic_life)
 
     @functools.cached_property
     def obs_batch_shape(self) -> tuple[int, ...]:
@@ -71,19 +74,27 @@ class VecEnv:
 
 def obs_dtype(space: gym.Space[Any]) -> torch.dtype:
     """How observations are stored and handed to the policy: integer observations (uint8
-    pixels) in their own dtype, a quarter of float32's memory, converted to float by the
-    policy's encoder; every other observation as float32."""
+    pixels) and bool ones (MinAtar's grids) in their own dtype, a quarter of float32's memory,
+    converted to float by the policy's encoder; every other observation as float32."""
     dtype = np.dtype(space.dtype) if space.dtype is not None else np.dtype(np.float32)
-    if np.issubdtype(dtype, np.integer):
+    if is_raw(dtype):
         return torch.from_numpy(np.zeros(0, dtype)).dtype
     return torch.float32
+
+
+def is_raw(dtype: Any) -> bool:
+    """Integer or bool observations: stored as they are, never running-normalized."""
+    return bool(np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_))
 
 
 def make_vec_env(config: EnvConfig, num_envs: int | None = None, env_factory: EnvFactory | None = None) -> VecEnv:
     """Build ``num_envs`` (default ``config.num_envs``) copies of the env, NEXT_STEP autoreset."""
     n = num_envs or config.num_envs
     try:
-        return _checked(_build(config, n, env_factory), n)
+        env = _build(config, n, env_factory)
+        vec = _checked(games.EpisodicLife(env) if config.episodic_life else env, n)
+        vec.sign_reward, vec.episodic_life = config.sign_reward, config.episodic_life
+        return vec
     except gym.error.DependencyNotInstalled as e:
         raise ConfigError("env.id", f"{config.id} needs a package that is not installed ({e})") from None
     except ImportError as e:  # an entry point whose module is missing
@@ -100,7 +111,13 @@ def _build(config: EnvConfig, n: int, env_factory: EnvFactory | None) -> VectorE
         cls = gym.vector.AsyncVectorEnv if mode == "async" else gym.vector.SyncVectorEnv
         env: VectorEnv = cls([env_factory] * n, autoreset_mode=AutoresetMode.NEXT_STEP)
     else:
+        games.register_namespace(config.id)
         spec = gym.spec(config.id)
+        if games.is_atari(spec):
+            if mode in ("sync", "async"):
+                raise ConfigError("vectorization", f"got {mode} for {config.id}; allowed: auto, native (Atari games "
+                                                   "step in ale-py's vector env, with its preprocessing)")  # fmt: skip
+            return games.make_atari(spec, n)
         has_native = spec.vector_entry_point is not None
         if mode == "native" and not has_native:
             raise ConfigError("vectorization", f"{config.id} has no native vector env; allowed: auto, sync, async")

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from ppokit.classic.distributions import ActionHead, make_head
 from ppokit.classic.encoders import Encoder, linear_layer, make_encoder
+from ppokit.classic.envs import is_raw
 from ppokit.config import PolicyConfig
 from ppokit.core.normalize import RunningNorm
 from ppokit.errors import ConfigError
@@ -46,11 +47,11 @@ class ActorCritic(nn.Module):
         # flat buffer, the state_dict) stay those of the checkpoints written so far.
         actor = make_encoder(obs_space, config)  # ConfigError for a space no encoder takes
         critic = actor if config.shared_trunk else make_encoder(obs_space, config)
-        if norm_obs and np.issubdtype(obs_space.dtype, np.integer):
+        if norm_obs and is_raw(obs_space.dtype):
             raise ConfigError(
                 "norm_obs",
-                f"got true for {obs_space.dtype} observations; allowed: false (integer observations such as "
-                "pixels are converted by the encoder, never running-normalized)",
+                f"got true for {obs_space.dtype} observations; allowed: false (integer and bool observations "
+                "such as pixels are converted by the encoder, never running-normalized)",
             )
         self.obs_shape: tuple[int, ...] = tuple(obs_space.shape or ())
         self.obs_norm = RunningNorm(self.obs_shape, norm_obs, clip_obs)

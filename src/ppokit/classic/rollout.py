@@ -243,6 +243,20 @@ def scale_rewards(
     return np.clip(rewards / return_stats.std(), -clip, clip)
 
 
+def learner_view(
+    vec: VecEnv, reward: np.ndarray, terminated: np.ndarray, done: np.ndarray, info: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The step as the learner sees it: ``sign(reward)`` under ``vec.sign_reward``, and a lost
+    life as a termination under ``vec.episodic_life``. The episode bookkeeping (returns,
+    lengths, autoresets) has already seen the real step."""
+    if vec.sign_reward:
+        reward = np.sign(reward)
+    if vec.episodic_life:
+        lost = info["life_lost"]
+        terminated, done = terminated | lost, done | lost
+    return reward, terminated, done
+
+
 @dataclass
 class _HostRollout:
     """The env-side arrays of one rollout, filled step by step on the host and written to the
@@ -308,6 +322,8 @@ def collect(
         )
         if info_keys:
             episodes.add_info(info, info_keys, valid)
+        if vec.sign_reward or vec.episodic_life:
+            reward, terminated, done = learner_view(vec, reward, terminated, done, info)
         if return_stats is not None:
             host.rewards[t] = scale_rewards(reward, done, valid, state, return_stats, gamma, clip_reward)
         else:
