@@ -49,6 +49,7 @@ def _eval(args: argparse.Namespace) -> int:
     from ppokit.api import load
     from ppokit.classic.evaluation import evaluate
     from ppokit.io import checkpoint as ckpt
+    from ppokit.runtime import torch_threads
 
     if args.episodes < 1:
         raise ConfigError("episodes", f"{args.episodes}; allowed: an integer >= 1")
@@ -56,7 +57,8 @@ def _eval(args: argparse.Namespace) -> int:
     mode = "sampled" if args.sampled else "deterministic"
     out = args.output or run_folder_of(checkpoint_path(args.checkpoint)) / f"eval-{mode}-{args.episodes}.json"
     check_writable(out, "output", folder=False)  # before the episodes are played
-    result = evaluate(policy.model, policy.config.env, args.episodes, not args.sampled, args.seed)
+    with torch_threads(policy.config.torch_threads):  # the run's thread count (1 for the small MLPs)
+        result = evaluate(policy.model, policy.config.env, args.episodes, not args.sampled, args.seed)
     s = result.summary()
     console.print(
         f"{int(s['eval_episodes'])} episodes ({'sampled' if args.sampled else 'deterministic'}): "

@@ -66,6 +66,10 @@ def test_train_then_eval(tmp_path: Path) -> None:
     written = json.loads((run / "eval-deterministic-3.json").read_text())
     assert len(written["returns"]) == 3
     assert {"eval_return_mean", "eval_return_std", "eval_return_min", "eval_return_max"} <= written.keys()
+    (run / "eval-deterministic-3.json").write_text("{}")
+    again = ppokit("eval", str(run), "--episodes", "3")  # an evaluation run again replaces its file
+    assert again.returncode == 0, again.stderr
+    assert len(json.loads((run / "eval-deterministic-3.json").read_text())["returns"]) == 3
 
     out = tmp_path / "sampled.json"
     result = ppokit("eval", str(run / "checkpoints" / "last.pt"), "--sampled", "--output", str(out))

@@ -180,9 +180,15 @@ def _capture(obj: Any) -> Any:
         return torch.from_numpy(obj.copy())
     if isinstance(obj, np.random.Generator):
         return {"__rng__": obj.bit_generator.state}
+    if isinstance(obj, np.random.RandomState):  # MinAtar's games draw from the legacy RNG
+        kind, key, pos, has_gauss, gauss = obj.get_state(legacy=True)
+        key = np.asarray(key, np.int64)  # torch has no uint32 tensors to save
+        return {"__random_state__": [kind, torch.from_numpy(key), pos, has_gauss, gauss]}
     if isinstance(obj, (list, tuple)):
         return [_capture(x) for x in obj]
-    if isinstance(obj, (gym.Env, VectorEnv)):
+    if isinstance(obj, dict) and all(isinstance(k, str) for k in obj):  # a game's tables (MinAtar's channels)
+        return {"__table__": {k: _capture(v) for k, v in obj.items()}}
+    if isinstance(obj, (gym.Env, VectorEnv)) or _plain_object(obj):
         mujoco_env = _is_mujoco_env(obj)
         state = {
             k: _capture(v)
@@ -203,7 +209,13 @@ def _restore(obj: Any, saved: Any) -> Any:
     if isinstance(obj, np.random.Generator):
         obj.bit_generator.state = saved["__rng__"]
         return obj
-    if isinstance(obj, (gym.Env, VectorEnv)):
+    if isinstance(obj, np.random.RandomState):
+        kind, key, pos, has_gauss, gauss = saved["__random_state__"]
+        obj.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        return obj
+    if isinstance(obj, dict) and isinstance(saved, dict) and "__table__" in saved:
+        return {k: _restore(obj.get(k), v) for k, v in saved["__table__"].items()}
+    if isinstance(obj, (gym.Env, VectorEnv)) or _plain_object(obj):
         attrs = vars(obj)
         mujoco_env = _is_mujoco_env(obj)
         for k, value in saved.items():
@@ -220,6 +232,18 @@ def _restore(obj: Any, saved: Any) -> Any:
     if isinstance(saved, torch.Tensor):
         return saved.numpy().copy()
     return saved
+
+
+def _plain_object(obj: object) -> bool:
+    """An instance of a Python class that keeps its state in ``__dict__`` (the game objects of
+    MinAtar, for one), captured attribute by attribute like an env. Objects of extension types
+    (Box2D's worlds, ale-py's emulators) have no ``__dict__`` of their state and stay refused."""
+    return (
+        hasattr(obj, "__dict__")
+        and not isinstance(obj, type)
+        and not callable(obj)
+        and (type(obj).__module__ != "builtins")
+    )
 
 
 # --- MuJoCo: the simulator state of Gymnasium's MujocoEnv --------------------------------------
@@ -272,7 +296,7 @@ def snapshot(vec: VecEnv) -> dict[str, Any] | None:
     """The env's whole state as plain data, or None when it holds other objects."""
     try:
         return {"env": _capture(vec.env)}
-    except NotSnapshottable:
+    except (NotSnapshottable, RecursionError):  # RecursionError: objects that refer to each other
         return None
 
 

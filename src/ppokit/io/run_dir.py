@@ -136,7 +136,7 @@ def check_writable(path: Path, field: str, folder: bool = True) -> None:
         if path.exists() and path.is_dir() != folder:
             kind = "a file" if folder else "a folder"
             raise ConfigError(field, f"{path} is {kind}; allowed: {'a folder' if folder else 'a file'} path")
-        parent = path if path.exists() else path.parent
+        parent = path if path.exists() and folder else path.parent  # an existing file is replaced in its folder
         while not parent.exists():
             parent = parent.parent
         writable = parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)
