@@ -77,3 +77,15 @@ def test_gridworld_ppo_reaches_the_optimal_return(tmp_path: Path) -> None:
     result = ppokit.train(override(RunConfig(), values).validate())
     assert result.evaluation is not None
     assert result.evaluation.mean == -6.0  # the shortest path: 3 right, 3 down
+
+
+@pytest.mark.skipif(importlib.util.find_spec("minatar") is None, reason="needs the minatar extra")
+def test_minatar_breakout_preset_learns_from_pixels(tmp_path: Path) -> None:
+    """The MinAtar preset (small CNN on 10x10 bool grids) at 200k steps: seeds 1-6 reached a
+    deterministic return of 2.85-3.80 over 20 episodes, from 0-0.65 untrained (docs/pixels.md);
+    2.0 keeps a margin."""
+    values = {"id": "MinAtar/Breakout-v1", **PRESETS["minatar"].overrides, "total_steps": 200_000, "seed": 1,
+              "run_dir": str(tmp_path / "run"), "progress": False, "tensorboard": False}  # fmt: skip
+    result = ppokit.train(override(RunConfig(), values).validate())
+    assert result.evaluation is not None and len(result.evaluation.returns) == 20
+    assert result.evaluation.mean >= 2.0, result.evaluation.returns
