@@ -13,7 +13,7 @@ from ppokit.classic.encoders import CNN, MLP, ImageShape, encoder_name, make_enc
 from ppokit.classic.envs import VecEnv, make_vec_env, obs_dtype
 from ppokit.classic.games import EpisodicLife
 from ppokit.classic.policy import ActorCritic
-from ppokit.classic.rollout import Rollout, learner_view
+from ppokit.classic.rollout import Rollout, learner_view, storage_line
 from ppokit.config import EnvConfig, PolicyConfig
 from ppokit.errors import ConfigError
 from ppokit.presets import PRESETS, preset_for
@@ -214,3 +214,10 @@ def test_atari_preset_is_cleanrls() -> None:
     assert (atari["num_envs"], atari["num_steps"], atari["minibatch_size"], atari["update_epochs"]) == (8, 128, 256, 4)
     assert (atari["learning_rate"], atari["clip_coef"], atari["ent_coef"]) == (2.5e-4, 0.1, 0.01)
     assert atari["sign_reward"] and atari["episodic_life"] and atari["shared_trunk"]
+
+
+def test_the_storage_line_gives_what_the_frames_cost() -> None:
+    policy = ActorCritic(ATARI, gym.spaces.Discrete(3), PolicyConfig())
+    vec = VecEnv(env=None, obs_space=ATARI, action_space=gym.spaces.Discrete(3), num_envs=8)  # type: ignore[arg-type]
+    line = storage_line(Rollout.allocate(128, vec, policy, torch.device("cpu")))
+    assert line == "the rollout stores 1,024 observations of (4, 84, 84) uint8, 28,224 bytes each (27.6 MiB)"

@@ -79,6 +79,14 @@ class Rollout:
         return values, shift_values(values, next_value)
 
 
+def storage_line(buf: Rollout) -> str:
+    """What the rollout's observations take: count, shape, dtype, bytes each and in all."""
+    count, each = buf.obs.shape[0] * buf.obs.shape[1], buf.obs[0, 0].numel() * buf.obs.element_size()
+    dtype = str(buf.obs.dtype).removeprefix("torch.")
+    return (f"the rollout stores {count:,} observations of {tuple(buf.obs.shape[2:])} {dtype}, {each:,} bytes each "
+            f"({count * each / 2**20:.1f} MiB)")  # fmt: skip
+
+
 def shift_values(values: Tensor, next_value: Tensor) -> Tensor:
     """V(s_{t+1}) ``[T, N]`` from V(s_t) ``[T, N]`` and the value ``[N]`` after the last step."""
     return torch.cat([values[1:], next_value.unsqueeze(0)], dim=0)

@@ -25,7 +25,7 @@ from ppokit.classic.envs import EnvFactory, VecEnv, make_vec_env
 from ppokit.classic.evaluation import EvalResult, episode_summary, evaluate
 from ppokit.classic.hooks import Hooks, RolloutEvent, UpdateEvent
 from ppokit.classic.objective import MinibatchLoss, make_minibatch_loss
-from ppokit.classic.rollout import Episodes, Rollout, collect, collect_episodes
+from ppokit.classic.rollout import Episodes, Rollout, collect, collect_episodes, storage_line
 from ppokit.classic.state import TrainState, check_keys, initial_state, resume_state, save_checkpoint
 from ppokit.classic.update import update_policy
 from ppokit.config import EnvConfig, RunConfig, to_dict
@@ -141,6 +141,8 @@ def _start(
         paths.checkpoints.mkdir(parents=True, exist_ok=True)
         ckpt.atomic_write_text(paths.config, _toml(to_dict(config)))
     buf = Rollout.allocate(config.algo.num_steps, vec, state.policy, device)
+    if config.progress and process.writes and not buf.obs.is_floating_point():  # pixels: what they cost
+        _console.print(f"ppokit: {storage_line(buf)}", highlight=False)
     loss_fn = make_minibatch_loss(method, config.algo)
     if config.compile:
         loss_fn = torch.compile(loss_fn)
