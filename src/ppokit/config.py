@@ -223,26 +223,6 @@ class RunConfig:
         return self
 
 
-def check_env_id(env_id: str) -> None:
-    """Raise ConfigError for an unregistered env id, suggesting the closest registered ids."""
-    import gymnasium as gym
-
-    from ppokit.classic.games import register_namespace  # importing ppokit.classic registers its own envs
-
-    register_namespace(env_id)  # ALE and MinAtar ids: their package, or a ConfigError naming its extra
-
-    if env_id in gym.registry:
-        return
-    try:
-        gym.spec(env_id)  # also resolves ids of namespaces imported on demand
-        return
-    except Exception:
-        pass
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise ConfigError("env.id", f"unknown Gymnasium environment {env_id!r}{hint}")
-
-
 # --- The tree: dotted paths, short names, plain dicts ----------------------------------------
 #
 # Every leaf field has a dotted path ("algo.ppo_kl.target"); run fields are top-level ("seed").

@@ -16,10 +16,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ppokit.config import RunConfig, check_env_id, override
+from ppokit.config import RunConfig, override
 from ppokit.diagnostics import rules_for
 from ppokit.methods import METHODS
 from ppokit.presets import PRESETS, preset_for
+from ppokit.validation import check_env_id
 
 MIN_UPDATES = 50  # fewer updates than this leave the schedules and diagnostics little to work with
 

@@ -6,6 +6,7 @@ input stops with one line before any work starts.
 
 from __future__ import annotations
 
+import difflib
 import math
 
 from ppokit.config import (
@@ -18,7 +19,6 @@ from ppokit.config import (
     EnvConfig,
     PolicyConfig,
     RunConfig,
-    check_env_id,
 )
 from ppokit.config_types import check_types
 from ppokit.core.advantages import GROUP_SCALES
@@ -191,3 +191,23 @@ def _validate_diagnostics(d: DiagnosticsConfig) -> None:
         raise ConfigError(
             "clip_fraction_min", f"{d.clip_fraction_min} must be below clip_fraction_max ({d.clip_fraction_max})"
         )
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise ConfigError for an unregistered env id, suggesting the closest registered ids."""
+    import gymnasium as gym
+
+    from ppokit.classic.games import register_namespace  # importing ppokit.classic registers its own envs
+
+    register_namespace(env_id)  # ALE and MinAtar ids: their package, or a ConfigError naming its extra
+
+    if env_id in gym.registry:
+        return
+    try:
+        gym.spec(env_id)  # also resolves ids of namespaces imported on demand
+        return
+    except Exception:
+        pass
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ConfigError("env.id", f"unknown Gymnasium environment {env_id!r}{hint}")

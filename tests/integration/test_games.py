@@ -18,7 +18,7 @@ import torch
 import ppokit
 from ppokit.classic import games
 from ppokit.classic.envs import make_vec_env
-from ppokit.classic.rollout import EpisodeTracker, step_envs
+from ppokit.classic.stepping import EpisodeTracker, step_envs
 from ppokit.config import EnvConfig
 from ppokit.errors import ConfigError
 from ppokit.presets import PRESETS

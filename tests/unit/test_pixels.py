@@ -13,7 +13,8 @@ from ppokit.classic.encoders import CNN, MLP, ImageShape, encoder_name, make_enc
 from ppokit.classic.envs import VecEnv, make_vec_env, obs_dtype
 from ppokit.classic.games import EpisodicLife
 from ppokit.classic.policy import ActorCritic
-from ppokit.classic.rollout import Rollout, learner_view, storage_line
+from ppokit.classic.rollout import Rollout, storage_line
+from ppokit.classic.stepping import learner_view
 from ppokit.config import EnvConfig, PolicyConfig
 from ppokit.errors import ConfigError
 from ppokit.presets import PRESETS, preset_for

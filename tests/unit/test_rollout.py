@@ -12,7 +12,8 @@ import torch
 from ppokit.classic.envs import make_vec_env, obs_dtype
 from ppokit.classic.evaluation import evaluate
 from ppokit.classic.policy import ActorCritic
-from ppokit.classic.rollout import EpisodeTracker, Rollout, RolloutState, collect, collect_episodes, step_envs
+from ppokit.classic.rollout import Rollout, RolloutState, collect, collect_episodes
+from ppokit.classic.stepping import EpisodeTracker, step_envs
 from ppokit.config import EnvConfig, PolicyConfig
 from ppokit.core.normalize import RunningNorm
 from ppokit.errors import ConfigError

@@ -14,7 +14,7 @@ import torch
 
 from ppokit.classic.envs import EnvFactory, make_vec_env
 from ppokit.classic.policy import ActorCritic
-from ppokit.classic.rollout import EpisodeTracker, step_envs
+from ppokit.classic.stepping import EpisodeTracker, step_envs
 from ppokit.config import EnvConfig
 
 MAX_EVAL_ENVS = 32
