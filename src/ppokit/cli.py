@@ -70,6 +70,20 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from ppokit.api import load
+    from ppokit.classic.export import export_onnx
+
+    out = args.output or run_folder_of(checkpoint_path(args.checkpoint)) / "policy.onnx"
+    check_writable(out, "output", folder=False)
+    policy = load(args.checkpoint)  # CheckpointError for a run without a policy
+    report = export_onnx(policy.model, policy.observation_space, policy.action_space, out)
+    console.print(f"Exported to {out}: onnxruntime against torch on {report.samples} random observations: "
+                  f"largest parameter difference {report.max_param_error:.2g}, actions agree on "
+                  f"{report.actions_equal:.0%} (largest action difference {report.max_action_error:.2g})")  # fmt: skip
+    return 0
+
+
 def _experiment(args: argparse.Namespace) -> int:
     from rich.table import Table
 
@@ -237,8 +251,8 @@ def _lm_eval(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    verbs = {"train": _train, "eval": _eval, "experiment": _experiment, "report": _report, "plan": _plan,
-             "compare": _compare, "presets": _presets, "lm": _lm}  # fmt: skip
+    verbs = {"train": _train, "eval": _eval, "export": _export, "experiment": _experiment, "report": _report,
+             "plan": _plan, "compare": _compare, "presets": _presets, "lm": _lm}  # fmt: skip
     try:
         return verbs[args.verb](args)
     except PPOKitError as e:

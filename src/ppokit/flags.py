@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True)
     _train_parser(verbs)
     _eval_parser(verbs)
+    _export_parser(verbs)
     _experiment_parser(verbs)
     plan = verbs.add_parser("plan", help="Print the configuration ppokit would use for an env and budget, and why.")
     plan.add_argument("--steps", type=int, required=True, help="Env steps of the budget.")
@@ -155,6 +156,13 @@ def _eval_parser(verbs: Verbs) -> None:
     ev.add_argument("--sampled", action="store_true", help="Sample actions instead of the distribution's mode.")
     ev.add_argument("--seed", type=int, default=0, help="Seed of the evaluation envs (default: 0).")
     ev.add_argument("--output", type=Path, help="Write the results as JSON here (default: in the run folder).")
+
+
+def _export_parser(verbs: Verbs) -> None:
+    ex = verbs.add_parser("export", help="Export a run's policy (raw observations in, actions out), checked.")
+    ex.add_argument("checkpoint", type=Path, help="A checkpoint file or a run folder (its last checkpoint).")
+    ex.add_argument("--format", choices=["onnx"], default="onnx", help="The file format (default: onnx).")
+    ex.add_argument("--output", type=Path, help="The file to write (default: policy.onnx in the run folder).")
 
 
 def _experiment_parser(verbs: Verbs) -> None:
