@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -55,8 +56,12 @@ def _eval(args: argparse.Namespace) -> int:
         raise ConfigError("episodes", f"{args.episodes}; allowed: an integer >= 1")
     policy = load(args.checkpoint)
     mode = "sampled" if args.sampled else "deterministic"
-    out = args.output or run_folder_of(checkpoint_path(args.checkpoint)) / f"eval-{mode}-{args.episodes}.json"
+    run = run_folder_of(checkpoint_path(args.checkpoint))
+    out = args.output or run / f"eval-{mode}-{args.episodes}.json"
     check_writable(out, "output", folder=False)  # before the episodes are played
+    video = None if args.video is None else (run / "videos" / "eval.mp4" if args.video == Path() else args.video)
+    if video is not None:
+        check_writable(video, "video", folder=False)
     with torch_threads(policy.config.torch_threads):  # the run's thread count (1 for the small MLPs)
         result = evaluate(policy.model, policy.config.env, args.episodes, not args.sampled, args.seed)
     s = result.summary()
@@ -67,6 +72,12 @@ def _eval(args: argparse.Namespace) -> int:
     )
     ckpt.atomic_write_text(out, json.dumps(result.to_dict(), indent=2))
     console.print(f"Written to {out}")
+    if video is not None:
+        from ppokit.classic.video import record
+
+        with torch_threads(policy.config.torch_threads):
+            rec = record(lambda obs: policy.act(obs, not args.sampled), policy.config.env, video, seed=args.seed)
+        console.print(f"Video: {rec.path} ({rec.frames} frames, return {rec.returns[0]:.2f})")
     return 0
 
 

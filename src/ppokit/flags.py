@@ -156,6 +156,8 @@ def _eval_parser(verbs: Verbs) -> None:
     ev.add_argument("--sampled", action="store_true", help="Sample actions instead of the distribution's mode.")
     ev.add_argument("--seed", type=int, default=0, help="Seed of the evaluation envs (default: 0).")
     ev.add_argument("--output", type=Path, help="Write the results as JSON here (default: in the run folder).")
+    ev.add_argument("--video", type=Path, nargs="?", const=Path(), metavar="FILE.mp4",
+                    help="Also record one episode to this MP4 (no FILE: the run's videos/eval.mp4).")  # fmt: skip
 
 
 def _export_parser(verbs: Verbs) -> None:

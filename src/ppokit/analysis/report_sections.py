@@ -122,7 +122,7 @@ def final_eval_section(s: Subject) -> list[Block]:
             Text("Episodes on separate evaluation envs after training:"),
             Table(header, [[str(episodes), mode, *_eval_cells(f)]]),
         ]
-        return blocks + _periodic_evals(next(iter(s.groups.values()))[0])
+        return blocks + _periodic_evals(next(iter(s.groups.values()))[0]) + _videos(s)
     blocks.append(Text(
         f"Score of a seed: the mean return of its final evaluation ({episodes} episodes, {mode} actions). "
         "Across seeds: mean, median and interquartile mean (IQM) with 95% percentile-bootstrap "
@@ -211,3 +211,12 @@ def diagnostics_section(s: Subject) -> list[Block]:
         Heading(3, "Advice"),
     ]
     return [*blocks, Table(["rule", "condition", "advice"], [[k, c, a] for k, (c, a) in advice.items()])]
+
+
+def _videos(s: Subject) -> list[Block]:
+    """The run's videos (``videos/*.mp4``: ``ppokit eval --video``), linked from the report folder."""
+    videos = sorted((s.folder / "videos").glob("*.mp4"))
+    if not videos:
+        return []
+    links = ", ".join(f"[{v.name}](../videos/{v.name})" for v in videos)
+    return [Text(f"Videos of the policy: {links}.")]
