@@ -200,7 +200,11 @@ class RunConfig:
     checkpoint_every: int = _f(50, "Write a checkpoint every this many updates (and at the end).")
     tensorboard: bool = _f(True, "Write TensorBoard event files in the run folder.")
     progress: bool = _f(True, "Show a live progress bar.")
-    allow_unsafe: bool = _f(False, f"Allow update_epochs > {MAX_SAFE_EPOCHS} or clip_coef > {MAX_SAFE_CLIP}.")
+    allow_unsafe: bool = _f(
+        False,
+        f"Allow update_epochs > {MAX_SAFE_EPOCHS}, clip_coef > {MAX_SAFE_CLIP}, and a PPO run (ppo, ppo-kl) "
+        "without advantage normalization or without health checks.",
+    )
 
     # Derived sizes: computed, never stored.
     @property

@@ -105,10 +105,12 @@ def make_plan(env_id: str, total_steps: int, user: dict[str, Any], preset: str |
     for f in ("gae_lambda", "clip_coef", "vf_coef", "max_grad_norm", "norm_adv", "anneal_lr", "clip_vloss"):
         why.setdefault(f, "ppokit default (PPO paper / 37 implementation details)")
     plan = Plan(config, why)
+    method = METHODS[config.algo.method]
+    unsafe = " (--allow-unsafe)" if method.critic and not method.one_pass else ""  # validate() refuses it otherwise
     if not config.algo.norm_adv:
-        plan.notes.append("advantage normalization is off: PPO's step size then depends on the reward scale")
+        plan.notes.append(f"advantage normalization is off{unsafe}: PPO's step size then depends on the reward scale")
     if not config.diagnostics.health_checks:
-        plan.notes.append("health diagnostics are off: KL and clip fraction will not be watched")
+        plan.notes.append(f"health diagnostics are off{unsafe}: KL and clip fraction will not be watched")
     if config.algo.target_kl is None:
         plan.notes.append("no target_kl: epochs are never cut short; the KL warning still watches")
     rules = rules_for(config.diagnostics, METHODS[config.algo.method])  # the rules that apply to the method

@@ -35,6 +35,7 @@ def validate(config: RunConfig) -> None:
     _validate_algo(config.algo, config.allow_unsafe)
     _validate_policy(config.policy)
     _validate_diagnostics(config.diagnostics)
+    _validate_safeguards(config)
     episodes = METHODS[config.algo.method].collects == "episodes"
     if episodes and config.env.vectorization == "native":
         raise ConfigError("vectorization", f"{config.algo.method} seeds each env's reset; allowed: auto, sync, async")
@@ -146,6 +147,20 @@ def _validate_algo(algo: AlgoConfig, allow_unsafe: bool) -> None:
             f"{algo.clip_coef} is a trust region too wide to keep updates stable; "
             f"allowed: <= {MAX_SAFE_CLIP}, or pass --allow-unsafe",
         )
+
+
+def _validate_safeguards(config: RunConfig) -> None:
+    """PPO practice's checklist: a PPO run (several epochs over each rollout, with a critic)
+    normalizes its advantages and watches its KL and clip fraction, unless told otherwise."""
+    method = METHODS[config.algo.method]
+    if config.allow_unsafe or method.one_pass or not method.critic:
+        return
+    if not config.algo.norm_adv:
+        raise ConfigError("norm_adv", "false leaves PPO's step size to the reward's scale (an unnormalized advantage "
+                                      "scales every gradient); allowed: true, or pass --allow-unsafe")  # fmt: skip
+    if not config.diagnostics.health_checks:
+        raise ConfigError("health_checks", "false leaves the KL and the clip fraction unwatched (a broken trust region "
+                                           "goes unnoticed); allowed: true, or pass --allow-unsafe")  # fmt: skip
 
 
 def _validate_sections(algo: AlgoConfig, allow_unsafe: bool) -> None:

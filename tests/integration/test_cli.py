@@ -161,7 +161,7 @@ def test_an_old_name_in_a_toml_file_is_one_line_naming_the_new_one(tmp_path: Pat
         (["--algo.method", "a2c"], ["--algo", "a2c"]),
         (["--algo.adaptive-clip.enabled"], ["--adaptive-clip"]),
         (["--algo.group.scale", "none"], ["--no-group-scale-std"]),
-        (["--no-algo.norm-adv"], ["--no-norm-adv"]),
+        (["--no-algo.norm-adv", "--allow-unsafe"], ["--no-norm-adv", "--allow-unsafe"]),
     ],
 )
 def test_dotted_flags_and_their_short_aliases_give_the_same_config(dotted: list[str], short: list[str]) -> None:

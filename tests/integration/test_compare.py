@@ -24,7 +24,8 @@ def _config(**overrides: object) -> RunConfig:
 def test_mapping_gives_the_expected_sb3_kwargs() -> None:
     config = _config(clip_vloss=False, anneal_lr=True, anneal_clip=False, target_kl=0.03, norm_obs=True,
                      hidden_sizes=(32, 16), activation="relu", init_log_std=-0.5, adam_eps=1e-7, update_epochs=3,
-                     gamma=0.95, gae_lambda=0.9, vf_coef=0.7, ent_coef=0.02, norm_adv=False)  # fmt: skip
+                     gamma=0.95, gae_lambda=0.9, vf_coef=0.7, ent_coef=0.02, norm_adv=False,
+                     allow_unsafe=True)  # fmt: skip
     setup = to_sb3(config)
     kw = setup.ppo_kwargs
     assert kw["clip_range_vf"] is None  # clip_vloss False: SB3 does not clip the value

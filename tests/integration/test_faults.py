@@ -222,7 +222,8 @@ def test_observation_spaces_and_shapes_the_env_breaks_are_one_line(tmp_path: Pat
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"id": "Acrobot-v1"}, {"id": "MountainCar-v0"}, {"id": "MountainCarContinuous-v0"}, {"health_checks": False},
+    [{"id": "Acrobot-v1"}, {"id": "MountainCar-v0"}, {"id": "MountainCarContinuous-v0"},
+     {"health_checks": False, "allow_unsafe": True},
      {"eval_every": 64}],
 )  # fmt: skip
 def test_valid_checkpoints_resume_however_their_envs_and_settings_vary(

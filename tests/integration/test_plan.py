@@ -52,10 +52,21 @@ def test_unsafe_trust_region_refused_unless_allowed(field: str, value: float) ->
 
 
 def test_flags_missing_safeguards() -> None:
-    plan = make_plan("CartPole-v1", 100_000, {"norm_adv": False, "health_checks": False})
+    plan = make_plan("CartPole-v1", 100_000, {"norm_adv": False, "health_checks": False, "allow_unsafe": True})
     notes = " ".join(plan.notes)
-    assert "advantage normalization is off" in notes
-    assert "diagnostics are off" in notes
+    assert "advantage normalization is off (--allow-unsafe)" in notes
+    assert "diagnostics are off (--allow-unsafe)" in notes
+
+
+@pytest.mark.parametrize(
+    ("user", "field"), [({"norm_adv": False}, "norm_adv"), ({"health_checks": False}, "health_checks")]
+)
+def test_a_ppo_run_without_its_safeguards_needs_allow_unsafe(user: dict[str, object], field: str) -> None:
+    """PPO practice's checklist: advantages normalized, KL and clip fraction watched."""
+    with pytest.raises(ConfigError) as e:
+        make_plan("CartPole-v1", 100_000, user)
+    assert e.value.field == field and "or pass --allow-unsafe" in str(e.value)
+    assert make_plan("CartPole-v1", 100_000, {**user, "method": "a2c"})  # one pass, no trust region to break
 
 
 def test_rows_include_the_rollout_arithmetic_and_diagnostics_are_listed() -> None:
