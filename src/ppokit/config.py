@@ -25,6 +25,7 @@ Vectorization = Literal["auto", "native", "sync", "async"]
 Activation = Literal["tanh", "relu"]
 EncoderName = Literal["auto", "mlp", "nature-cnn", "small-cnn"]
 ImageLayout = Literal["auto", "hwc", "chw"]
+WandbMode = Literal["online", "offline"]
 VECTORIZATIONS = ("auto", "native", "sync", "async")
 ACTIVATIONS = ("tanh", "relu")
 # The PPO paper's trust region stops meaning anything past these (see `allow_unsafe`).
@@ -55,11 +56,8 @@ class EnvConfig:
         (), "Numeric keys of the env's step info to average per rollout and log as info_<key> (e.g. regret)."
     )
     sign_reward: bool = _f(False, "Train on sign(reward) (Atari's reward clipping); episode returns stay raw.")
-    episodic_life: bool = _f(
-        False,
-        "A lost life ends the episode for the learner (no bootstrapping across it) while the game goes on; "
-        "episode returns count whole games. Needs an env whose step info has 'lives' (Atari).",
-    )
+    episodic_life: bool = _f(False, "A lost life ends the episode for the learner (no bootstrap across it); "
+                             "the game goes on, returns count whole games. Needs info['lives'] (Atari).")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -141,17 +139,11 @@ class AlgoConfig:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    encoder: EncoderName = _f(
-        "auto",
-        "Observation encoder: mlp, nature-cnn (Mnih et al. 2015; images of 36x36 or more), small-cnn (one 3x3 "
-        "conv, for small grids such as MinAtar), or auto (a CNN for image-shaped integer/bool Box spaces: "
-        "nature-cnn from 36x36, else small-cnn; the MLP otherwise).",
-    )
-    image_layout: ImageLayout = _f(
-        "auto",
-        "Where an image's channels are: hwc (last), chw (first), or auto (first when the first axis is "
-        "shorter than the last, as in stacked Atari frames (4, 84, 84); else last, as in (10, 10, 4)).",
-    )
+    encoder: EncoderName = _f("auto", "Observation encoder: mlp, nature-cnn (Mnih et al. 2015; 36x36 images or more), "
+                              "small-cnn (MinAtar's grids), or auto (a CNN for image-shaped integer/bool Box spaces, "
+                              "nature-cnn from 36x36; else the MLP).")  # fmt: skip
+    image_layout: ImageLayout = _f("auto", "An image's channel axis: hwc (last), chw (first), or auto (first "
+                                   "if the first axis is shorter than the last, (4, 84, 84); else last).")  # fmt: skip
     hidden_sizes: tuple[int, ...] = _f((64, 64), "Hidden layer widths of the MLP trunks.")
     activation: Activation = _f("tanh", "Activation of the hidden layers: tanh or relu.")
     shared_trunk: bool = _f(False, "Share one trunk between actor and critic.")
@@ -200,6 +192,14 @@ class RunConfig:
     checkpoint_every: int = _f(50, "Write a checkpoint every this many updates (and at the end).")
     tensorboard: bool = _f(True, "Write TensorBoard event files in the run folder.")
     progress: bool = _f(True, "Show a live progress bar.")
+    wandb: bool = _f(False, "Also log to Weights & Biases: the metrics TensorBoard gets, the config, the final eval.")
+    wandb_project: str = _f("ppokit", "W&B project.")
+    wandb_entity: str | None = _f(None, "W&B entity (user or team); None: your default entity.")
+    wandb_group: str | None = _f(None, "W&B group (an experiment's runs, say).")
+    wandb_tags: tuple[str, ...] = _f((), "W&B tags.")
+    wandb_mode: WandbMode = _f(
+        "online", "W&B mode: online, or offline (written to the run's wandb/; wandb sync later)."
+    )
     allow_unsafe: bool = _f(
         False,
         f"Allow update_epochs > {MAX_SAFE_EPOCHS}, clip_coef > {MAX_SAFE_CLIP}, and a PPO run (ppo, ppo-kl) "

@@ -7,6 +7,7 @@ input stops with one line before any work starts.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import math
 
 from ppokit.config import (
@@ -36,6 +37,9 @@ def validate(config: RunConfig) -> None:
     _validate_policy(config.policy)
     _validate_diagnostics(config.diagnostics)
     _validate_safeguards(config)
+    if config.wandb and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("wandb", "true needs the wandb package, which is not installed; allowed: false, or pip "
+                                   "install 'ppokit[wandb]'")  # fmt: skip
     episodes = METHODS[config.algo.method].collects == "episodes"
     if episodes and config.env.vectorization == "native":
         raise ConfigError("vectorization", f"{config.algo.method} seeds each env's reset; allowed: auto, sync, async")

@@ -37,7 +37,7 @@ from ppokit.core.update import UpdatePlan
 from ppokit.diagnostics import in_annealing_tail
 from ppokit.errors import ConfigError, NonFiniteEnvError, NonFiniteError
 from ppokit.io import checkpoint as ckpt
-from ppokit.io.loggers import JsonlLogger, Logger, Loggers, ProgressLogger, TensorBoardLogger
+from ppokit.io.loggers import JsonlLogger, Logger, Loggers, ProgressLogger, TensorBoardLogger, WandbLogger
 from ppokit.io.run_dir import RunDir, check_writable, run_folder_of
 from ppokit.methods import METHODS, Method
 from ppokit.runtime import GracefulInterrupt, Process, seed_everything, torch_threads
@@ -106,17 +106,26 @@ def train(
             run = _start(config, vec, saved, paths, process, seed, hooks or Hooks(), env_factory)
             try:
                 metrics, interrupted = _loop(run, stop_after)
+                result = TrainResult(paths.root, config, run.state.global_step, run.state.update, metrics)
+                result.interrupted = interrupted
+                if run.state.update >= config.num_updates:
+                    result.evaluation = _final_evaluation(run)
             finally:
                 run.loggers.close()
         finally:
             vec.close()
-        result = TrainResult(paths.root, config, run.state.global_step, run.state.update, metrics, None, interrupted)
-        if run.state.update >= config.num_updates:
-            result.evaluation = evaluate(run.state.policy, config.env, config.eval_episodes, config.eval_deterministic,
-                                         seed, env_factory)  # fmt: skip
-            if process.writes:
-                ckpt.atomic_write_text(paths.final_eval, json.dumps(result.evaluation.to_dict(), indent=2))
     return result
+
+
+def _final_evaluation(run: Run) -> EvalResult:
+    """The final evaluation on separate envs: written to eval.json and the loggers' summaries."""
+    config = run.config
+    evaluation = evaluate(run.state.policy, config.env, config.eval_episodes, config.eval_deterministic, run.seed,
+                          run.env_factory)  # fmt: skip
+    if run.process.writes:
+        ckpt.atomic_write_text(run.paths.final_eval, json.dumps(evaluation.to_dict(), indent=2))
+        run.loggers.summary(evaluation.summary())
+    return evaluation
 
 
 def _start(
@@ -361,6 +370,9 @@ def _make_loggers(config: RunConfig, paths: RunDir, state: TrainState, process: 
     loggers: list[Logger] = [JsonlLogger(paths.metrics, keep_until_update=keep)]
     if config.tensorboard:
         loggers.append(TensorBoardLogger(paths.tensorboard))
+    if config.wandb:
+        loggers.append(WandbLogger(paths.root, to_dict(config), config.wandb_project, config.wandb_entity,
+                                   config.wandb_group, config.wandb_tags, config.wandb_mode))  # fmt: skip
     if config.progress:
         loggers.append(ProgressLogger(config.num_updates * config.batch_size, state.global_step))
     return Loggers(loggers)

@@ -1,8 +1,9 @@
-"""Where metrics go: one ``log(step, metrics)`` interface over JSONL, TensorBoard and a
-live progress bar. ``metrics.jsonl`` is always written; one JSON object per update."""
+"""Where metrics go: one ``log(step, metrics)`` interface over JSONL, TensorBoard, Weights &
+Biases and a live progress bar. ``metrics.jsonl`` is always written; one JSON object per update."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -67,6 +68,33 @@ class TensorBoardLogger:
         self._writer.close()
 
 
+class WandbLogger:
+    """Weights & Biases: the metrics TensorBoard gets, at the same env steps; the resolved config;
+    the final evaluation in the run's summary (``summary``).
+
+    The W&B run id is derived from the run folder's absolute path, so that a resumed run goes on
+    in the same W&B run (``resume="allow"``). In ``offline`` mode everything is written under
+    the run folder's ``wandb/`` (``wandb sync`` uploads it later); no network is needed.
+    """
+
+    def __init__(self, folder: Path, config: dict[str, Any], project: str, entity: str | None, group: str | None,
+                 tags: tuple[str, ...], mode: str) -> None:  # fmt: skip
+        import wandb  # checked to be installed by validate()
+
+        run_id = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
+        self._run = wandb.init(project=project, entity=entity, group=group, tags=list(tags), mode=mode,  # type: ignore[arg-type]  # a checked literal
+                               dir=str(folder), name=folder.name, id=run_id, resume="allow", config=config)  # fmt: skip
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        self._run.log({k: v for k, v in metrics.items() if k != "update" and math.isfinite(v)}, step=step)
+
+    def summary(self, values: dict[str, float]) -> None:
+        self._run.summary.update({k: v for k, v in values.items() if math.isfinite(v)})
+
+    def close(self) -> None:
+        self._run.finish()
+
+
 class ProgressLogger:
     """A rich progress bar with the numbers to watch: return, KL, clip fraction, steps/s."""
 
@@ -107,6 +135,12 @@ class Loggers:
     def log(self, step: int, metrics: dict[str, float]) -> None:
         for logger in self._loggers:
             logger.log(step, metrics)
+
+    def summary(self, values: dict[str, float]) -> None:
+        """Final figures (the final evaluation) for the loggers that keep a summary (W&B)."""
+        for logger in self._loggers:
+            if isinstance(logger, WandbLogger):
+                logger.summary(values)
 
     def close(self) -> None:
         for logger in self._loggers:
