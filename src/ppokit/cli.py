@@ -189,6 +189,22 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from ppokit.analysis import tune
+
+    if args.trials < 1:
+        raise ConfigError("trials", f"{args.trials}; allowed: an integer >= 1")
+    space = tune.load_space(args.space)  # every bad input before the study is touched
+    base = resolve_config(args).validate()
+    check_writable(args.study, "study")
+    study = tune.tune(base, space, args.study, args.trials)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    best = f"best: trial {study.best_trial.number}, {study.best_value:.2f}" if done else "no trial completed"
+    console.print(f"Study {args.study}: {len(study.trials)} trials ({best}); {args.study / 'best.toml'}, "
+                  f"{args.study / 'report.md'}")  # fmt: skip
+    return 0
+
+
 def _presets(args: argparse.Namespace) -> int:
     for name, preset in PRESETS.items():
         settings = ", ".join(f"{k}={v}" for k, v in preset.overrides.items())
@@ -263,7 +279,7 @@ def _lm_eval(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     verbs = {"train": _train, "eval": _eval, "export": _export, "experiment": _experiment, "report": _report,
-             "plan": _plan, "compare": _compare, "presets": _presets, "lm": _lm}  # fmt: skip
+             "plan": _plan, "compare": _compare, "tune": _tune, "presets": _presets, "lm": _lm}  # fmt: skip
     try:
         return verbs[args.verb](args)
     except PPOKitError as e:

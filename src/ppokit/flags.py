@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--format", choices=["md", "html"], default="md", help="Report format (default: md).")
     rep.add_argument("--threshold", type=float, help="Return threshold for steps-to-threshold (optional).")
     _compare_parser(verbs)
+    _tune_parser(verbs)
     _lm_parser(verbs)
     verbs.add_parser("presets", help="List the presets and where their numbers come from.")
     return parser
@@ -186,6 +187,18 @@ def _experiment_parser(verbs: Verbs) -> None:
     exp.add_argument("--config", type=Path, help="TOML file, as for train.")
     exp.add_argument("--preset", help="As for train.")
     _add_config_flags(exp, skip={"seed", "run_dir", "progress"})
+
+
+def _tune_parser(verbs: Verbs) -> None:
+    tune = verbs.add_parser("tune", help="Search hyperparameters with Optuna (TPE, median pruning) over a TOML space.")
+    tune.add_argument(
+        "--space", type=Path, required=True, help="TOML: one [field] table each, low/high/log or choices."
+    )
+    tune.add_argument("--study", type=Path, required=True, help="Study folder (study.db, trials/, best.toml, report).")
+    tune.add_argument("--trials", type=int, default=20, help="Finished trials the study should have (default: 20).")
+    tune.add_argument("--config", type=Path, help="TOML file, as for train: the base of every trial.")
+    tune.add_argument("--preset", help="As for train.")
+    _add_config_flags(tune, skip={"run_dir", "progress"})
 
 
 def _lm_parser(verbs: Verbs) -> None:

@@ -2,9 +2,10 @@
 
 ``train(config, hooks=Hooks(on_rollout=[f]))`` calls ``f(event)`` after every rollout, with
 the rollout, its batch and the state, before the update uses them; ``on_update`` after every
-update with its metrics; ``on_start`` once, with the state, just before the first update of
-this call (after a resume: the first update after the checkpoint). A hook reads; to stop a
-run early it raises, and what was checkpointed stays (``stop_after`` stops cleanly with a checkpoint).
+update with its metrics; ``on_eval`` after every periodic evaluation (``eval_every``) with its
+record; ``on_start`` once, with the state, just before the first update of this call (after a
+resume: the first update after the checkpoint). A hook reads; to stop a run early it raises,
+and what was checkpointed stays (``stop_after`` stops cleanly with a checkpoint).
 """
 
 from __future__ import annotations
@@ -41,10 +42,19 @@ class UpdateEvent:
 
 
 @dataclass(frozen=True)
+class EvalEvent:
+    """A periodic evaluation (``eval_every``) has run; ``record`` is its line of evals.jsonl."""
+
+    state: TrainState
+    record: dict[str, float]
+
+
+@dataclass(frozen=True)
 class Hooks:
     on_start: Sequence[Callable[[TrainState], None]] = field(default_factory=tuple)
     on_rollout: Sequence[Callable[[RolloutEvent], None]] = field(default_factory=tuple)
     on_update: Sequence[Callable[[UpdateEvent], None]] = field(default_factory=tuple)
+    on_eval: Sequence[Callable[[EvalEvent], None]] = field(default_factory=tuple)
 
     def start(self, state: TrainState) -> None:
         for hook in self.on_start:
@@ -56,4 +66,8 @@ class Hooks:
 
     def updated(self, event: UpdateEvent) -> None:
         for hook in self.on_update:
+            hook(event)
+
+    def evaluated(self, event: EvalEvent) -> None:
+        for hook in self.on_eval:
             hook(event)

@@ -23,7 +23,7 @@ from rich.console import Console
 from ppokit.classic.batch import Batch, recomputed_targets, trajectories
 from ppokit.classic.envs import EnvFactory, VecEnv, make_vec_env
 from ppokit.classic.evaluation import EvalResult, episode_summary, evaluate
-from ppokit.classic.hooks import Hooks, RolloutEvent, UpdateEvent
+from ppokit.classic.hooks import EvalEvent, Hooks, RolloutEvent, UpdateEvent
 from ppokit.classic.objective import MinibatchLoss, make_minibatch_loss
 from ppokit.classic.rollout import Episodes, Rollout, collect, collect_episodes, storage_line
 from ppokit.classic.state import TrainState, check_keys, initial_state, resume_state, save_checkpoint
@@ -293,6 +293,7 @@ def _periodic_eval(run: Run) -> None:
     if state.best_eval is None or result.mean > state.best_eval:
         state.best_eval = result.mean
         _checkpoint(run, run.paths.best, diagnostics=False)
+    run.hooks.evaluated(EvalEvent(state, record))
 
 
 def _checkpoint(run: Run, path: Path, diagnostics: bool = True) -> None:
