@@ -190,6 +190,9 @@ class RunConfig:
     eval_every: int = _f(0, "Evaluate every this many env steps on separate envs, keep best.pt (0: off).")
     eval_deterministic: bool = _f(True, "Final evaluation acts with the distribution's mode.")
     checkpoint_every: int = _f(50, "Write a checkpoint every this many updates (and at the end).")
+    video_every: int = _f(
+        0, "Record an episode of the deterministic policy to videos/ every this many updates (0: off)."
+    )
     tensorboard: bool = _f(True, "Write TensorBoard event files in the run folder.")
     progress: bool = _f(True, "Show a live progress bar.")
     wandb: bool = _f(False, "Also log to Weights & Biases: the metrics TensorBoard gets, the config, the final eval.")

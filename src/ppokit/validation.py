@@ -37,6 +37,11 @@ def validate(config: RunConfig) -> None:
     _validate_policy(config.policy)
     _validate_diagnostics(config.diagnostics)
     _validate_safeguards(config)
+    if not isinstance(config.video_every, int) or config.video_every < 0:
+        raise ConfigError("video_every", f"{config.video_every!r}; allowed: 0 (off) or an integer >= 1")
+    if config.video_every and importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise ConfigError("video_every", "videos need imageio and imageio-ffmpeg, which are not installed; allowed: 0, "
+                                         "or pip install 'ppokit[video]'")  # fmt: skip
     if config.wandb and importlib.util.find_spec("wandb") is None:
         raise ConfigError("wandb", "true needs the wandb package, which is not installed; allowed: false, or pip "
                                    "install 'ppokit[wandb]'")  # fmt: skip

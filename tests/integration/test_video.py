@@ -85,3 +85,11 @@ def test_a_video_path_that_is_a_folder_is_refused_before_the_evaluation(tmp_path
     assert done.returncode == 2 and "video: " in done.stderr and "is a folder" in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not list(run.glob("eval-*.json"))  # nothing evaluated
+
+
+def test_train_video_every_records_into_the_run_folder(tmp_path: Path) -> None:
+    result = ppokit.train(tiny_config(tmp_path / "run", video_every=3))  # 6 updates: videos at 3 and 6
+    videos = sorted(p.name for p in (result.run_dir / "videos").glob("*.mp4"))
+    assert videos == ["update-000003.mp4", "update-000006.mp4"]
+    count, size = _frames(result.run_dir / "videos" / videos[-1])
+    assert count >= 2 and size == (600, 400)

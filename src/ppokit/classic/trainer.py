@@ -201,6 +201,8 @@ def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
             run.hooks.updated(UpdateEvent(state, metrics))
             if config.eval_every and state.global_step // config.eval_every > previous_step // config.eval_every:
                 _periodic_eval(run)
+            if config.video_every and state.update % config.video_every == 0 and run.process.writes:
+                _video(run)
 
             stop = interrupt.requested or (stop_after is not None and state.update - first_update >= stop_after)
             if stop or state.update % config.checkpoint_every == 0 or state.update == num_updates:
@@ -294,6 +296,14 @@ def _periodic_eval(run: Run) -> None:
         state.best_eval = result.mean
         _checkpoint(run, run.paths.best, diagnostics=False)
     run.hooks.evaluated(EvalEvent(state, record))
+
+
+def _video(run: Run) -> None:
+    """One episode of the deterministic policy to ``videos/update-NNNNNN.mp4`` (``video_every``)."""
+    from ppokit.classic.video import record_policy
+
+    path = run.paths.root / "videos" / f"update-{run.state.update:06d}.mp4"
+    record_policy(run.state.policy, run.vec, run.config.env, path, seed=run.seed + run.state.update)
 
 
 def _checkpoint(run: Run, path: Path, diagnostics: bool = True) -> None:

@@ -17,9 +17,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
-from ppokit.classic.envs import make_vec_env
+from ppokit.classic.envs import VecEnv, make_vec_env
 from ppokit.classic.games import is_atari, register_namespace
+from ppokit.classic.policy import ActorCritic
 from ppokit.classic.stepping import EpisodeTracker, step_envs
 from ppokit.config import EnvConfig
 from ppokit.errors import ConfigError
@@ -59,6 +61,17 @@ def record(act: Any, env_config: EnvConfig, path: Path, episodes: int = 1, seed:
             play = _play_atari if atari else _play_rendered
             returns.append(play(act, env_config, seed + episode, write))
     return Recording(path, frames, returns)
+
+
+def record_policy(policy: ActorCritic, vec: VecEnv, env_config: EnvConfig, path: Path, seed: int) -> Recording:
+    """One episode of ``policy``'s deterministic actions (mapped to ``vec``'s action space)."""
+    device = next(policy.parameters()).device
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        actions = policy.act(torch.as_tensor(obs, dtype=vec.obs_dtype, device=device), deterministic=True)
+        return vec.to_env_actions(actions.cpu().numpy())
+
+    return record(act, env_config, path, seed=seed)
 
 
 def _play_rendered(act: Any, env_config: EnvConfig, seed: int, write: Any) -> float:
