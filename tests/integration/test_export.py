@@ -3,7 +3,6 @@ against torch (and against ``ppokit.load(...).act``), for MLP and CNN policies."
 
 from __future__ import annotations
 
-import builtins
 import subprocess
 import sys
 from pathlib import Path
@@ -81,13 +80,6 @@ def test_export_without_a_policy_is_one_line_and_exit_2(tmp_path: Path, make: An
 
 def test_missing_export_packages_name_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     policy = ppokit.load(ppokit.train(tiny_config(tmp_path / "run")).run_dir)
-    real_import = builtins.__import__
-
-    def no_onnxruntime(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "onnxruntime":
-            raise ImportError(name=name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
     with pytest.raises(ConfigError, match=r"onnx export needs onnxruntime.*pip install 'ppokit\[export\]'"):
         export_onnx(policy.model, policy.observation_space, policy.action_space, tmp_path / "x.onnx")

@@ -4,11 +4,9 @@ links it; bad input is one line."""
 
 from __future__ import annotations
 
-import builtins
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -66,14 +64,7 @@ def test_frames_become_even_sided_rgb_bytes() -> None:
 
 
 def test_missing_imageio_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_import = builtins.__import__
-
-    def no_imageio(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "imageio":
-            raise ImportError(name=name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_imageio)
+    monkeypatch.setitem(sys.modules, "imageio", None)  # import imageio raises ImportError
     with pytest.raises(ConfigError, match=r"videos need imageio.*pip install 'ppokit\[video\]'"):
         record(lambda obs: obs, EnvConfig(), tmp_path / "x.mp4")
 
