@@ -46,6 +46,10 @@ def validate(config: RunConfig) -> None:
         raise ConfigError("wandb", "true needs the wandb package, which is not installed; allowed: false, or pip "
                                    "install 'ppokit[wandb]'")  # fmt: skip
     episodes = METHODS[config.algo.method].collects == "episodes"
+    for name in ("sign_reward", "episodic_life"):
+        if episodes and getattr(config.env, name):
+            raise ConfigError(name, f"true for {config.algo.method}, whose episodes are whole games scored by their "
+                                    "raw return; allowed: false")  # fmt: skip
     if episodes and config.env.vectorization == "native":
         raise ConfigError("vectorization", f"{config.algo.method} seeds each env's reset; allowed: auto, sync, async")
     if episodes and config.env.num_envs % config.algo.group.size:

@@ -222,3 +222,12 @@ def test_the_storage_line_gives_what_the_frames_cost() -> None:
     vec = VecEnv(env=None, obs_space=ATARI, action_space=gym.spaces.Discrete(3), num_envs=8)  # type: ignore[arg-type]
     line = storage_line(Rollout.allocate(128, vec, policy, torch.device("cpu")))
     assert line == "the rollout stores 1,024 observations of (4, 84, 84) uint8, 28,224 bytes each (27.6 MiB)"
+
+
+@pytest.mark.parametrize("field", ["sign_reward", "episodic_life"])
+def test_group_methods_refuse_the_learners_view_they_would_ignore(field: str) -> None:
+    from ppokit.config import RunConfig, override
+
+    config = override(RunConfig(), {"method": "grpo", "num_envs": 8, "group_size": 4, field: True})
+    with pytest.raises(ConfigError, match=f"{field}: true for grpo, whose episodes are whole games"):
+        config.validate()
