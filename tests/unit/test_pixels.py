@@ -231,3 +231,17 @@ def test_group_methods_refuse_the_learners_view_they_would_ignore(field: str) ->
     config = override(RunConfig(), {"method": "grpo", "num_envs": 8, "group_size": 4, field: True})
     with pytest.raises(ConfigError, match=f"{field}: true for grpo, whose episodes are whole games"):
         config.validate()
+
+
+def test_batch_diagnostics_of_frames_run_in_chunks_with_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ppokit.classic import objective
+
+    policy = ActorCritic(ATARI, gym.spaces.Discrete(4), PolicyConfig(shared_trunk=True))
+    frames = torch.randint(0, 256, (10, 4, 84, 84), dtype=torch.uint8)
+    calls: list[int] = []
+    original = policy.forward
+    monkeypatch.setattr(policy, "forward", lambda x: calls.append(len(x)) or original(x))
+    monkeypatch.setattr(objective, "CHUNK_BYTES", 3 * 4 * 84 * 84)  # three frames a pass
+    chunked = objective.batch_params(policy, frames)
+    assert calls == [3, 3, 3, 1]
+    torch.testing.assert_close(chunked, original(frames)[0])

@@ -55,15 +55,30 @@ def make_minibatch_loss(method: Method, algo: AlgoConfig) -> MinibatchLoss:
     return minibatch_loss
 
 
+CHUNK_BYTES = 8 << 20  # the observations of one no-grad forward pass over a batch, at most
+
+
+def batch_params(policy: ActorCritic, obs: Tensor) -> Tensor:
+    """The head's parameters for a whole batch, in chunks of at most ``CHUNK_BYTES`` of
+    observations: one pass for vector observations (the whole batch fits), a few for frames,
+    whose float copies and activations would otherwise be the run's peak memory."""
+    rows = max(1, CHUNK_BYTES // max(1, obs[0].numel() * obs.element_size())) if len(obs) else 1
+    if rows >= len(obs):
+        params: Tensor = policy(obs)[0]
+        return params
+    return torch.cat([policy(obs[i : i + rows])[0] for i in range(0, len(obs), rows)])
+
+
 @torch.no_grad()
 def kl_after_update(policy: ActorCritic, batch: Batch, initial: ActorCritic | None) -> dict[str, float]:
     """``approx_kl_final``: KL(pi_old || pi_new) over the whole batch after the update (k3);
     with ``initial`` (the frozen initial policy) ``kl_from_init``: the exact
-    KL(pi_new || pi_initial) averaged over the batch's states. One forward pass each."""
-    params, _ = policy(batch.obs)
+    KL(pi_new || pi_initial) averaged over the batch's states. One forward pass each (chunked
+    for frames: ``batch_params``)."""
+    params = batch_params(policy, batch.obs)
     log_ratio = policy.head.log_prob(params, batch.actions) - batch.logprobs
     metrics = {"approx_kl_final": float(masked_mean(kl.k3(log_ratio), batch.mask))}
     if initial is not None:
-        initial_params, _ = initial(batch.obs)
+        initial_params = batch_params(initial, batch.obs)
         metrics["kl_from_init"] = float(masked_mean(policy.head.kl(params, initial.head, initial_params), batch.mask))
     return metrics
