@@ -43,10 +43,11 @@ PRESETS: dict[str, Preset] = {
     ),
     "LunarLander-v3": Preset(
         "LunarLander-v3",
-        "rl-baselines3-zoo hyperparams/ppo.yml (LunarLander-v2, same dynamics)",
+        "rl-baselines3-zoo hyperparams/ppo.yml (LunarLander-v2, same dynamics), with SB3's defaults for the "
+        "rest: lr 3e-4 constant, no value clipping",
         {"num_envs": 16, "num_steps": 1024, "minibatch_size": 64, "update_epochs": 4,
          "gae_lambda": 0.98, "gamma": 0.999, "ent_coef": 0.01, "learning_rate": 3e-4,
-         "total_steps": 1_000_000},
+         "anneal_lr": False, "clip_vloss": False, "total_steps": 1_000_000},
     ),
 }  # fmt: skip
 
