@@ -4,9 +4,9 @@
 ``AtariEnv``) are built as ``ale_py.AtariVectorEnv`` with the standard preprocessing of Mnih et
 al. 2015 and Machado et al. 2018, done in ale-py's C++ threads: no-op reset (up to 30), frame
 skip 4 with the max over the last two frames, fire on reset, 84x84 grayscale, a stack of the
-last 4 frames (``(4, 84, 84)`` uint8). It steps ~3.1k env steps/s against ~2.3k for
-Gymnasium's ``AtariPreprocessing`` and ``FrameStackObservation`` wrappers on one core here
-(``benchmarks/atari.py``), and needs no wrapper of ours. The id keeps its own sticky-action
+last 4 frames (``(4, 84, 84)`` uint8). It steps 1.18x as many env steps/s as Gymnasium's
+``AtariPreprocessing`` and ``FrameStackObservation`` wrappers here (median of 3 repeats,
+``benchmarks/atari.py``; docs/benchmarks.md), and needs no wrapper of ours. The id keeps its own sticky-action
 probability (0.25 for v5, 0 for v4), action set and episode limit (108k frames); the
 preprocessing replaces its frame skip.
 
