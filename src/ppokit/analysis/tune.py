@@ -1,7 +1,8 @@
 """``ppokit tune``: hyperparameter search with Optuna over a space given in TOML.
 
 A study folder holds ``study.db`` (Optuna's SQLite storage: a study resumes after a stop, and
-several ``ppokit tune`` processes on the same folder share it), one ordinary run folder per
+several ``ppokit tune`` processes on the same folder share it; ``study.lock`` lets one at a
+time create or load it), one ordinary run folder per
 trial (``trials/trial-NNNN``), ``best.toml`` (the best trial's whole configuration, which
 ``ppokit train --config`` takes) and ``report.md`` with the optimization history, the
 parameter importances (Optuna's fANOVA) and every trial. rl-baselines3-zoo's ``--optimize``
@@ -31,6 +32,7 @@ finished (complete or pruned) trials.
 
 from __future__ import annotations
 
+import fcntl
 import math
 import tomllib
 import warnings
@@ -44,6 +46,7 @@ from ppokit.io.checkpoint import atomic_write_text
 
 STUDY_NAME = "ppokit"
 STUDY_DB = "study.db"
+STUDY_LOCK = "study.lock"
 HEARTBEAT_S = 5  # a running trial's heartbeat; one silent for GRACE_S is a dead process's
 GRACE_S = 15
 
@@ -111,6 +114,17 @@ def open_study(folder: Path, seed: int) -> Any:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # ppokit prints its own summary
     folder.mkdir(parents=True, exist_ok=True)
+    # Processes starting together would race to create the database's tables (a UNIQUE
+    # constraint fails in one of them): one at a time creates or loads the study.
+    with (folder / STUDY_LOCK).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _create_or_load(optuna, folder, seed)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _create_or_load(optuna: Any, folder: Path, seed: int) -> Any:
     try:
         with warnings.catch_warnings():  # the heartbeat is marked experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
