@@ -64,20 +64,18 @@ def _eval(args: argparse.Namespace) -> int:
         check_writable(video, "video", folder=False)
     with torch_threads(policy.config.torch_threads):  # the run's thread count (1 for the small MLPs)
         result = evaluate(policy.model, policy.config.env, args.episodes, not args.sampled, args.seed)
-    s = result.summary()
-    console.print(
-        f"{int(s['eval_episodes'])} episodes ({'sampled' if args.sampled else 'deterministic'}): "
-        f"return mean {s['eval_return_mean']:.2f}, std {s['eval_return_std']:.2f}, "
-        f"min {s['eval_return_min']:.2f}, max {s['eval_return_max']:.2f}"
-    )
-    ckpt.atomic_write_text(out, json.dumps(result.to_dict(), indent=2))
-    console.print(f"Written to {out}")
-    if video is not None:
-        from ppokit.classic.video import record
+        s = result.summary()
+        console.print(
+            f"{int(s['eval_episodes'])} episodes ({mode}): return mean {s['eval_return_mean']:.2f}, "
+            f"std {s['eval_return_std']:.2f}, min {s['eval_return_min']:.2f}, max {s['eval_return_max']:.2f}"
+        )
+        ckpt.atomic_write_text(out, json.dumps(result.to_dict(), indent=2))
+        console.print(f"Written to {out}")
+        if video is not None:
+            from ppokit.classic.video import record
 
-        with torch_threads(policy.config.torch_threads):
             rec = record(lambda obs: policy.act(obs, not args.sampled), policy.config.env, video, seed=args.seed)
-        console.print(f"Video: {rec.path} ({rec.frames} frames, return {rec.returns[0]:.2f})")
+            console.print(f"Video: {rec.path} ({rec.frames} frames, return {rec.returns[0]:.2f})")
     return 0
 
 

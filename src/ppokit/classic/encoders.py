@@ -136,7 +136,9 @@ class CNN(nn.Module):
         self.out_features = out_features
 
     def forward(self, obs: Tensor) -> Tensor:
-        x = obs.float() * self.image.scale
+        x = obs.to(torch.float32, copy=True)  # one float copy of the frames, scaled in place
+        if self.image.scale != 1.0:
+            x.mul_(self.image.scale)
         if x.dim() == 3:  # [B, H, W]: one grayscale frame
             x = x.unsqueeze(1)
         elif self.image.channels_last:

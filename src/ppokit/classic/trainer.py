@@ -106,8 +106,8 @@ def train(
             run = _start(config, vec, saved, paths, process, seed, hooks or Hooks(), env_factory)
             try:
                 metrics, interrupted = _loop(run, stop_after)
-                result = TrainResult(paths.root, config, run.state.global_step, run.state.update, metrics)
-                result.interrupted = interrupted
+                result = TrainResult(paths.root, config, run.state.global_step, run.state.update, metrics,
+                                     interrupted=interrupted)  # fmt: skip
                 if run.state.update >= config.num_updates:
                     result.evaluation = _final_evaluation(run)
             finally:
