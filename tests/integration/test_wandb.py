@@ -57,6 +57,12 @@ def _history(records: list[Any]) -> dict[int, dict[str, Any]]:
 
 
 def _offline_runs(run: Path) -> list[Path]:
+    """The run's transaction logs, once W&B's service process has written them out: ``finish()``
+    can return before the service flushes the file (CI once read a log without its run record);
+    ``wandb.teardown()`` waits for the service to end."""
+    import wandb
+
+    wandb.teardown()
     return sorted(run.glob("wandb/offline-run-*/run-*.wandb"))
 
 
