@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from ppokit.config import DiagnosticsConfig
+from ppokit.config import DiagnosticsConfig, RunConfig
 from ppokit.errors import CheckpointError, ConfigError
-from ppokit.methods import Method
+from ppokit.methods import METHODS, Method
 
 TAIL_FRACTION = 0.25
 TARGET_SPREAD = 0.05  # value targets whose std is below 5% of their mean are "constant"
@@ -217,6 +217,22 @@ class Diagnostics:
         if entropy is not None and not (isinstance(entropy, float) and math.isfinite(entropy)):
             raise CheckpointError(f"checkpoint: diagnostics.initial_entropy is {entropy!r}; expected none or a number")
         self.initial_entropy = entropy
+
+
+def replay(config: RunConfig, lines: Iterable[Mapping[str, float | None]]) -> Diagnostics:
+    """The health checks of ``config`` run again over a finished run's per-update metrics (the
+    lines of its ``metrics.jsonl``, where null is NaN): with the thresholds the run had, the same
+    episodes and warnings it had; with others, what those would have said. The derived values
+    come from the lines: progress from ``update``, the annealing tail from ``learning_rate`` and
+    ``clip_coef`` against the config's start values."""
+    diagnostics = Diagnostics(config.diagnostics, METHODS[config.algo.method])
+    lr0, clip0, num_updates = config.algo.learning_rate, config.algo.clip_coef, config.num_updates
+    for line in lines:
+        metrics = {key: math.nan if value is None else float(value) for key, value in line.items()}
+        update = int(metrics["update"])
+        in_tail = in_annealing_tail(metrics["learning_rate"], lr0, metrics["clip_coef"], clip0)
+        diagnostics.observe(update, metrics, (update - 1) / num_updates, in_tail)
+    return diagnostics
 
 
 def _count(value: Any) -> bool:

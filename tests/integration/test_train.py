@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import tomllib
 from pathlib import Path
 
 import gymnasium as gym
@@ -13,7 +14,9 @@ import pytest
 import torch
 
 import ppokit
+from ppokit.config import from_dict, override
 from ppokit.core.advantages import gae
+from ppokit.diagnostics import replay
 from ppokit.errors import CheckpointError, ConfigError, NonFiniteError
 from ppokit.io import checkpoint as ckpt
 from ppokit.presets import PRESETS
@@ -290,6 +293,22 @@ def test_broken_learning_rate_fires_health_warnings(tmp_path: Path, capsys: pyte
     assert summary["rules"]["entropy_collapse"]["warnings"] == 1
     assert "ppokit health: update" in capsys.readouterr().err
     assert "raise ent_coef" in summary["rules"]["entropy_collapse"]["advice"]
+
+
+def test_replaying_a_runs_metrics_gives_its_diagnostics_and_other_thresholds_their_own(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "run", learning_rate=0.1, anneal_lr=False, max_grad_norm=100.0, total_steps=64 * 40,
+                         clip_fraction_max=0.2, clip_fraction_patience=2)  # fmt: skip
+    ppokit.train(config)
+    folder = tmp_path / "run"
+    lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    saved = from_dict(tomllib.loads((folder / "config.toml").read_text()))
+    live = json.loads((folder / "diagnostics.json").read_text())
+    assert live["total_warnings"] >= 2  # more than one rule, so the replay has something to match
+    assert replay(saved, lines).summary() == live
+    stricter = override(saved, {"clip_fraction_max": 0.01, "clip_fraction_patience": 1})
+    replayed = replay(stricter, lines).summary()["rules"]["clip_fraction_high"]
+    first = next(line["update"] for line in lines if line["clip_fraction"] > 0.01)
+    assert replayed["warnings"] >= 1 and replayed["episodes"][0]["first_update"] == first
 
 
 def test_periodic_evaluation_keeps_best_checkpoint(tmp_path: Path) -> None:
