@@ -44,6 +44,7 @@ import gymnasium as gym
 import numpy as np
 
 MIN_UPDATES = 12
+MAX_MINIBATCH_STEPS = 100_000  # a fault run that would take more (LunarLander's 100 epochs: 307k) is left out
 FAULT_ENVS = ["CartPole-v1", "Acrobot-v1", "Pendulum-v1", "LunarLander-v3", "Hopper-v5"]
 HEALTHY_ENVS = [*FAULT_ENVS, "MountainCarContinuous-v0", "HalfCheetah-v5", "ppokit/Bandit-v0", "ppokit/GridWorld-v0"]
 
@@ -103,6 +104,9 @@ def _values(env_id: str, seed: int, steps: int, preset: bool, fault: str | None,
     if extra.get("learning_rate") == "x100":
         extra["learning_rate"] = min(1.0, 100 * base.algo.learning_rate)
     if "ent_coef" in extra and base.algo.ent_coef == 0.0:
+        return None
+    epochs = extra.get("update_epochs", base.algo.update_epochs)
+    if steps // base.batch_size * epochs * (base.batch_size // base.algo.minibatch_size) > MAX_MINIBATCH_STEPS:
         return None
     if fault and FAULTS[fault].wrap is not None:
         extra["vectorization"] = "sync"
@@ -190,6 +194,20 @@ def replay_rows(folder: Path, settings: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def refused(run: Path) -> str | None:
+    """The field that ``ppokit train`` names when it refuses the run's config without
+    ``--allow-unsafe`` (a fault caught before any work), or None."""
+    from ppokit.config import from_dict, override
+    from ppokit.errors import ConfigError
+
+    config = override(from_dict(tomllib.loads((run / "config.toml").read_text())), {"allow_unsafe": False})
+    try:
+        config.validate()
+    except ConfigError as e:
+        return e.field
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="the measurement's folder (kept; a second call goes on)")
@@ -205,6 +223,9 @@ def main() -> None:
     if (args.out is None) == (args.replay is None):
         parser.error("give --out DIR (measure) or --replay DIR")
     rows = replay_rows(args.replay, args.set) if args.replay else measure(args)
+    folder = args.replay or args.out
+    for row in rows:
+        row["refused"] = refused(folder / row["folder"]) if row["fault"] else None
     _print_tables(rows)
 
 
@@ -214,9 +235,9 @@ def _print_tables(rows: list[dict[str, Any]]) -> None:
     healthy_eval |= {(r["env"], r["seed"]): r["eval"] for r in rows if not r["fault"] and not r["preset"]
                      and (r["env"], r["seed"]) not in healthy_eval}  # fmt: skip
     if faults:
-        print("\n| fault | runs | detected | cause named | first warning (update), per run | rules that fired | "
-              "final eval, healthy -> faulty |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|")
+        print("\n| fault | runs | refused up front | detected | cause named | first warning (update), per run | "
+              "rules that fired | final eval, healthy -> faulty |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|")
         for name in FAULTS:
             mine = [r for r in faults if r["fault"] == name]
             if not mine:
@@ -227,7 +248,9 @@ def _print_tables(rows: list[dict[str, Any]]) -> None:
             fired = sorted({k for r in mine for k in r["fired"]})
             harm = ", ".join(f"{healthy_eval.get((r['env'], r['seed']), float('nan')):.0f} -> {r['eval']:.0f}"
                              for r in mine)  # fmt: skip
-            print(f"| {name} | {len(mine)} | {detected} | {named} | {first} | {', '.join(fired) or '-'} | {harm} |")
+            up_front = ", ".join(sorted({r["refused"] for r in mine if r["refused"]})) or "-"
+            print(f"| {name} | {len(mine)} | {up_front} | {detected} | {named} | {first} | {', '.join(fired) or '-'} "
+                  f"| {harm} |")  # fmt: skip
     healthy = [r for r in rows if not r["fault"]]
     if healthy:
         print("\n| env | settings | runs | warnings per run | rules | final eval per run |")

@@ -168,6 +168,11 @@ class DiagnosticsConfig:
     entropy_collapse_before: float = _f(0.25, "...within this fraction of training.")
     grad_norm_max: float = _f(50.0, "Warn when the gradient norm (before clipping) exceeds this.")
     grad_norm_patience: int = _f(2, "Consecutive updates above grad_norm_max before warning.")
+    return_drop: float = _f(
+        1.0, "Warn when the mean episode return falls this many start spreads below its start (the policy gets worse)."
+    )
+    return_drop_patience: int = _f(3, "Consecutive updates below the start before warning.")
+    obs_rms_max: float = _f(100.0, "Warn when the network's inputs have a root mean square above this.")
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,14 @@ def rules_for(config: DiagnosticsConfig, method: Method | None = None) -> list[R
              "gradients explode: lower the learning rate, check the reward scale and "
              "observation normalization, keep max_grad_norm", c.grad_norm_patience,
              lambda v, m: v > c.grad_norm_max, threshold=c.grad_norm_max),
+        Rule("return_falling", "episode_return_mean",
+             f"mean episode return more than {c.return_drop} start spreads below its start",
+             "the policy gets worse as it trains: check the sign of the advantages and of the loss, the reward's "
+             "sign, and lower the learning rate", c.return_drop_patience,
+             lambda v, m: m.get("_return_drop", -math.inf) > c.return_drop, worst="min"),
+        Rule("obs_scale_high", "obs_rms", f"network inputs with a root mean square above {c.obs_rms_max}",
+             "observations are large and not normalized: set norm_obs, or scale them in the env", 1,
+             lambda v, m: v > c.obs_rms_max, threshold=c.obs_rms_max),
         NON_FINITE,
     ]  # fmt: skip
     return [rule for rule in rules if method is None or rule.applies_to(method)]
@@ -174,6 +182,7 @@ class Diagnostics:
     streaks: dict[str, int] = field(default_factory=dict)
     episodes: list[Episode] = field(default_factory=list)
     initial_entropy: float | None = None
+    initial_return: tuple[float, float] | None = None  # the first update's mean return, and its spread
 
     def __post_init__(self) -> None:
         self.rules = rules_for(self.config, self.method)
@@ -189,6 +198,11 @@ class Diagnostics:
         extra["_progress"] = progress
         if self.initial_entropy is not None and self.initial_entropy > 0:  # Gaussians can go negative
             extra["_entropy_ratio"] = entropy / self.initial_entropy
+        mean = metrics.get("episode_return_mean", math.nan)
+        if self.initial_return is None and math.isfinite(mean):
+            self.initial_return = (mean, return_spread(mean, metrics.get("episode_return_std", math.nan)))
+        if self.initial_return is not None:
+            extra["_return_drop"] = (self.initial_return[0] - mean) / self.initial_return[1]  # NaN: no episode
         return observe_rules(self.rules, self.streaks, self.episodes, update, extra, in_tail)
 
     def summary(self) -> dict[str, Any]:
@@ -201,6 +215,7 @@ class Diagnostics:
             "streaks": dict(self.streaks),
             "episodes": [asdict(e) for e in self.episodes],
             "initial_entropy": self.initial_entropy,
+            "initial_return": None if self.initial_return is None else list(self.initial_return),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -217,6 +232,17 @@ class Diagnostics:
         if entropy is not None and not (isinstance(entropy, float) and math.isfinite(entropy)):
             raise CheckpointError(f"checkpoint: diagnostics.initial_entropy is {entropy!r}; expected none or a number")
         self.initial_entropy = entropy
+        start = state.get("initial_return")  # checkpoints before the return rule have none
+        if start is not None and not (isinstance(start, list) and len(start) == 2
+                                      and all(isinstance(v, float) and math.isfinite(v) for v in start)):  # fmt: skip
+            raise CheckpointError(f"checkpoint: diagnostics.initial_return is {start!r}; expected none or two numbers")
+        self.initial_return = None if start is None else (start[0], start[1])
+
+
+def return_spread(mean: float, std: float) -> float:
+    """The unit of the return rule: the start's spread of episode returns, at least 5% of its mean
+    (an env whose first episodes all score the same, Acrobot's -500, has no spread) and 1e-6."""
+    return max(std if math.isfinite(std) else 0.0, 0.05 * abs(mean), 1e-6)
 
 
 def replay(config: RunConfig, lines: Iterable[Mapping[str, float | None]]) -> Diagnostics:

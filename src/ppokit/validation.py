@@ -206,7 +206,8 @@ def _validate_policy(policy: PolicyConfig) -> None:
 
 
 def _validate_diagnostics(d: DiagnosticsConfig) -> None:
-    for name in ("kl_patience", "clip_fraction_patience", "explained_variance_patience", "grad_norm_patience"):
+    for name in ("kl_patience", "clip_fraction_patience", "explained_variance_patience", "grad_norm_patience",
+                 "return_drop_patience"):  # fmt: skip
         _positive_int(name, getattr(d, name))
     _in_range("kl_max", d.kl_max, 0.0, math.inf, True, True)
     _in_range("clip_fraction_min", d.clip_fraction_min, 0.0, 1.0, False, False)
@@ -215,6 +216,8 @@ def _validate_diagnostics(d: DiagnosticsConfig) -> None:
     _in_range("entropy_collapse_before", d.entropy_collapse_before, 0.0, 1.0, False, False)
     _in_range("grad_norm_max", d.grad_norm_max, 0.0, math.inf, True, True)
     _in_range("value_warmup", d.value_warmup, 0.0, 1.0, False, False)
+    _in_range("return_drop", d.return_drop, 0.0, math.inf, True, True)
+    _in_range("obs_rms_max", d.obs_rms_max, 0.0, math.inf, True, True)
     if d.clip_fraction_min >= d.clip_fraction_max:
         raise ConfigError(
             "clip_fraction_min", f"{d.clip_fraction_min} must be below clip_fraction_max ({d.clip_fraction_max})"

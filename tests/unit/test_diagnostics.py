@@ -16,6 +16,7 @@ HEALTHY = {
     "entropy": 0.6,
     "grad_norm": 1.0,
     "loss": 0.1,
+    "obs_rms": 1.0,
 }
 
 
@@ -35,6 +36,7 @@ def feed(diag: Diagnostics, rows: list[dict[str, float]], progress: float = 0.5,
         ("value_broken", "explained_variance", -0.5, 5),
         ("grad_norm_exploding", "grad_norm", 500.0, 2),
         ("non_finite", "loss", math.nan, 1),
+        ("obs_scale_high", "obs_rms", 500.0, 1),
     ],
 )
 def test_rule_fires_after_patience_once_per_episode(rule: str, metric: str, bad: float, patience: int) -> None:
@@ -122,3 +124,38 @@ def test_a_loss_never_logged_is_not_non_finite() -> None:
     diag = Diagnostics(DiagnosticsConfig())
     assert diag.observe(1, {"approx_kl": 0.01}, 0.5, False) == []
     assert len(diag.observe(2, {"approx_kl": 0.01, "loss": math.nan}, 0.5, False)) == 1
+
+
+def _returns(diag: Diagnostics, means: list[float], std: float = 5.0) -> list[str]:
+    return feed(diag, [{"episode_return_mean": m, "episode_return_std": std} for m in means])
+
+
+def test_return_rule_fires_when_the_return_stays_below_its_start() -> None:
+    # Start 20 +- 5: 10 is two spreads below; three updates there warn once (patience 3).
+    fired = _returns(Diagnostics(DiagnosticsConfig()), [20.0, 10.0, 10.0, 10.0, 10.0])
+    assert len(fired) == 1 and "update 4:" in fired[0] and "sign of the advantages" in fired[0]
+    # A dip of under one spread, or one that recovers before the patience, is no warning.
+    assert _returns(Diagnostics(DiagnosticsConfig()), [20.0, 16.0, 16.0, 16.0, 16.0]) == []
+    assert _returns(Diagnostics(DiagnosticsConfig()), [20.0, 10.0, 10.0, 30.0, 10.0, 10.0]) == []
+    # An update without a finished episode (NaN) breaks the streak, as any undefined metric.
+    assert _returns(Diagnostics(DiagnosticsConfig()), [20.0, 10.0, 10.0, math.nan, 10.0, 10.0]) == []
+
+
+def test_return_rule_spread_has_a_floor_when_every_first_episode_scores_the_same() -> None:
+    # Acrobot's untrained policy times out at -500 every episode: spread 0, floored at 5% (25).
+    assert _returns(Diagnostics(DiagnosticsConfig()), [-500.0] * 8, std=0.0) == []
+    assert len(_returns(Diagnostics(DiagnosticsConfig(return_drop_patience=1)), [-500.0, -530.0], std=0.0)) == 1
+    assert _returns(Diagnostics(DiagnosticsConfig(return_drop_patience=1)), [-500.0, -520.0], std=0.0) == []
+
+
+def test_return_rule_start_survives_a_checkpoint_and_old_checkpoints_load() -> None:
+    a = Diagnostics(DiagnosticsConfig())
+    _returns(a, [20.0, 10.0])
+    b = Diagnostics(DiagnosticsConfig())
+    b.load_state_dict(a.state_dict())
+    assert b.initial_return == (20.0, 5.0)
+    assert len(feed(b, [{"episode_return_mean": 10.0}] * 2)) == 1  # the streak of 1 goes on to 3
+    old = {k: v for k, v in a.state_dict().items() if k != "initial_return"}
+    c = Diagnostics(DiagnosticsConfig())
+    c.load_state_dict(old)
+    assert c.initial_return is None

@@ -269,9 +269,11 @@ def _collect_batch(run: Run, settings: AdvantageSettings) -> tuple[Episodes, Bat
 
 
 def _update_metrics(method: Method, state: TrainState, batch: Batch) -> dict[str, float]:
-    """Per-update metrics of the rollout: the critic's fit and the value targets' scale
-    (methods with a critic only)."""
+    """Per-update metrics of the rollout: the scale of the network's inputs (vectors); the
+    critic's fit and the value targets' scale (methods with a critic only)."""
     metrics = {"time_elapsed": state.train_time, "update": float(state.update)}
+    if batch.obs.is_floating_point():  # the network's inputs (normalized, if norm_obs); pixels are scaled inside
+        metrics["obs_rms"] = float(batch.obs[batch.mask.bool()].double().square().mean().sqrt())
     if not method.critic:
         return metrics
     targets = batch.returns[batch.mask.bool()].double()
