@@ -156,20 +156,26 @@ class DiagnosticsConfig:
     health_checks: bool = _f(True, "Watch the metrics during training and warn with advice.")
     kl_max: float = _f(0.05, "Warn when approx KL exceeds this.")
     kl_patience: int = _f(2, "Consecutive updates above kl_max before warning.")
-    clip_fraction_min: float = _f(0.001, "Warn when the clip fraction stays below this (clipping never binds).")
+    clip_fraction_min: float = _f(
+        0.001, "Warn when the clip fraction stays below this (clipping never binds) and the policy has not moved..."
+    )
+    moved_kl_min: float = _f(0.001, "...this KL from its start (kl_from_init): updates too small to learn.")
     clip_fraction_max: float = _f(0.4, "Warn when the clip fraction stays above this (drift).")
     clip_fraction_patience: int = _f(10, "Consecutive updates outside the clip-fraction band before warning.")
-    explained_variance_min: float = _f(0.0, "Warn when explained variance stays below this.")
+    explained_variance_min: float = _f(-0.2, "Warn when explained variance stays below this...")
+    value_corr_min: float = _f(0.1, "...and the values' correlation with their targets below this.")
     explained_variance_patience: int = _f(5, "Consecutive updates below explained_variance_min before warning.")
+    value_step_min: float = _f(1e-4, "Warn when updates move the values by less than this (value_step).")
+    value_step_patience: int = _f(3, "Consecutive updates below value_step_min before warning.")
     value_warmup: float = _f(
         0.1, "Fraction of training before the explained-variance rule applies (the critic starts untrained)."
     )
     entropy_collapse_ratio: float = _f(0.1, "Warn when entropy falls below this fraction of its start...")
     entropy_collapse_before: float = _f(0.25, "...within this fraction of training.")
-    grad_norm_max: float = _f(50.0, "Warn when the gradient norm (before clipping) exceeds this.")
+    grad_norm_max: float = _f(1000.0, "Warn when the gradient norm (before clipping) exceeds this.")
     grad_norm_patience: int = _f(2, "Consecutive updates above grad_norm_max before warning.")
     return_drop: float = _f(
-        1.0, "Warn when the mean episode return falls this many start spreads below its start (the policy gets worse)."
+        0.5, "Warn when the mean episode return falls this many start spreads below its start (the policy gets worse)."
     )
     return_drop_patience: int = _f(3, "Consecutive updates below the start before warning.")
     obs_rms_max: float = _f(100.0, "Warn when the network's inputs have a root mean square above this.")

@@ -65,27 +65,37 @@ def rules_for(config: DiagnosticsConfig, method: Method | None = None) -> list[R
              "the policy moves too far per update: lower the learning rate or clip_coef, "
              "fewer epochs, or set target_kl", c.kl_patience,
              lambda v, m: v > c.kl_max, skip_in_tail=True, threshold=c.kl_max),
-        Rule("clip_fraction_low", "clip_fraction", f"clip fraction below {c.clip_fraction_min}",
-             "clipping never binds, updates are tiny: raise the learning rate or the epochs",
-             c.clip_fraction_patience, lambda v, m: v < c.clip_fraction_min, skip_in_tail=True, needs="clips",
-             threshold=c.clip_fraction_min, worst="min"),
+        Rule("clip_fraction_low", "clip_fraction",
+             f"clip fraction below {c.clip_fraction_min} with the policy within KL {c.moved_kl_min} of its start",
+             "clipping never binds and the policy has barely moved: updates are too small to learn, raise the "
+             "learning rate or the epochs", c.clip_fraction_patience,
+             lambda v, m: v < c.clip_fraction_min and m.get("kl_from_init", 0.0) < c.moved_kl_min,
+             skip_in_tail=True, needs="clips", threshold=c.clip_fraction_min, worst="min"),
         Rule("clip_fraction_high", "clip_fraction", f"clip fraction above {c.clip_fraction_max}",
              "the policy drifts out of the trust region: lower the learning rate or the epochs",
              c.clip_fraction_patience, lambda v, m: v > c.clip_fraction_max, skip_in_tail=True, needs="clips",
              threshold=c.clip_fraction_max),
         Rule("value_broken", "explained_variance",
-             f"explained variance below {c.explained_variance_min}",
-             "the value function predicts worse than a constant: check value_loss and the "
-             "reward scale (try norm_reward), vf_coef, or clip_vloss off",
+             f"explained variance below {c.explained_variance_min} with the values' correlation to their targets "
+             f"below {c.value_corr_min}",
+             "the value function predicts worse than a constant and does not track its targets: check value_loss "
+             "and its sign, the value targets, the reward scale (try norm_reward), or clip_vloss off",
              c.explained_variance_patience,
-             lambda v, m: v < c.explained_variance_min and m.get("_progress", 1.0) >= c.value_warmup
-             and _targets_vary(m), needs="critic", threshold=c.explained_variance_min, worst="min"),
+             lambda v, m: v < c.explained_variance_min and m.get("value_corr", -1.0) < c.value_corr_min
+             and m.get("_progress", 1.0) >= c.value_warmup and _targets_vary(m), needs="critic",
+             threshold=c.explained_variance_min, worst="min"),
+        Rule("critic_frozen", "value_step", f"updates move the values by less than {c.value_step_min} of the "
+             "targets' spread", "the critic does not learn: vf_coef is 0, its parameters get no gradient (a "
+             "detached value, parameters left out of the optimizer), or the learning rate is far too small", c.value_step_patience,
+             lambda v, m: v < c.value_step_min, skip_in_tail=True, needs="critic", threshold=c.value_step_min,
+             worst="min"),
         Rule("entropy_collapse", "entropy",
              f"entropy below {c.entropy_collapse_ratio} of its start in the first "
-             f"{c.entropy_collapse_before:.0%} of training",
-             "the policy turned deterministic early and stops exploring: raise ent_coef",
+             f"{c.entropy_collapse_before:.0%} of training, the return no better than at the start",
+             "the policy turned deterministic early, before it got better, and stops exploring: raise ent_coef",
              1, lambda v, m: m.get("_entropy_ratio", 1.0) < c.entropy_collapse_ratio
-             and m.get("_progress", 1.0) < c.entropy_collapse_before, worst="min"),
+             and m.get("_progress", 1.0) < c.entropy_collapse_before and not m.get("_return_drop", 0.0) <= -1.0,
+             worst="min"),
         Rule("grad_norm_exploding", "grad_norm", f"grad norm above {c.grad_norm_max}",
              "gradients explode: lower the learning rate, check the reward scale and "
              "observation normalization, keep max_grad_norm", c.grad_norm_patience,
@@ -94,7 +104,8 @@ def rules_for(config: DiagnosticsConfig, method: Method | None = None) -> list[R
              f"mean episode return more than {c.return_drop} start spreads below its start",
              "the policy gets worse as it trains: check the sign of the advantages and of the loss, the reward's "
              "sign, and lower the learning rate", c.return_drop_patience,
-             lambda v, m: m.get("_return_drop", -math.inf) > c.return_drop, worst="min"),
+             lambda v, m: m.get("_return_drop", -math.inf) > c.return_drop and m.get("_return_z", 0.0) > RETURN_Z,
+             worst="min"),
         Rule("obs_scale_high", "obs_rms", f"network inputs with a root mean square above {c.obs_rms_max}",
              "observations are large and not normalized: set norm_obs, or scale them in the env", 1,
              lambda v, m: v > c.obs_rms_max, threshold=c.obs_rms_max),
@@ -182,7 +193,7 @@ class Diagnostics:
     streaks: dict[str, int] = field(default_factory=dict)
     episodes: list[Episode] = field(default_factory=list)
     initial_entropy: float | None = None
-    initial_return: tuple[float, float] | None = None  # the first update's mean return, and its spread
+    return_start: ReturnStart = field(default_factory=lambda: ReturnStart())
 
     def __post_init__(self) -> None:
         self.rules = rules_for(self.config, self.method)
@@ -198,11 +209,12 @@ class Diagnostics:
         extra["_progress"] = progress
         if self.initial_entropy is not None and self.initial_entropy > 0:  # Gaussians can go negative
             extra["_entropy_ratio"] = entropy / self.initial_entropy
-        mean = metrics.get("episode_return_mean", math.nan)
-        if self.initial_return is None and math.isfinite(mean):
-            self.initial_return = (mean, return_spread(mean, metrics.get("episode_return_std", math.nan)))
-        if self.initial_return is not None:
-            extra["_return_drop"] = (self.initial_return[0] - mean) / self.initial_return[1]  # NaN: no episode
+        episodes = (metrics.get("episodes", 0.0), metrics.get("episode_return_mean", math.nan),
+                    metrics.get("episode_return_std", math.nan))  # fmt: skip
+        if self.return_start.ready and episodes[0] > 0:
+            extra["_return_drop"], extra["_return_z"] = return_drop(self.return_start, *episodes)
+        elif episodes[0] > 0:
+            self.return_start.add(*episodes)
         return observe_rules(self.rules, self.streaks, self.episodes, update, extra, in_tail)
 
     def summary(self) -> dict[str, Any]:
@@ -215,7 +227,7 @@ class Diagnostics:
             "streaks": dict(self.streaks),
             "episodes": [asdict(e) for e in self.episodes],
             "initial_entropy": self.initial_entropy,
-            "initial_return": None if self.initial_return is None else list(self.initial_return),
+            "return_start": [self.return_start.count, self.return_start.mean, self.return_start.m2],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -232,17 +244,53 @@ class Diagnostics:
         if entropy is not None and not (isinstance(entropy, float) and math.isfinite(entropy)):
             raise CheckpointError(f"checkpoint: diagnostics.initial_entropy is {entropy!r}; expected none or a number")
         self.initial_entropy = entropy
-        start = state.get("initial_return")  # checkpoints before the return rule have none
-        if start is not None and not (isinstance(start, list) and len(start) == 2
-                                      and all(isinstance(v, float) and math.isfinite(v) for v in start)):  # fmt: skip
-            raise CheckpointError(f"checkpoint: diagnostics.initial_return is {start!r}; expected none or two numbers")
-        self.initial_return = None if start is None else (start[0], start[1])
+        start = state.get("return_start", [0.0, 0.0, 0.0])  # checkpoints before the return rule have none
+        if not (isinstance(start, list) and len(start) == 3 and all(isinstance(v, float) for v in start)
+                and all(math.isfinite(v) for v in start) and start[0] >= 0 and start[2] >= 0):  # fmt: skip
+            raise CheckpointError(f"checkpoint: diagnostics.return_start is {str(start)[:60]}; expected [count >= 0, "
+                                  "mean, sum of squares >= 0]")  # fmt: skip
+        self.return_start = ReturnStart(*start)
 
 
-def return_spread(mean: float, std: float) -> float:
-    """The unit of the return rule: the start's spread of episode returns, at least 5% of its mean
-    (an env whose first episodes all score the same, Acrobot's -500, has no spread) and 1e-6."""
-    return max(std if math.isfinite(std) else 0.0, 0.05 * abs(mean), 1e-6)
+START_EPISODES = 10  # episodes pooled into the return rule's start
+RETURN_Z = 3.0  # standard errors a drop below the start must also be (no warning from noise)
+
+
+@dataclass
+class ReturnStart:
+    """The return rule's reference: the returns of the run's first episodes, pooled update by
+    update until there are ``START_EPISODES``: their count, mean and sum of squared deviations."""
+
+    count: float = 0.0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return self.count >= START_EPISODES
+
+    @property
+    def spread(self) -> float:
+        """The start's standard deviation, at least 5% of its mean (Acrobot's untrained policy times
+        out at -500 every episode: no spread) and 1e-6."""
+        return max(math.sqrt(self.m2 / self.count) if self.count else 0.0, 0.05 * abs(self.mean), 1e-6)
+
+    def add(self, n: float, mean: float, std: float) -> None:
+        """Pool ``n`` episodes of mean ``mean`` and standard deviation ``std`` (Chan et al.'s merge)."""
+        total = self.count + n
+        delta = mean - self.mean
+        self.m2 += n * (std**2 if math.isfinite(std) else 0.0) + delta**2 * self.count * n / total
+        self.mean += delta * n / total
+        self.count = total
+
+
+def return_drop(start: ReturnStart, n: float, mean: float, std: float) -> tuple[float, float]:
+    """How far an update's mean return (of ``n`` episodes) lies below the start: in the start's
+    spreads, and in standard errors of the difference (Welch's; one episode: the start's spread)."""
+    spread = start.spread
+    variance = std**2 if n >= 2 and math.isfinite(std) else spread**2
+    error = math.sqrt(spread**2 / start.count + variance / n)
+    return (start.mean - mean) / spread, (start.mean - mean) / max(error, 1e-12)
 
 
 def replay(config: RunConfig, lines: Iterable[Mapping[str, float | None]]) -> Diagnostics:

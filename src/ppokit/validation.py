@@ -207,7 +207,7 @@ def _validate_policy(policy: PolicyConfig) -> None:
 
 def _validate_diagnostics(d: DiagnosticsConfig) -> None:
     for name in ("kl_patience", "clip_fraction_patience", "explained_variance_patience", "grad_norm_patience",
-                 "return_drop_patience"):  # fmt: skip
+                 "return_drop_patience", "value_step_patience"):  # fmt: skip
         _positive_int(name, getattr(d, name))
     _in_range("kl_max", d.kl_max, 0.0, math.inf, True, True)
     _in_range("clip_fraction_min", d.clip_fraction_min, 0.0, 1.0, False, False)
@@ -217,6 +217,9 @@ def _validate_diagnostics(d: DiagnosticsConfig) -> None:
     _in_range("grad_norm_max", d.grad_norm_max, 0.0, math.inf, True, True)
     _in_range("value_warmup", d.value_warmup, 0.0, 1.0, False, False)
     _in_range("return_drop", d.return_drop, 0.0, math.inf, True, True)
+    _in_range("value_corr_min", d.value_corr_min, -1.0, 1.0, False, False)
+    _in_range("value_step_min", d.value_step_min, 0.0, math.inf, False, True)
+    _in_range("moved_kl_min", d.moved_kl_min, 0.0, math.inf, False, True)
     _in_range("obs_rms_max", d.obs_rms_max, 0.0, math.inf, True, True)
     if d.clip_fraction_min >= d.clip_fraction_max:
         raise ConfigError(

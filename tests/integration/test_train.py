@@ -297,7 +297,7 @@ def test_broken_learning_rate_fires_health_warnings(tmp_path: Path, capsys: pyte
 
 def test_replaying_a_runs_metrics_gives_its_diagnostics_and_other_thresholds_their_own(tmp_path: Path) -> None:
     config = tiny_config(tmp_path / "run", learning_rate=0.1, anneal_lr=False, max_grad_norm=100.0, total_steps=64 * 40,
-                         clip_fraction_max=0.2, clip_fraction_patience=2)  # fmt: skip
+                         clip_fraction_max=0.2, clip_fraction_patience=2, grad_norm_max=1.0)  # fmt: skip
     ppokit.train(config)
     folder = tmp_path / "run"
     lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ppokit.core import losses
-from ppokit.core.metrics import explained_variance
+from ppokit.core.metrics import correlation, explained_variance
 from ppokit.core.reduce import masked_mean
 from ppokit.core.reduce import masked_whiten as normalize_advantages
 
@@ -303,3 +303,24 @@ def test_explained_variance_nothing_masked_in_is_nan() -> None:
 def test_explained_variance_returns_python_float() -> None:
     y = t64(1.0, 2.0, 4.0)
     assert isinstance(explained_variance(y * 0.5, y, torch.ones(3)), float)
+
+
+# --- correlation (value_corr) -------------------------------------------------------------------
+
+
+def test_correlation_ignores_scale_and_sign_shows() -> None:
+    y = t64(1.0, 2.0, 4.0, 8.0)
+    assert correlation(0.01 * y - 3.0, y, torch.ones(4)) == pytest.approx(1.0)  # tracks, far too small
+    assert correlation(-y, y, torch.ones(4)) == pytest.approx(-1.0)
+
+
+def test_correlation_by_hand() -> None:
+    # y = [1, 2, 3], pred = [1, 3, 2]: centred [-1, 0, 1] and [-1, 1, 0]: 1 / sqrt(2 * 2) = 0.5
+    assert correlation(t64(1.0, 3.0, 2.0), t64(1.0, 2.0, 3.0), torch.ones(3)) == pytest.approx(0.5)
+
+
+def test_correlation_masked_and_constant_sides() -> None:
+    mask = t64(1, 1, 1, 0)
+    assert correlation(t64(1.0, 2.0, 3.0, -50.0), t64(2.0, 4.0, 6.0, 100.0), mask) == pytest.approx(1.0)
+    assert math.isnan(correlation(t64(4.0, 4.0, 4.0), t64(1.0, 2.0, 3.0), torch.ones(3)))  # a constant critic
+    assert math.isnan(correlation(t64(1.0, 2.0), t64(3.0, 1.0), torch.zeros(2)))

@@ -242,6 +242,6 @@ def test_batch_diagnostics_of_frames_run_in_chunks_with_the_same_result(monkeypa
     original = policy.forward
     monkeypatch.setattr(policy, "forward", lambda x: calls.append(len(x)) or original(x))
     monkeypatch.setattr(objective, "CHUNK_BYTES", 3 * 4 * 84 * 84)  # three frames a pass
-    chunked = objective.batch_params(policy, frames)
+    chunked = objective.batch_forward(policy, frames)[0]
     assert calls == [3, 3, 3, 1]
     torch.testing.assert_close(chunked, original(frames)[0])

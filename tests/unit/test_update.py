@@ -41,6 +41,7 @@ METRIC_KEYS = {
     "loss",
     "minibatch_steps",
     "kl_early_stop",
+    "value_step",
 }
 
 
@@ -369,3 +370,16 @@ def test_compiled_minibatch_loss_trains_like_the_eager_one(kind: str) -> None:
     torch.testing.assert_close(flat_params(compiled), flat_params(eager), rtol=1e-4, atol=1e-5)
     for key in METRIC_KEYS:
         assert results[1][key] == pytest.approx(results[0][key], rel=1e-3, abs=1e-5), key
+
+
+def test_value_step_by_hand_and_a_frozen_critic_reads_zero() -> None:
+    from ppokit.classic.objective import value_step
+
+    # new - old = [1, 2]: RMS sqrt(5 / 2); targets [0, 2]: population std 1.
+    step = value_step(torch.tensor([1.0, 2.0]), torch.zeros(2), torch.tensor([0.0, 2.0]), torch.ones(2))
+    assert step == pytest.approx(math.sqrt(2.5))
+    assert math.isnan(value_step(torch.ones(2), torch.zeros(2), torch.full((2,), 3.0), torch.ones(2)))
+    # vf_coef 0 with separate trunks: the critic's parameters get no gradient, its values stay put.
+    frozen = run_update(make_policy(), make_batch(make_policy()), AlgoConfig(vf_coef=0.0, update_epochs=2))
+    learning = run_update(make_policy(), make_batch(make_policy()), AlgoConfig(update_epochs=2))
+    assert frozen["value_step"] < 1e-6 < 1e-3 < learning["value_step"]

@@ -9,6 +9,7 @@ function is pure in its arguments, so ``torch.compile`` can take it (``RunConfig
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -58,27 +59,42 @@ def make_minibatch_loss(method: Method, algo: AlgoConfig) -> MinibatchLoss:
 CHUNK_BYTES = 8 << 20  # the observations of one no-grad forward pass over a batch, at most
 
 
-def batch_params(policy: ActorCritic, obs: Tensor) -> Tensor:
-    """The head's parameters for a whole batch, in chunks of at most ``CHUNK_BYTES`` of
-    observations: one pass for vector observations (the whole batch fits), a few for frames,
-    whose float copies and activations would otherwise be the run's peak memory."""
+def batch_forward(policy: ActorCritic, obs: Tensor) -> tuple[Tensor, Tensor]:
+    """The head's parameters and the values for a whole batch, in chunks of at most
+    ``CHUNK_BYTES`` of observations: one pass for vector observations (the whole batch fits), a
+    few for frames, whose float copies and activations would otherwise be the run's peak memory."""
     rows = max(1, CHUNK_BYTES // max(1, obs[0].numel() * obs.element_size())) if len(obs) else 1
     if rows >= len(obs):
-        params: Tensor = policy(obs)[0]
-        return params
-    return torch.cat([policy(obs[i : i + rows])[0] for i in range(0, len(obs), rows)])
+        whole: tuple[Tensor, Tensor] = policy(obs)
+        return whole
+    chunks = [policy(obs[i : i + rows]) for i in range(0, len(obs), rows)]
+    return torch.cat([p for p, _ in chunks]), torch.cat([v for _, v in chunks])
 
 
 @torch.no_grad()
-def kl_after_update(policy: ActorCritic, batch: Batch, initial: ActorCritic | None) -> dict[str, float]:
+def kl_after_update(policy: ActorCritic, batch: Batch, initial: ActorCritic | None,
+                    critic: bool = True) -> dict[str, float]:  # fmt: skip
     """``approx_kl_final``: KL(pi_old || pi_new) over the whole batch after the update (k3);
     with ``initial`` (the frozen initial policy) ``kl_from_init``: the exact
-    KL(pi_new || pi_initial) averaged over the batch's states. One forward pass each (chunked
-    for frames: ``batch_params``)."""
-    params = batch_params(policy, batch.obs)
+    KL(pi_new || pi_initial) averaged over the batch's states; for a method with a critic
+    ``value_step``: how far the update moved the values, RMS(V_new - V_old) over the value
+    targets' standard deviation (0: a critic that does not learn). One forward pass each
+    (chunked for frames: ``batch_forward``)."""
+    params, values = batch_forward(policy, batch.obs)
     log_ratio = policy.head.log_prob(params, batch.actions) - batch.logprobs
     metrics = {"approx_kl_final": float(masked_mean(kl.k3(log_ratio), batch.mask))}
     if initial is not None:
-        initial_params = batch_params(initial, batch.obs)
+        initial_params = batch_forward(initial, batch.obs)[0]
         metrics["kl_from_init"] = float(masked_mean(policy.head.kl(params, initial.head, initial_params), batch.mask))
+    if critic:
+        metrics["value_step"] = value_step(values, batch.values, batch.returns, batch.mask)
     return metrics
+
+
+def value_step(new: Tensor, old: Tensor, targets: Tensor, mask: Tensor) -> float:
+    """RMS(new - old) / std(targets) over the masked samples; NaN when the targets are constant."""
+    m = mask.bool()
+    spread = targets[m].double().std(unbiased=False)
+    if not spread > 0:
+        return math.nan
+    return float((new[m].double() - old[m].double()).square().mean().sqrt() / spread)

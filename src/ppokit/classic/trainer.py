@@ -32,7 +32,7 @@ from ppokit.config import EnvConfig, RunConfig, to_dict
 from ppokit.core.advantages import AdvantageSettings
 from ppokit.core.kl import adapt_clip_coef, adapt_kl_coef
 from ppokit.core.losses import Coefs
-from ppokit.core.metrics import explained_variance
+from ppokit.core.metrics import correlation, explained_variance
 from ppokit.core.update import UpdatePlan
 from ppokit.diagnostics import in_annealing_tail
 from ppokit.errors import ConfigError, NonFiniteEnvError, NonFiniteError
@@ -183,7 +183,7 @@ def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
             retarget = partial(recomputed_targets, run.buf, run.method, settings) if algo.recompute_advantages else None
             metrics = update_policy(state.policy, state.optimizer, batch, loss_fn=run.loss_fn, coefs=coefs,
                                     plan=plan, generator=state.rng.shuffle, initial=state.initial_policy,
-                                    retarget=retarget)  # fmt: skip
+                                    retarget=retarget, critic=run.method.critic)  # fmt: skip
             elapsed = time.perf_counter() - start
             _adapt_coefficients(config, run.method, state, metrics)
             state.update += 1
@@ -279,6 +279,7 @@ def _update_metrics(method: Method, state: TrainState, batch: Batch) -> dict[str
     targets = batch.returns[batch.mask.bool()].double()
     return metrics | {
         "explained_variance": explained_variance(batch.values, batch.returns, batch.mask),
+        "value_corr": correlation(batch.values, batch.returns, batch.mask),
         "value_target_mean": float(targets.mean()) if targets.numel() else math.nan,
         "value_target_std": float(targets.std(unbiased=False)) if targets.numel() else math.nan,
     }

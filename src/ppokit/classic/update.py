@@ -34,12 +34,14 @@ def update_policy(
     generator: torch.Generator,
     initial: ActorCritic | None = None,
     retarget: Retarget | None = None,
+    critic: bool = True,
 ) -> dict[str, float]:
     """Run the epochs of ``plan``; return the metrics averaged over the minibatch steps taken,
     ``minibatch_steps``, ``kl_early_stop``, and the KL the update caused (``kl_after_update``).
 
     ``retarget(policy)``, if given, returns fresh flat ``(advantages, returns)`` under the
-    current critic; it runs before every epoch after the first (recomputed advantages)."""
+    current critic; it runs before every epoch after the first (recomputed advantages).
+    ``critic``: whether the method has one (then ``value_step`` says how far its values moved)."""
     if not bool(batch.mask.any()):
         # Every step was an autoreset step (one-step episodes, T = 1): no data, no step,
         # since even a zero gradient would move Adam's parameters through its momentum.
@@ -53,4 +55,4 @@ def update_policy(
     result = run_epochs(batch, lambda mb: loss_fn(policy, mb, coefs), optimizer, plan, generator,
                         before_epoch if retarget is not None else None)  # fmt: skip
     metrics = result.metrics | {"minibatch_steps": float(result.steps), "kl_early_stop": float(result.early_stop)}
-    return metrics | kl_after_update(policy, batch, initial)
+    return metrics | kl_after_update(policy, batch, initial, critic)

@@ -50,3 +50,17 @@ def explained_variance(y_pred: Tensor, y_true: Tensor, mask: Tensor) -> float:
     if var_y == 0:
         return float("nan")
     return float(1.0 - (y - p).var(unbiased=False) / var_y)
+
+
+def correlation(y_pred: Tensor, y_true: Tensor, mask: Tensor) -> float:
+    """Pearson's correlation of ``y_pred`` and ``y_true`` over the masked samples: whether the
+    predictions track the targets at all, whatever their scale (a critic that learns follows its
+    targets' ups and downs long before it fits their size). NaN when either side is constant or
+    nothing is unmasked."""
+    m = mask.bool()
+    y, p = y_true[m].double(), y_pred[m].double()
+    if y.numel() == 0:
+        return float("nan")
+    y, p = y - y.mean(), p - p.mean()
+    scale = torch.sqrt(y.square().sum() * p.square().sum())
+    return float((y * p).sum() / scale) if scale > 0 else float("nan")
