@@ -42,6 +42,29 @@ def test_merge_of_two_halves_by_hand() -> None:
     _assert_same_stats(swapped, merged, rtol=1e-15)
 
 
+def test_since_undoes_a_merge_by_hand() -> None:
+    # [1, 3, 5, 7, 9] (mean 5, var 8) since [1, 3] (mean 2, var 1) is [5, 7, 9]: mean 7, var 8/3.
+    whole, first = MeanVar.of(np.array([1.0, 3.0, 5.0, 7.0, 9.0]), ()), MeanVar.of(np.array([1.0, 3.0]), ())
+    rest = whole.since(first)
+    assert rest.count == 3.0 and float(rest.mean) == pytest.approx(7.0) and float(rest.var) == pytest.approx(8 / 3)
+    assert whole.since(whole).count == 0.0  # nothing new
+
+
+def test_since_of_several_processes_merges_back_to_the_union() -> None:
+    # Two processes start from one statistic and each update it with their own steps: the start
+    # merged with what each saw since is the statistic of everything (the union of the data).
+    gen = np.random.default_rng(3)
+    start_data, a_data, b_data = gen.normal(2, 3, (50, 4)), gen.normal(-1, 1, (30, 4)), gen.normal(5, 2, (70, 4))
+    start = MeanVar.of(start_data, (4,))
+    a, b = MeanVar(start.mean, start.var, start.count), MeanVar(start.mean, start.var, start.count)
+    for row in a_data:
+        a.update(row[None])
+    for row in b_data:
+        b.update(row[None])
+    merged = merge_all([start, a.since(start), b.since(start)], (4,))
+    _assert_same_stats(merged, MeanVar.of(np.concatenate([start_data, a_data, b_data]), (4,)), rtol=1e-10)
+
+
 def test_chan_merge_formula_by_hand() -> None:
     # (mean 2, var 1, n 2) and (mean 7, var 8/3, n 3): the [1, 3] + [5, 7, 9] of the test above.
     mean, var, count = chan_merge(np.array(2.0), np.array(1.0), 2.0, np.array(7.0), np.array(8.0 / 3.0), 3.0)

@@ -59,6 +59,20 @@ class MeanVar:
             return MeanVar(other.mean, other.var, other.count)
         return MeanVar(*chan_merge(self.mean, self.var, self.count, other.mean, other.var, other.count))
 
+    def since(self, earlier: MeanVar) -> MeanVar:
+        """The statistic of the data merged into ``earlier`` to make this one: ``merge`` undone
+        (``earlier.merge(self.since(earlier))`` is ``self``). Processes that start a rollout from
+        the same statistic exchange these, so that no one's history is counted twice. With
+        n = n_a + n_b, mu_b = (n mu - n_a mu_a) / n_b and, from Chan's formula,
+        var_b = (n var - n_a var_a - delta^2 n_a n_b / n) / n_b with delta = mu_b - mu_a."""
+        count = self.count - earlier.count
+        if count <= 0:
+            return MeanVar.empty(self.mean.shape)
+        mean = (self.count * self.mean - earlier.count * earlier.mean) / count
+        delta = mean - earlier.mean
+        m2 = self.count * self.var - earlier.count * earlier.var - delta * delta * earlier.count * count / self.count
+        return MeanVar(mean, np.maximum(m2 / count, 0.0), count)
+
     def update(self, x: np.ndarray) -> None:
         """Merge a batch ``[..., *shape]`` into this statistic, in place: ``merge`` with the
         batch's statistic, without building it (this runs once per env step)."""

@@ -1,0 +1,166 @@
+"""Several processes, one run: the collectives of data-parallel PPO (DD-PPO, Wijmans et al. 2020).
+
+Every process (rank) runs its own envs and a copy of the policy. After each rollout the ranks
+merge what their normalizers saw; in each minibatch step they average the flat gradient (one
+all-reduce, ``AveragedGradients``), so the parameters stay identical; the target-KL early stop
+reads the KL averaged over the ranks, so that every rank stops at the same step (a rank that
+stopped alone would leave the others waiting in an all-reduce). Metrics are reduced before they
+are logged, and only rank 0 writes.
+
+``Comm`` is what the trainer calls. ``Solo`` is one process: every collective is the identity,
+so a single-process run does exactly what it did before. ``TorchComm`` runs them on
+``torch.distributed``'s default process group (gloo on CPU, nccl on GPU), which ``init`` sets
+up from the variables ``torchrun`` exports.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from ppokit.core.normalize import MeanVar, RunningNorm, merge_all
+from ppokit.core.optim import FlatAdam
+from ppokit.errors import ConfigError
+from ppokit.runtime import Process
+
+TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+class Comm(Protocol):
+    """The collectives the trainer needs; every rank calls each one, in the same order."""
+
+    process: Process
+
+    def mean_(self, tensor: Tensor) -> Tensor: ...  # in place: the mean over the ranks
+    def all_gather(self, obj: Any) -> list[Any]: ...  # every rank's ``obj``, in rank order
+    def broadcast_(self, module: nn.Module) -> None: ...  # rank 0's parameters and buffers everywhere
+
+
+class Solo:
+    """One process: every collective is the identity."""
+
+    process = Process()
+
+    def mean_(self, tensor: Tensor) -> Tensor:
+        return tensor
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        return [obj]
+
+    def broadcast_(self, module: nn.Module) -> None:
+        return None
+
+
+class TorchComm:
+    """The collectives on torch.distributed's default process group."""
+
+    def __init__(self) -> None:
+        self.process = Process(dist.get_rank(), dist.get_world_size())
+
+    def mean_(self, tensor: Tensor) -> Tensor:
+        dist.all_reduce(tensor)
+        return tensor.div_(self.process.world_size)
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        gathered: list[Any] = [None] * self.process.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
+    def broadcast_(self, module: nn.Module) -> None:
+        with torch.no_grad():
+            for tensor in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(tensor.data, src=0)
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process was started by torchrun (or anything that exports its variables)."""
+    return all(name in os.environ for name in TORCHRUN_VARS)
+
+
+def init(device: str, timeout_s: float) -> TorchComm:
+    """Join the process group torchrun set up: gloo for CPU runs, nccl for CUDA. A rendezvous
+    that does not complete within ``timeout_s`` raises ConfigError (one line) instead of hanging."""
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    if device.startswith("cuda"):
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    except (RuntimeError, TimeoutError, dist.DistStoreError) as e:
+        where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+        raise ConfigError("nproc", f"the {os.environ.get('WORLD_SIZE')} processes did not meet at {where} within "
+                                   f"{timeout_s:.0f} s ({str(e).splitlines()[0][:120]})") from None  # fmt: skip
+    return TorchComm()
+
+
+def shutdown() -> None:
+    """Leave the process group tidily: a barrier first, so that no rank tears down while another
+    is still in a collective (torch aborts at exit otherwise: "terminate called without an active
+    exception")."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+class AveragedGradients:
+    """``FlatAdam`` whose gradient is averaged over the ranks before it is clipped: one
+    all-reduce of the flat gradient per minibatch step. Since each rank's loss is a mean over its
+    own minibatch of the same size, the average is the gradient of the mean loss over the union of
+    the minibatches; every rank then clips and steps the same gradient from the same parameters."""
+
+    def __init__(self, optimizer: FlatAdam, comm: Comm) -> None:
+        self.optimizer, self.comm = optimizer, comm
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad()
+
+    def clip_grad_norm(self, max_norm: float) -> Tensor:
+        self.comm.mean_(self.optimizer.grad)
+        return self.optimizer.clip_grad_norm(max_norm)
+
+    def step(self) -> None:
+        self.optimizer.step()
+
+
+def agreed_mean(comm: Comm, value: Tensor) -> Tensor:
+    """A scalar's mean over the ranks (the target-KL stop's KL), as a new float64 tensor."""
+    return comm.mean_(value.detach().to(torch.float64).reshape(1).clone())[0]
+
+
+def sync_normalizer(comm: Comm, norm: RunningNorm, before: MeanVar) -> None:
+    """Give every rank the same statistics after a rollout: ``before`` (the statistics every
+    rank started the rollout with) merged with the new data of every rank. Each rank sends the
+    statistic of its own new data only (``since``), so nothing is counted twice."""
+    if not norm.enabled:
+        return
+    news = comm.all_gather(norm.to_host().since(before))
+    norm.load_host(merge_all([before, *news], tuple(norm.mean.shape)))
+
+
+def mean_metrics(comm: Comm, metrics: dict[str, float]) -> dict[str, float]:
+    """Each metric's mean over the ranks (every rank logs the same keys; NaN stays NaN)."""
+    if comm.process.world_size == 1 or not metrics:
+        return metrics
+    keys = sorted(metrics)
+    values = comm.mean_(torch.tensor([metrics[k] for k in keys], dtype=torch.float64))
+    return dict(zip(keys, values.tolist(), strict=True))
+
+
+def rank_share(total: int, process: Process) -> int:
+    """This rank's part of ``total`` items dealt out round-robin (evaluation episodes)."""
+    return total // process.world_size + int(process.rank < total % process.world_size)
+
+
+def union(parts: list[list[Any]]) -> list[Any]:
+    """Every rank's list, concatenated in rank order."""
+    return [item for part in parts for item in part]
+
+
+def stats_close(a: MeanVar, b: MeanVar) -> bool:
+    """Whether two statistics agree to float64 rounding (tests, and a check after a resume)."""
+    return bool(np.allclose(a.mean, b.mean) and np.allclose(a.var, b.var) and np.isclose(a.count, b.count))
