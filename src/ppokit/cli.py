@@ -22,18 +22,61 @@ if not console.is_terminal:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from ppokit import parallel
     from ppokit.classic.trainer import train
+    from ppokit.io import checkpoint as ckpt
 
+    if args.nproc < 1:
+        raise ConfigError("nproc", f"{args.nproc}; allowed: an integer >= 1")
     if args.resume is not None:
         ignored = [*given_flags(args), *(["config"] if args.config else []), *(["preset"] if args.preset else [])]
         if ignored:
             raise ConfigError("resume", f"a resumed run keeps its saved config; drop {', '.join(ignored)}")
-        result = train(resume=args.resume)
+        config = None
+        device = ckpt.saved_config(ckpt.load(args.resume)).device  # the backend: gloo for CPU, nccl for CUDA
     else:
-        result = train(resolve_config(args).validate())
+        config = resolve_config(args).validate()
+        device = config.device
+    torchrun = parallel.launched_by_torchrun()
+    if args.nproc > 1 and not torchrun:
+        return _launch(args, config)
+    comm = parallel.init(device, args.rendezvous_timeout) if torchrun else None
+    try:
+        result = train(config, resume=args.resume, comm=comm)
+    finally:
+        if comm is not None:
+            parallel.shutdown()
+    if comm is not None and not comm.process.writes:
+        return 0
+    _print_result(result)
+    return 0
+
+
+def _launch(args: argparse.Namespace, config: RunConfig | None) -> int:
+    """``ppokit train --nproc N``: the same command under torchrun (``--standalone``: one machine,
+    a free port), which starts N processes and stops them all if one fails."""
+    import subprocess
+
+    from ppokit.classic.ranks import check_world_size
+
+    if config is not None:
+        check_world_size(config, args.nproc)
+        check_writable(Path(config.run_dir) if config.run_dir else Path("runs"), "run_dir")
+    rest, given = [], iter(args.argv)
+    for arg in given:  # the command as given, without --nproc N
+        if arg == "--nproc":
+            next(given, None)
+        elif not arg.startswith("--nproc="):
+            rest.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+               "-m", "ppokit", *rest]  # fmt: skip
+    return subprocess.run(command, check=False).returncode
+
+
+def _print_result(result: Any) -> None:
     if result.interrupted:
         console.print(f"Stopped at step {result.global_step:,}; resume with: ppokit train --resume {result.run_dir}")
-        return 0
+        return
     console.print(f"Run folder: {result.run_dir}")
     if result.evaluation is not None:
         s = result.evaluation.summary()
@@ -43,7 +86,6 @@ def _train(args: argparse.Namespace) -> int:
             f"return {s['eval_return_mean']:.2f} +- {s['eval_return_std']:.2f} "
             f"(min {s['eval_return_min']:.2f}, max {s['eval_return_max']:.2f})"
         )
-    return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -275,7 +317,9 @@ def _lm_eval(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv
     verbs = {"train": _train, "eval": _eval, "export": _export, "experiment": _experiment, "report": _report,
              "plan": _plan, "compare": _compare, "tune": _tune, "presets": _presets, "lm": _lm}  # fmt: skip
     try:

@@ -15,11 +15,11 @@ up from the variables ``torchrun`` exports.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import timedelta
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -43,9 +43,12 @@ class Comm(Protocol):
 
 
 class Solo:
-    """One process: every collective is the identity."""
+    """One process: every collective is the identity. ``process`` may name another rank, for a
+    process that runs as one rank of several without talking to the others (tests of seeding
+    and of who writes)."""
 
-    process = Process()
+    def __init__(self, process: Process | None = None) -> None:
+        self.process = process or Process()
 
     def mean_(self, tensor: Tensor) -> Tensor:
         return tensor
@@ -161,6 +164,20 @@ def union(parts: list[list[Any]]) -> list[Any]:
     return [item for part in parts for item in part]
 
 
-def stats_close(a: MeanVar, b: MeanVar) -> bool:
-    """Whether two statistics agree to float64 rounding (tests, and a check after a resume)."""
-    return bool(np.allclose(a.mean, b.mean) and np.allclose(a.var, b.var) and np.isclose(a.count, b.count))
+def check_same_weights(comm: Comm, module: nn.Module) -> None:
+    """RuntimeError unless every rank holds bit-identical parameters and buffers (checked at every
+    checkpoint: ranks that drifted apart would each train a different policy, silently)."""
+    if comm.process.world_size == 1:
+        return
+    digest = hashlib.sha256()
+    for tensor in [*module.parameters(), *module.buffers()]:
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digests = comm.all_gather(digest.hexdigest())
+    if len(set(digests)) > 1:
+        differ = [rank for rank, d in enumerate(digests) if d != digests[0]]
+        raise RuntimeError(f"data-parallel ranks {differ} hold other weights than rank 0: they drifted apart")
+
+
+def any_rank(comm: Comm, flag: bool) -> bool:
+    """Whether ``flag`` holds on any rank (a Ctrl-C seen by one rank stops all at the same update)."""
+    return bool(comm.mean_(torch.tensor([float(flag)], dtype=torch.float64))[0] > 0)

@@ -165,15 +165,16 @@ def _first_line(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
-def _check_counters(saved: dict[str, Any], config: RunConfig) -> None:
-    """The step counters agree with each other and with the run's length; the adaptive
-    coefficients are in range."""
+def _check_counters(saved: dict[str, Any], config: RunConfig, world_size: int) -> None:
+    """The step counters agree with each other and with the run's length (``world_size``
+    processes take ``batch_size`` steps each per update); the adaptive coefficients are in range."""
     update, step = saved.get("update"), saved.get("global_step")
     if not (isinstance(update, int) and isinstance(step, int)) or isinstance(update, bool) or isinstance(step, bool):
         raise CheckpointError(f"checkpoint: update {update!r} and global_step {step!r}; allowed: integers")
-    if not (0 <= update <= config.num_updates and 0 <= step <= update * config.batch_size):
-        raise CheckpointError(f"checkpoint: update {update}, global_step {step}; allowed: 0..{config.num_updates} "
-                              f"updates of at most {config.batch_size} steps each")  # fmt: skip
+    updates, batch = max(1, config.total_steps // (config.batch_size * world_size)), config.batch_size * world_size
+    if not (0 <= update <= updates and 0 <= step <= update * batch):
+        raise CheckpointError(f"checkpoint: update {update}, global_step {step}; allowed: 0..{updates} "
+                              f"updates of at most {batch} steps each")  # fmt: skip
     if not (saved["kl_coef"] >= 0 and saved["clip_coef"] > 0 and saved["train_time"] >= 0):
         raise CheckpointError(f"checkpoint: kl_coef {saved['kl_coef']}, clip_coef {saved['clip_coef']}, train_time "
                               f"{saved['train_time']}; allowed: >= 0, > 0, >= 0")  # fmt: skip
@@ -213,23 +214,29 @@ def spaces(vec: VecEnv) -> dict[str, str]:
     return {"observation": str(vec.obs_space), "action": str(vec.action_space)}
 
 
-def save_checkpoint(path: Path, config: RunConfig, state: TrainState, vec: VecEnv) -> None:
-    payload = {
+def save_checkpoint(path: Path, config: RunConfig, state: TrainState, vec: VecEnv,
+                    ranks: list[dict[str, Any]] | None = None) -> None:  # fmt: skip
+    """The config, the state and the envs' state; ``ranks``: every rank's own part of a
+    data-parallel run (``classic.ranks``)."""
+    payload: dict[str, Any] = {
         "config": to_dict(config),
         "state": state.state_dict(),
         "env_state": snapshot(vec),
         "spaces": spaces(vec),
     }
+    if ranks is not None:
+        payload["ranks"] = ranks
     ckpt.save(path, payload)
 
 
-def resume_state(state: TrainState, saved: dict[str, Any], vec: VecEnv, config: RunConfig, seed: int) -> None:
+def resume_state(state: TrainState, saved: dict[str, Any], vec: VecEnv, config: RunConfig, seed: int,
+                 world_size: int = 1) -> None:  # fmt: skip
     """Load a checkpoint into a fresh state and put the envs back where they were; envs whose
     state is not plain data restart the episodes that were in flight (with a warning)."""
     if saved.get("spaces") != spaces(vec):
         raise CheckpointError(f"checkpoint: spaces {saved.get('spaces')} do not match the env's {spaces(vec)}")
     conform(saved["state"], state.state_dict(), "state")
-    _check_counters(saved["state"], config)
+    _check_counters(saved["state"], config, world_size)
     state.load_state_dict(saved["state"])
     env_state, fresh_env = saved.get("env_state"), snapshot(vec)
     if env_state is not None and fresh_env is not None:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from ppokit.classic import ranks
 from ppokit.classic.batch import Batch, recomputed_targets, trajectories
 from ppokit.classic.envs import EnvFactory, VecEnv, make_vec_env
 from ppokit.classic.evaluation import EvalResult, episode_summary, evaluate
@@ -40,6 +41,17 @@ from ppokit.io import checkpoint as ckpt
 from ppokit.io.loggers import JsonlLogger, Logger, Loggers, ProgressLogger, TensorBoardLogger, WandbLogger
 from ppokit.io.run_dir import RunDir, check_writable, run_folder_of
 from ppokit.methods import METHODS, Method
+from ppokit.parallel import (
+    AveragedGradients,
+    Comm,
+    Solo,
+    agreed_mean,
+    any_rank,
+    check_same_weights,
+    mean_metrics,
+    rank_share,
+    sync_normalizer,
+)
 from ppokit.runtime import GracefulInterrupt, Process, seed_everything, torch_threads
 
 _console = Console(stderr=True)
@@ -72,6 +84,11 @@ class Run:
     hooks: Hooks
     loss_fn: MinibatchLoss
     env_factory: EnvFactory | None
+    comm: Comm  # the other ranks (Solo: none)
+
+    @property
+    def num_updates(self) -> int:
+        return ranks.num_updates(self.config, self.process.world_size)
 
 
 def train(
@@ -81,15 +98,21 @@ def train(
     stop_after: int | None = None,
     hooks: Hooks | None = None,
     process: Process | None = None,
+    comm: Comm | None = None,
 ) -> TrainResult:
     """Train with ``config`` (default: the defaults, CartPole-v1).
 
     ``resume``: a run folder or checkpoint to continue; its saved config is used and
     ``config`` must be None. ``stop_after``: stop with a checkpoint after this many updates
     in this call (time-sliced jobs). ``hooks``: callbacks after each rollout and update.
-    ``process``: this process's rank (seeds differ per rank; only rank 0 writes files)."""
-    process = process or Process()
+    ``comm``: the other processes of a data-parallel run (``ppokit.parallel``; the caller
+    set up the process group); ``process`` alone: run as that rank without talking to the others
+    (seeds differ per rank; only rank 0 writes files)."""
+    comm = comm or Solo(process)
+    process = comm.process
     saved = ckpt.load(resume) if resume is not None else None
+    if saved is not None:
+        saved = ranks.for_rank(saved, process.rank, process.world_size)
     if saved is not None and resume is not None:
         if config is not None:
             raise ConfigError("resume", "a resumed run uses its saved config; pass config=None")
@@ -97,18 +120,19 @@ def train(
         folder = Path(resume) if Path(resume).is_dir() else run_folder_of(Path(resume))
         config = replace(ckpt.saved_config(saved), run_dir=str(folder))
     config = (config or RunConfig()).validate()
+    ranks.check_world_size(config, process.world_size)
     paths = RunDir(_run_dir(config, resuming=saved is not None))
     seed = process.seed(config.seed)
     with torch_threads(config.torch_threads):
         seed_everything(seed)
         vec = make_vec_env(_env_config(config), env_factory=env_factory)
         try:
-            run = _start(config, vec, saved, paths, process, seed, hooks or Hooks(), env_factory)
+            run = _start(config, vec, saved, paths, comm, seed, hooks or Hooks(), env_factory)
             try:
                 metrics, interrupted = _loop(run, stop_after)
                 result = TrainResult(paths.root, config, run.state.global_step, run.state.update, metrics,
                                      interrupted=interrupted)  # fmt: skip
-                if run.state.update >= config.num_updates:
+                if run.state.update >= run.num_updates:
                     result.evaluation = _final_evaluation(run)
             finally:
                 run.loggers.close()
@@ -119,9 +143,7 @@ def train(
 
 def _final_evaluation(run: Run) -> EvalResult:
     """The final evaluation on separate envs: written to eval.json and the loggers' summaries."""
-    config = run.config
-    evaluation = evaluate(run.state.policy, config.env, config.eval_episodes, config.eval_deterministic, run.seed,
-                          run.env_factory)  # fmt: skip
+    evaluation = _evaluate(run, run.seed)
     if run.process.writes:
         ckpt.atomic_write_text(run.paths.final_eval, json.dumps(evaluation.to_dict(), indent=2))
         run.loggers.summary(evaluation.summary())
@@ -133,19 +155,22 @@ def _start(
     vec: VecEnv,
     saved: dict[str, Any] | None,
     paths: RunDir,
-    process: Process,
+    comm: Comm,
     seed: int,
     hooks: Hooks,
     env_factory: EnvFactory | None,
 ) -> Run:
-    """The state (fresh or resumed), the rollout buffer, the loggers and the loss."""
-    method = METHODS[config.algo.method]
+    """The state (fresh or resumed; rank 0's initial weights on every rank), the rollout buffer,
+    the loggers and the loss."""
+    method, process = METHODS[config.algo.method], comm.process
     device = torch.device(config.device)
     state = initial_state(config, vec, device, seed)  # checks the spaces before anything is written
+    comm.broadcast_(state.policy)
+    comm.broadcast_(state.initial_policy)
     if method.collects == "episodes":
         _check_shared_start(vec, config, seed)
     if saved is not None:
-        resume_state(state, saved, vec, config, seed)
+        resume_state(state, saved, vec, config, seed, process.world_size)
     elif process.writes:
         paths.checkpoints.mkdir(parents=True, exist_ok=True)
         ckpt.atomic_write_text(paths.config, _toml(to_dict(config)))
@@ -156,12 +181,15 @@ def _start(
     if config.compile:
         loss_fn = torch.compile(loss_fn)
     loggers = _make_loggers(config, paths, state, process)
-    return Run(config, method, vec, state, buf, loggers, paths, process, seed, hooks, loss_fn, env_factory)
+    return Run(config, method, vec, state, buf, loggers, paths, process, seed, hooks, loss_fn, env_factory, comm)
 
 
 def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
-    config, state, algo = run.config, run.state, run.config.algo
-    num_updates, plan, settings = config.num_updates, update_plan(config), advantage_settings(config)
+    config, state, algo, comm = run.config, run.state, run.config.algo, run.comm
+    num_updates, plan, settings = run.num_updates, update_plan(config), advantage_settings(config)
+    several = comm.process.world_size > 1
+    optimizer = AveragedGradients(state.optimizer, comm) if several else state.optimizer
+    agree = partial(agreed_mean, comm) if several else None
     metrics: dict[str, float] = {}
     first_update = state.update
     run.hooks.start(state)
@@ -179,23 +207,26 @@ def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
             except NonFiniteEnvError as e:  # name the env and when, then stop as for a NaN loss
                 where = f"{config.env.id} during update {state.update + 1} (after {state.global_step:,} env steps): "
                 raise NonFiniteEnvError(e.what, where) from None
+            episodes = ranks.shared_episodes(comm, episodes)
             run.hooks.rollout(RolloutEvent(state, run.buf, episodes, batch, run.loss_fn))
             retarget = partial(recomputed_targets, run.buf, run.method, settings) if algo.recompute_advantages else None
-            metrics = update_policy(state.policy, state.optimizer, batch, loss_fn=run.loss_fn, coefs=coefs,
-                                    plan=plan, generator=state.rng.shuffle, initial=state.initial_policy,
-                                    retarget=retarget, critic=run.method.critic)  # fmt: skip
+            metrics = update_policy(state.policy, optimizer, batch, loss_fn=run.loss_fn, coefs=coefs, plan=plan,
+                                    generator=state.rng.shuffle, initial=state.initial_policy, retarget=retarget,
+                                    critic=run.method.critic, agree=agree)  # fmt: skip
+            metrics = mean_metrics(comm, metrics)  # every rank adapts and checks the same numbers
             elapsed = time.perf_counter() - start
             _adapt_coefficients(config, run.method, state, metrics)
             state.update += 1
             state.global_step += episodes.env_steps  # = batch size, except when episodes end early
             state.train_time += elapsed
 
-            metrics |= _episode_metrics(episodes) | _update_metrics(run.method, state, batch)
+            metrics |= _episode_metrics(episodes) | mean_metrics(comm, _update_metrics(run.method, state, batch))
             metrics |= {"learning_rate": lr, "ent_coef": coefs.ent, "clip_coef": coefs.clip_low, "kl_coef": coefs.kl,
                         "sps": episodes.env_steps / elapsed}  # fmt: skip
             in_tail = in_annealing_tail(lr, algo.learning_rate, coefs.clip_low, algo.clip_coef)
             for warning in state.diagnostics.observe(state.update, metrics, progress, in_tail):
-                _console.print(f"[yellow]ppokit health:[/yellow] {warning}", highlight=False, soft_wrap=True)
+                if run.process.writes:
+                    _console.print(f"[yellow]ppokit health:[/yellow] {warning}", highlight=False, soft_wrap=True)
             _check_finite(metrics, state)
             run.loggers.log(state.global_step, metrics)
             run.hooks.updated(UpdateEvent(state, metrics))
@@ -204,7 +235,8 @@ def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
             if config.video_every and state.update % config.video_every == 0 and run.process.writes:
                 _video(run)
 
-            stop = interrupt.requested or (stop_after is not None and state.update - first_update >= stop_after)
+            requested = any_rank(comm, interrupt.requested) if several else interrupt.requested
+            stop = requested or (stop_after is not None and state.update - first_update >= stop_after)
             if stop or state.update % config.checkpoint_every == 0 or state.update == num_updates:
                 _checkpoint(run, run.paths.last)
             if stop:
@@ -262,8 +294,12 @@ def _collect_batch(run: Run, settings: AdvantageSettings) -> tuple[Episodes, Bat
         episodes, returns = collect_episodes(state.policy, vec, buf, seeds, config.env.info_metrics)
         traj = trajectories(buf, returns)
     else:
+        before = state.policy.obs_norm.to_host(), state.return_norm.to_host()
         episodes = collect(state.policy, vec, buf, state.rollout, state.return_norm, algo.gamma,
                            config.env.clip_reward, config.env.info_metrics)  # fmt: skip
+        if run.process.world_size > 1:  # every rank normalizes the next rollout with the same statistics
+            sync_normalizer(run.comm, state.policy.obs_norm, before[0])
+            sync_normalizer(run.comm, state.return_norm, before[1])
         traj = trajectories(buf)
     return episodes, Batch.from_rollout(buf, run.method.advantages(traj, settings), reference)
 
@@ -287,9 +323,8 @@ def _update_metrics(method: Method, state: TrainState, batch: Batch) -> dict[str
 
 def _periodic_eval(run: Run) -> None:
     """Evaluate on separate envs (normalization frozen); keep the best policy as best.pt."""
-    config, state = run.config, run.state
-    result = evaluate(state.policy, config.env, config.eval_episodes, config.eval_deterministic,
-                      run.seed + state.update, run.env_factory)  # fmt: skip
+    state = run.state
+    result = _evaluate(run, run.seed + state.update)
     record = {"global_step": state.global_step, "update": state.update, "time_elapsed": state.train_time,
               "deterministic": result.deterministic, **result.summary()}  # fmt: skip
     if run.process.writes:
@@ -301,6 +336,19 @@ def _periodic_eval(run: Run) -> None:
     run.hooks.evaluated(EvalEvent(state, record))
 
 
+def _evaluate(run: Run, seed: int) -> EvalResult:
+    """``eval_episodes`` episodes on separate envs, dealt out over the ranks (each with its own
+    seed), every rank getting all of them."""
+    config = run.config
+    share = rank_share(config.eval_episodes, run.process)
+    mine = (
+        evaluate(run.state.policy, config.env, share, config.eval_deterministic, seed, run.env_factory)
+        if share
+        else None
+    )
+    return ranks.shared_evaluation(run.comm, mine, config.eval_deterministic)
+
+
 def _video(run: Run) -> None:
     """One episode of the deterministic policy to ``videos/update-NNNNNN.mp4`` (``video_every``)."""
     from ppokit.classic.video import record_policy
@@ -310,10 +358,13 @@ def _video(run: Run) -> None:
 
 
 def _checkpoint(run: Run, path: Path, diagnostics: bool = True) -> None:
-    """Rank 0 writes the checkpoint (and with it the diagnostics summary)."""
+    """Rank 0 writes the checkpoint (and with it the diagnostics summary), with every rank's own
+    part when there are several (each rank calls this)."""
+    check_same_weights(run.comm, run.state.policy)
+    parts = ranks.rank_parts(run.comm, run.state, run.vec)
     if not run.process.writes:
         return
-    save_checkpoint(path, run.config, run.state, run.vec)
+    save_checkpoint(path, run.config, run.state, run.vec, parts)
     if diagnostics:
         ckpt.atomic_write_text(run.paths.diagnostics, json.dumps(run.state.diagnostics.summary(), indent=2))
 

@@ -17,15 +17,14 @@ from ppokit.classic.batch import Batch
 from ppokit.classic.objective import MinibatchLoss, kl_after_update
 from ppokit.classic.policy import ActorCritic
 from ppokit.core.losses import Coefs
-from ppokit.core.optim import FlatAdam
-from ppokit.core.update import UpdatePlan, run_epochs
+from ppokit.core.update import Optimizer, UpdatePlan, run_epochs
 
 Retarget = Callable[[ActorCritic], tuple[Tensor, Tensor]]  # policy -> fresh flat (advantages, returns)
 
 
 def update_policy(
     policy: ActorCritic,
-    optimizer: FlatAdam,
+    optimizer: Optimizer,
     batch: Batch,
     *,
     loss_fn: MinibatchLoss,
@@ -35,13 +34,15 @@ def update_policy(
     initial: ActorCritic | None = None,
     retarget: Retarget | None = None,
     critic: bool = True,
+    agree: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, float]:
     """Run the epochs of ``plan``; return the metrics averaged over the minibatch steps taken,
     ``minibatch_steps``, ``kl_early_stop``, and the KL the update caused (``kl_after_update``).
 
     ``retarget(policy)``, if given, returns fresh flat ``(advantages, returns)`` under the
     current critic; it runs before every epoch after the first (recomputed advantages).
-    ``critic``: whether the method has one (then ``value_step`` says how far its values moved)."""
+    ``critic``: whether the method has one (then ``value_step`` says how far its values moved).
+    ``agree``: the early stop's KL as all processes see it (``core.update.run_epochs``)."""
     if not bool(batch.mask.any()):
         # Every step was an autoreset step (one-step episodes, T = 1): no data, no step,
         # since even a zero gradient would move Adam's parameters through its momentum.
@@ -53,6 +54,6 @@ def update_policy(
         return replace(b, advantages=advantages, returns=returns)
 
     result = run_epochs(batch, lambda mb: loss_fn(policy, mb, coefs), optimizer, plan, generator,
-                        before_epoch if retarget is not None else None)  # fmt: skip
+                        before_epoch if retarget is not None else None, agree)  # fmt: skip
     metrics = result.metrics | {"minibatch_steps": float(result.steps), "kl_early_stop": float(result.early_stop)}
     return metrics | kl_after_update(policy, batch, initial, critic)

@@ -71,9 +71,12 @@ def run_epochs(
     plan: UpdatePlan,
     generator: torch.Generator,
     before_epoch: Callable[[int, B], B] | None = None,
+    agree: Callable[[Tensor], Tensor] | None = None,
 ) -> UpdateResult:
     """Run ``plan.epochs`` epochs over ``batch``; ``before_epoch(epoch, batch)``, if given,
-    may return a new batch before every epoch after the first (recomputed advantages)."""
+    may return a new batch before every epoch after the first (recomputed advantages).
+    ``agree(kl)``, if given, turns a minibatch's KL into the one every process decides the early
+    stop on (its mean over the processes of data-parallel training)."""
     size = len(batch)
     totals = MeanAccumulator()
     kl_stop = False
@@ -84,9 +87,11 @@ def run_epochs(
         shuffled = batch.select(torch.randperm(size, generator=generator).to(batch.device))
         for start in range(0, size, plan.minibatch_size):
             loss, metrics = loss_fn(shuffled.select(slice(start, start + plan.minibatch_size)))
-            if plan.target_kl is not None and float(metrics[plan.kl_metric]) > plan.target_kl:
-                kl_stop = True  # the policy left the trust region: stop before this step
-                break
+            if plan.target_kl is not None:
+                kl = metrics[plan.kl_metric] if agree is None else agree(metrics[plan.kl_metric])
+                if float(kl) > plan.target_kl:
+                    kl_stop = True  # the policy left the trust region: stop before this step
+                    break
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]  # torch stub gap
             grad_norm = optimizer.clip_grad_norm(plan.max_grad_norm)

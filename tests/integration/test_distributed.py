@@ -1,0 +1,54 @@
+"""Data-parallel training in real processes: torchrun starts two ranks on gloo (``dist_train.py``;
+``ppokit train --nproc 2`` for the command line). One run folder, written by rank 0; every rank's
+envs and RNGs in the checkpoint, so that a stopped and resumed run logs exactly what the
+uninterrupted one logs; a resume with another number of processes is refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ppokit
+from ppokit.errors import CheckpointError
+from ppokit.io import checkpoint as ckpt
+
+HELPER = str(Path(__file__).with_name("dist_train.py"))
+VARYING = {"time_elapsed", "sps"}  # wall-clock figures
+
+
+def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", HELPER]
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def metrics(run: Path) -> list[dict[str, float]]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in VARYING} for row in rows]
+
+
+STOPS = ["--set", "norm_obs=true", "norm_reward=true", "target_kl=0.001", "learning_rate=0.01"]  # stops at 1-2 steps
+
+
+@pytest.mark.parametrize("overrides", [[], STOPS],
+                         ids=["plain", "normalized-target-kl"])  # fmt: skip
+def test_two_ranks_resume_exactly_and_refuse_another_world_size(tmp_path: Path, overrides: list[str]) -> None:
+    torchrun(str(tmp_path / "whole"), *overrides)
+    torchrun(str(tmp_path / "part"), "--stop-after", "1", *overrides)
+    torchrun(str(tmp_path / "part"), "--resume")
+    whole = metrics(tmp_path / "whole")
+    assert [row["global_step"] for row in whole] == [128, 256, 384]  # 2 ranks x 4 envs x 16 steps per update
+    if overrides:  # the ranks agreed on early stops after 1 or 2 of the 4 minibatch steps (else: a deadlock)
+        assert {row["kl_early_stop"] for row in whole} == {1.0} and {row["minibatch_steps"] for row in whole} <= {1, 2}
+    assert metrics(tmp_path / "part") == whole  # stopped after update 1 and resumed: the same numbers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part", "whole"]  # only rank 0 wrote
+    saved = ckpt.load(tmp_path / "whole")
+    parts = saved["ranks"]
+    assert len(parts) == 2 and not (parts[0]["rollout"]["obs"] == parts[1]["rollout"]["obs"]).all()  # own envs
+    with pytest.raises(CheckpointError, match=r"written by 2 process\(es\), resumed with 1; resume with --nproc 2"):
+        ppokit.train(resume=tmp_path / "whole")
