@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,9 @@ def _launch(args: argparse.Namespace, config: RunConfig | None) -> int:
             rest.append(arg)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
                "-m", "ppokit", *rest]  # fmt: skip
-    return subprocess.run(command, check=False).returncode
+    threads = str(config.torch_threads) if config is not None and config.torch_threads > 0 else "1"
+    env = {"OMP_NUM_THREADS": threads} | dict(os.environ)  # set: torchrun would print a banner about it
+    return subprocess.run(command, check=False, env=env).returncode
 
 
 def _print_result(result: Any) -> None:

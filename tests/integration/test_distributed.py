@@ -52,3 +52,21 @@ def test_two_ranks_resume_exactly_and_refuse_another_world_size(tmp_path: Path, 
     assert len(parts) == 2 and not (parts[0]["rollout"]["obs"] == parts[1]["rollout"]["obs"]).all()  # own envs
     with pytest.raises(CheckpointError, match=r"written by 2 process\(es\), resumed with 1; resume with --nproc 2"):
         ppokit.train(resume=tmp_path / "whole")
+
+
+def test_nproc_starts_the_ranks_with_torchrun_and_refuses_world_sizes_that_do_not_fit(tmp_path: Path) -> None:
+    flags = ["--total-steps", "512", "--num-envs", "4", "--num-steps", "16", "--minibatch-size", "32",
+             "--eval-episodes", "3", "--no-progress", "--no-tensorboard"]  # fmt: skip
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "ppokit", "train", "--nproc", "2", "--run-dir", str(run), *flags],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("Run folder:") == 1 and "OMP_NUM_THREADS" not in done.stderr  # rank 0 speaks
+    assert [row["global_step"] for row in metrics(run)] == [128, 256, 384, 512]
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert len(evaluation["returns"]) == 3  # dealt out: 2 episodes on rank 0, 1 on rank 1
+    for nproc, field in (("0", "nproc: 0; allowed: an integer >= 1"), ("9", "nproc: 9 processes take 576")):
+        bad = subprocess.run([sys.executable, "-m", "ppokit", "train", "--nproc", nproc, "--run-dir",
+                              str(tmp_path / "bad"), *flags], capture_output=True, text=True)  # fmt: skip
+        assert bad.returncode == 2 and field in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert not (tmp_path / "bad").exists()

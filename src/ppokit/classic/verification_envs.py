@@ -10,19 +10,24 @@ so a test can compare what was learned with what is achievable.
   Optimal: a shortest path, return ``optimal_return = -2 * (size - 1)`` (-6); a uniformly
   random policy averages about -37, and about 44% of its episodes are truncated at 50 steps.
 
-:func:`register_envs` registers both ids (ppokit calls it when imported); keyword arguments of
+- ``ppokit/SlowCartPole-v0`` (:class:`SlowCartPole`): CartPole with a random wait in every
+  step, for throughput measurements of several processes (``benchmarks/distributed.py``).
+
+:func:`register_envs` registers the ids (ppokit calls it when imported); keyword arguments of
 ``gymnasium.make`` reach the constructors, e.g. ``gym.make("ppokit/GridWorld-v0", slip=0.1)``.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from numpy.typing import NDArray
 
 Obs = NDArray[np.float32]
@@ -30,6 +35,7 @@ StepResult = tuple[Obs, SupportsFloat, bool, bool, dict[str, Any]]
 
 BANDIT_ID = "ppokit/Bandit-v0"
 GRIDWORLD_ID = "ppokit/GridWorld-v0"
+SLOW_CARTPOLE_ID = "ppokit/SlowCartPole-v0"
 GRIDWORLD_MAX_EPISODE_STEPS = 50
 
 
@@ -184,8 +190,31 @@ def _checked_action(space: spaces.Space[Any], action: int | np.integer[Any]) -> 
     return int(action)
 
 
+class SlowCartPole(CartPoleEnv):
+    """CartPole whose every step also waits a random 0 to ``2 * mean_ms`` milliseconds (drawn
+    from the reset seed): a stand-in for a slow simulator with a variable step time, where several
+    processes or asynchronous workers pay off even on few cores (the waits overlap)."""
+
+    def __init__(self, mean_ms: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mean_ms = mean_ms
+        self._delays = np.random.default_rng(0)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Obs, dict[str, Any]]:
+        if seed is not None:
+            self._delays = np.random.default_rng(seed)
+        obs, info = super().reset(seed=seed, options=options)
+        return np.asarray(obs, np.float32), info
+
+    def step(self, action: Any) -> StepResult:
+        time.sleep(self._delays.uniform(0.0, 2.0 * self.mean_ms) / 1000.0)
+        obs, reward, terminated, truncated, info = super().step(action)  # type: ignore[no-untyped-call]  # gymnasium
+        return np.asarray(obs, np.float32), reward, terminated, truncated, info
+
+
 def register_envs() -> None:
-    """Register ``ppokit/Bandit-v0`` and ``ppokit/GridWorld-v0`` with Gymnasium; calling it again is a no-op."""
+    """Register ``ppokit/Bandit-v0``, ``ppokit/GridWorld-v0`` and ``ppokit/SlowCartPole-v0``
+    with Gymnasium; calling it again is a no-op."""
     if BANDIT_ID not in gym.registry:
         gym.register(id=BANDIT_ID, entry_point="ppokit.classic.verification_envs:MultiArmedBandit")
     if GRIDWORLD_ID not in gym.registry:
@@ -194,3 +223,6 @@ def register_envs() -> None:
             entry_point="ppokit.classic.verification_envs:GridWorld",
             max_episode_steps=GRIDWORLD_MAX_EPISODE_STEPS,
         )
+    if SLOW_CARTPOLE_ID not in gym.registry:
+        gym.register(id=SLOW_CARTPOLE_ID, entry_point="ppokit.classic.verification_envs:SlowCartPole",
+                     max_episode_steps=500)  # fmt: skip
