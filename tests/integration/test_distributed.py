@@ -6,6 +6,7 @@ uninterrupted one logs; a resume with another number of processes is refused."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import ppokit
 from ppokit.errors import CheckpointError
 from ppokit.io import checkpoint as ckpt
+from tests.integration.test_parallel import free_port
 
 HELPER = str(Path(__file__).with_name("dist_train.py"))
 VARYING = {"time_elapsed", "sps"}  # wall-clock figures
@@ -70,3 +72,14 @@ def test_nproc_starts_the_ranks_with_torchrun_and_refuses_world_sizes_that_do_no
                               str(tmp_path / "bad"), *flags], capture_output=True, text=True)  # fmt: skip
         assert bad.returncode == 2 and field in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_rendezvous_that_never_completes_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    # Rank 0 of 2 as torchrun would start it, but rank 1 never comes.
+    env = dict(os.environ, RANK="0", WORLD_SIZE="2", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+               MASTER_PORT=str(free_port()))  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "ppokit", "train", "--rendezvous-timeout", "2", "--run-dir",
+                           str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "nproc: the 2 processes did not meet at 127.0.0.1:" in done.stderr and "within 2 s" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
