@@ -27,14 +27,12 @@ from ppokit.classic.evaluation import EvalResult, episode_summary, evaluate
 from ppokit.classic.hooks import EvalEvent, Hooks, RolloutEvent, UpdateEvent
 from ppokit.classic.objective import MinibatchLoss, make_minibatch_loss
 from ppokit.classic.rollout import Episodes, Rollout, collect, collect_episodes, storage_line
+from ppokit.classic.schedule import adapt_coefficients, advantage_settings, group_seed, schedules, update_plan
 from ppokit.classic.state import TrainState, check_keys, initial_state, resume_state, save_checkpoint
 from ppokit.classic.update import update_policy
 from ppokit.config import EnvConfig, RunConfig, to_dict
 from ppokit.core.advantages import AdvantageSettings
-from ppokit.core.kl import adapt_clip_coef, adapt_kl_coef
-from ppokit.core.losses import Coefs
 from ppokit.core.metrics import correlation, explained_variance
-from ppokit.core.update import UpdatePlan
 from ppokit.diagnostics import in_annealing_tail
 from ppokit.errors import ConfigError, NonFiniteEnvError, NonFiniteError
 from ppokit.io import checkpoint as ckpt
@@ -196,7 +194,7 @@ def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
     with GracefulInterrupt() as interrupt:
         while state.update < num_updates:
             progress = state.update / num_updates
-            lr, coefs = _schedules(config, state, progress)
+            lr, coefs = schedules(config, state, progress)
             for group in state.optimizer.param_groups:
                 group["lr"] = lr
 
@@ -215,7 +213,7 @@ def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
                                     critic=run.method.critic, agree=agree)  # fmt: skip
             metrics = mean_metrics(comm, metrics)  # every rank adapts and checks the same numbers
             elapsed = time.perf_counter() - start
-            _adapt_coefficients(config, run.method, state, metrics)
+            adapt_coefficients(config, run.method, state, metrics)
             state.update += 1
             state.global_step += episodes.env_steps  # = batch size, except when episodes end early
             state.train_time += elapsed
@@ -244,45 +242,6 @@ def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
     return metrics, False
 
 
-def update_plan(config: RunConfig) -> UpdatePlan:
-    """Epochs and minibatch size of each update: one-pass methods take the whole batch once."""
-    algo, one_pass = config.algo, METHODS[config.algo.method].one_pass
-    epochs = 1 if one_pass else algo.update_epochs
-    minibatch_size = config.batch_size if one_pass else algo.minibatch_size
-    return UpdatePlan(epochs, minibatch_size, algo.max_grad_norm, algo.target_kl)
-
-
-def advantage_settings(config: RunConfig) -> AdvantageSettings:
-    algo = config.algo
-    return AdvantageSettings(algo.gamma, algo.gae_lambda, algo.bootstrap_truncation, algo.reinforce.baseline,
-                             algo.group.size, algo.group.scale)  # fmt: skip
-
-
-def _schedules(config: RunConfig, state: TrainState, progress: float) -> tuple[float, Coefs]:
-    """This update's learning rate and coefficients: linear schedules, or adaptive values.
-    The upper clip range moves with the lower one (annealed or adapted by the same factor)."""
-    algo = config.algo
-    lr = algo.learning_rate * (1.0 - progress if algo.anneal_lr else 1.0)
-    ent_coef = _linear(algo.ent_coef, algo.ent_coef_final, progress)
-    clip_low = algo.clip_coef * (1.0 - progress if algo.anneal_clip else 1.0)
-    if algo.adaptive_clip.enabled:
-        clip_low = state.clip_coef
-    clip_high = clip_low if algo.clip_high is None else algo.clip_high * (clip_low / algo.clip_coef)
-    return lr, Coefs(ent_coef, clip_low, clip_high, state.kl_coef, algo.ref_kl_coef, algo.dual_clip)
-
-
-def _adapt_coefficients(config: RunConfig, method: Method, state: TrainState, metrics: dict[str, float]) -> None:
-    """ppo-kl's beta and the adaptive clip range react to the KL this update caused."""
-    algo, kl = config.algo, metrics["approx_kl_final"]
-    if metrics["minibatch_steps"] == 0:  # no update, nothing to react to
-        return
-    if "kl_coef" in method.adapts and algo.ppo_kl.adaptive:
-        state.kl_coef = adapt_kl_coef(state.kl_coef, kl, algo.ppo_kl.target)
-    clip = algo.adaptive_clip
-    if clip.enabled:
-        state.clip_coef = adapt_clip_coef(state.clip_coef, kl, clip.target, clip.min, clip.max)
-
-
 def _collect_batch(run: Run, settings: AdvantageSettings) -> tuple[Episodes, Batch]:
     """Collect a rollout and turn it into a batch with the method's advantages."""
     config, state, buf, vec = run.config, run.state, run.buf, run.vec
@@ -290,7 +249,7 @@ def _collect_batch(run: Run, settings: AdvantageSettings) -> tuple[Episodes, Bat
     reference = state.initial_policy if algo.ref_kl_coef > 0 else None
     if run.method.collects == "episodes":
         groups = vec.num_envs // algo.group.size
-        seeds = [_group_seed(run.seed, state.update, g) for g in range(groups) for _ in range(algo.group.size)]
+        seeds = [group_seed(run.seed, state.update, g) for g in range(groups) for _ in range(algo.group.size)]
         episodes, returns = collect_episodes(state.policy, vec, buf, seeds, config.env.info_metrics)
         traj = trajectories(buf, returns)
     else:
@@ -387,11 +346,6 @@ def _check_shared_start(vec: VecEnv, config: RunConfig, seed: int) -> None:
         )
 
 
-def _group_seed(seed: int, update: int, group: int) -> int:
-    """The reset seed shared by the envs of one group: new every update, reproducible."""
-    return (seed * 1_000_003 + update * 10_007 + group) % 2**31
-
-
 def _episode_metrics(episodes: Episodes) -> dict[str, float]:
     info = {f"info_{k}": episodes.info_sums[k] / max(1, n) for k, n in episodes.info_counts.items()}
     return info | episode_summary("episode", episodes.returns, episodes.lengths)
@@ -407,10 +361,6 @@ def _check_finite(metrics: dict[str, float], state: TrainState) -> None:
     for name, p in state.policy.named_parameters():
         if not torch.isfinite(p).all():
             raise NonFiniteError(f"parameter {name}", state.update)
-
-
-def _linear(start: float, end: float | None, progress: float) -> float:
-    return start if end is None else start + (end - start) * progress
 
 
 def _run_dir(config: RunConfig, resuming: bool) -> Path:
