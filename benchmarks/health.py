@@ -82,7 +82,7 @@ FAULTS: dict[str, Fault] = {
 }
 EXPECTED: dict[str, set[str]] = {  # the rules whose advice names the fault's cause
     "sign_flipped": {"return_falling"},
-    "no_norm_adv_reward_x1000": {"grad_norm_exploding", "value_broken"},
+    "no_norm_adv_reward_x1000": {"grad_norm_exploding", "value_broken", "critic_frozen"},
     "lr_x100": {"kl_high", "clip_fraction_high", "grad_norm_exploding", "return_falling"},
     "lr_div100": {"clip_fraction_low"},
     "epochs_100": {"kl_high", "clip_fraction_high"},

@@ -14,7 +14,7 @@ from rich.console import Console
 from ppokit.config import RunConfig
 from ppokit.errors import ConfigError, PPOKitError
 from ppokit.flags import build_parser, given_flags, parse_grid, resolve_config, train_flags
-from ppokit.io.run_dir import check_writable, checkpoint_path, run_folder_of
+from ppokit.io.run_dir import RunDir, check_writable, checkpoint_path, run_folder_of
 from ppokit.presets import PRESETS
 
 console = Console(soft_wrap=True)  # long paths are not wrapped
@@ -41,9 +41,13 @@ def _train(args: argparse.Namespace) -> int:
     torchrun = parallel.launched_by_torchrun()
     if args.nproc > 1 and not torchrun:
         return _launch(args, config)
+    resume = args.resume
+    folder = Path(config.run_dir) if config is not None and config.run_dir is not None else None
+    if torchrun and parallel.restart_count() > 0 and folder is not None and RunDir(folder).last.exists():
+        config, resume = None, folder  # torchrun restarted the job after a failure: go on from the checkpoint
     comm = parallel.init(device, args.rendezvous_timeout) if torchrun else None
     try:
-        result = train(config, resume=args.resume, comm=comm)
+        result = train(config, resume=resume, comm=comm)
     finally:
         if comm is not None:
             parallel.shutdown()
@@ -55,7 +59,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _launch(args: argparse.Namespace, config: RunConfig | None) -> int:
     """``ppokit train --nproc N``: the same command under torchrun (``--standalone``: one machine,
-    a free port), which starts N processes and stops them all if one fails."""
+    a free port), which starts N processes and stops them all if one fails; with
+    ``--max-restarts K`` it starts them again, up to K times, and they resume the run folder."""
     import subprocess
 
     from ppokit.classic.ranks import check_world_size
@@ -63,6 +68,10 @@ def _launch(args: argparse.Namespace, config: RunConfig | None) -> int:
     if config is not None:
         check_world_size(config, args.nproc)
         check_writable(Path(config.run_dir) if config.run_dir else Path("runs"), "run_dir")
+    if args.max_restarts < 0:
+        raise ConfigError("max_restarts", f"{args.max_restarts}; allowed: an integer >= 0")
+    if args.max_restarts and (config is None or config.run_dir is None) and args.resume is None:
+        raise ConfigError("max_restarts", "needs --run-dir: a restarted job resumes the run folder it names")
     rest, given = [], iter(args.argv)
     for arg in given:  # the command as given, without --nproc N
         if arg == "--nproc":
@@ -70,7 +79,7 @@ def _launch(args: argparse.Namespace, config: RunConfig | None) -> int:
         elif not arg.startswith("--nproc="):
             rest.append(arg)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
-               "-m", "ppokit", *rest]  # fmt: skip
+               f"--max-restarts={args.max_restarts}", "-m", "ppokit", *rest]  # fmt: skip
     threads = str(config.torch_threads) if config is not None and config.torch_threads > 0 else "1"
     env = {"OMP_NUM_THREADS": threads} | dict(os.environ)  # set: torchrun would print a banner about it
     return subprocess.run(command, check=False, env=env).returncode

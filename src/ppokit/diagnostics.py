@@ -86,7 +86,8 @@ def rules_for(config: DiagnosticsConfig, method: Method | None = None) -> list[R
              threshold=c.explained_variance_min, worst="min"),
         Rule("critic_frozen", "value_step", f"updates move the values by less than {c.value_step_min} of the "
              "targets' spread", "the critic does not learn: vf_coef is 0, its parameters get no gradient (a "
-             "detached value, parameters left out of the optimizer), or the learning rate is far too small",
+             "detached value, parameters left out of the optimizer), the learning rate is far too small, or value "
+             "clipping (clip_vloss) holds back values far smaller than their targets: normalize rewards",
              c.value_step_patience,
              lambda v, m: v < c.value_step_min, skip_in_tail=True, needs="critic", threshold=c.value_step_min,
              worst="min"),

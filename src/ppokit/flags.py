@@ -149,6 +149,8 @@ def _train_parser(verbs: Verbs) -> None:
     train.add_argument("--resume", type=Path, help="Continue the run in this folder (or checkpoint file).")
     train.add_argument("--nproc", type=int, default=1, help="Data-parallel processes on this machine (DD-PPO on "
                        "torch.distributed, started by torchrun; env.num_envs per process; default: 1).")  # fmt: skip
+    train.add_argument("--max-restarts", type=int, default=0, help="With --nproc: restart every process up to this "
+                       "many times after one fails; they resume the last checkpoint (needs --run-dir).")  # fmt: skip
     train.add_argument("--rendezvous-timeout", type=float, default=300.0, metavar="SECONDS",
                        help="How long the processes of a run wait to meet (default: 300).")  # fmt: skip
     _add_config_flags(train)

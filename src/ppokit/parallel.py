@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.distributed.distributed_c10d import PrefixStore, Store
 
 from ppokit.core.normalize import MeanVar, RunningNorm, merge_all
 from ppokit.core.optim import FlatAdam
@@ -86,19 +87,40 @@ def launched_by_torchrun() -> bool:
     return all(name in os.environ for name in TORCHRUN_VARS)
 
 
+def restart_count() -> int:
+    """How often torchrun has restarted this job's processes (``--max-restarts``): 0 on the first
+    attempt. A restarted job resumes its run folder from the last checkpoint."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+
+
 def init(device: str, timeout_s: float) -> TorchComm:
     """Join the process group torchrun set up: gloo for CPU runs, nccl for CUDA. A rendezvous
     that does not complete within ``timeout_s`` raises ConfigError (one line) instead of hanging."""
     backend = "nccl" if device.startswith("cuda") else "gloo"
     if device.startswith("cuda"):
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    timeout = timedelta(seconds=timeout_s)
     try:
-        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+        dist.init_process_group(backend, store=_attempt_store(timeout), rank=int(os.environ["RANK"]),
+                                world_size=int(os.environ["WORLD_SIZE"]), timeout=timeout)  # fmt: skip
     except (RuntimeError, TimeoutError, dist.DistStoreError) as e:
         where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
         raise ConfigError("nproc", f"the {os.environ.get('WORLD_SIZE')} processes did not meet at {where} within "
                                    f"{timeout_s:.0f} s ({str(e).splitlines()[0][:120]})") from None  # fmt: skip
     return TorchComm()
+
+
+def _attempt_store(timeout: timedelta) -> Store:
+    """torchrun's store, with this attempt's own key space: after a restart (``--max-restarts``)
+    the store can still hold the previous attempt's keys, and a rank that read a dead rank's
+    address from them waited for a connection that never came (gloo's "connectFullMesh failed:
+    Connection refused", then a hang; pytorch/pytorch#167288). Under torchrun the agent hosts the
+    store (every rank a client); otherwise rank 0 does, as torch's own env:// rendezvous."""
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == str(True)
+    address, port, world_size = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), int(os.environ["WORLD_SIZE"])
+    store = dist.TCPStore(address, port, world_size, is_master=not agent and os.environ["RANK"] == "0",  # type: ignore[attr-defined]
+                          timeout=timeout, multi_tenant=not agent)  # fmt: skip
+    return PrefixStore(f"ppokit/attempt-{restart_count()}", store)
 
 
 def shutdown() -> None:

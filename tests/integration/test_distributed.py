@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,42 @@ def test_a_rendezvous_that_never_completes_is_one_line_and_exit_2(tmp_path: Path
     assert done.returncode == 2, done.stderr
     assert "nproc: the 2 processes did not meet at 127.0.0.1:" in done.stderr and "within 2 s" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def _rank_pid(launcher: int, rank: int) -> int | None:
+    """The pid of the process that torchrun (a child of ``launcher``) started as ``rank``."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            if f"RANK={rank}".encode() in environ and f"PPOKIT_TEST_LAUNCHER={launcher}".encode() in environ:
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+def test_a_killed_rank_restarts_the_job_from_the_last_checkpoint_and_it_finishes(tmp_path: Path) -> None:
+    flags = ["--total-steps", str(128 * 60), "--num-envs", "4", "--num-steps", "16", "--minibatch-size", "32",
+             "--checkpoint-every", "5", "--eval-episodes", "2", "--no-progress", "--no-tensorboard"]  # fmt: skip
+    whole = subprocess.run([sys.executable, "-m", "ppokit", "train", "--nproc", "2", "--run-dir",
+                            str(tmp_path / "whole"), *flags], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    marker = str(os.getpid())
+    env = dict(os.environ, PPOKIT_TEST_LAUNCHER=marker)  # inherited by the ranks: how the test finds rank 1
+    job = subprocess.Popen([sys.executable, "-m", "ppokit", "train", "--nproc", "2", "--max-restarts", "1",
+                            "--run-dir", str(tmp_path / "run"), *flags], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)  # fmt: skip
+    metrics_file = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (
+        not metrics_file.exists() or len(metrics_file.read_text().splitlines()) < 12
+    ):
+        time.sleep(0.02)
+    victim = _rank_pid(int(marker), 1)
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)  # mid-run, after update 12 or so: past the checkpoint of update 10
+    _, stderr = job.communicate(timeout=300)
+    assert job.returncode == 0, stderr[-3000:]  # the first attempt failed (rank 1 killed): a restart finished it
+    assert metrics(tmp_path / "run") == metrics(tmp_path / "whole")  # every update once, the same numbers

@@ -85,7 +85,9 @@ def for_rank(saved: dict[str, Any], rank: int, world_size: int) -> dict[str, Any
     """The checkpoint as rank ``rank`` resumes it: the shared state with its own part in place.
     CheckpointError when the checkpoint was written by another number of processes."""
     parts = saved.get("ranks")
-    written_by = 1 if parts is None else len(parts) if isinstance(parts, list) else -1
+    if parts is not None and not isinstance(parts, list):
+        raise CheckpointError(f"checkpoint: ranks is {type(parts).__name__}; expected a list of each rank's part")
+    written_by = 1 if parts is None else len(parts)
     if written_by != world_size:
         raise CheckpointError(f"checkpoint: written by {written_by} process(es), resumed with {world_size}; "
                               f"resume with --nproc {written_by}: each rank's envs and RNGs are its own")  # fmt: skip

@@ -389,7 +389,8 @@ def _make_loggers(config: RunConfig, paths: RunDir, state: TrainState, process: 
         loggers.append(WandbLogger(paths.root, to_dict(config), config.wandb_project, config.wandb_entity,
                                    config.wandb_group, config.wandb_tags, config.wandb_mode))  # fmt: skip
     if config.progress:
-        loggers.append(ProgressLogger(config.num_updates * config.batch_size, state.global_step))
+        total = ranks.num_updates(config, process.world_size) * config.batch_size * process.world_size
+        loggers.append(ProgressLogger(total, state.global_step))
     return Loggers(loggers)
 
 
