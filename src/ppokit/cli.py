@@ -335,10 +335,16 @@ def main(argv: list[str] | None = None) -> int:
     verbs = {"train": _train, "eval": _eval, "export": _export, "experiment": _experiment, "report": _report,
              "plan": _plan, "compare": _compare, "tune": _tune, "presets": _presets, "lm": _lm}  # fmt: skip
     try:
-        return verbs[args.verb](args)
+        code = verbs[args.verb](args)
     except PPOKitError as e:
         print(f"ppokit: error: {e}", file=sys.stderr)
-        return e.exit_code
+        code = e.exit_code
+    if args.verb == "train":
+        from ppokit import parallel
+
+        if parallel.launched_by_torchrun():
+            parallel.exit_process(code)  # everything is written: no interpreter teardown (parallel.exit_process)
+    return code
 
 
 if __name__ == "__main__":

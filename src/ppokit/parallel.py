@@ -16,9 +16,11 @@ up from the variables ``torchrun`` exports.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import sys
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import torch
 import torch.distributed as dist
@@ -130,6 +132,21 @@ def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_process(code: int) -> NoReturn:
+    """End a process of a data-parallel run without the interpreter's teardown, once everything
+    is written and closed: at teardown, C++ threads that torch.distributed leaves behind can
+    abort the process ("terminate called without an active exception", exit -6; seen here in 1 of
+    8 restarted jobs even after a barrier and destroy_process_group), and torchrun then counts a
+    finished run as failed. W&B's service is waited for first (its data is written by another
+    process)."""
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class AveragedGradients:

@@ -38,6 +38,7 @@ def main() -> None:
             ppokit.train(config, stop_after=args.stop_after, comm=comm)
     finally:
         parallel.shutdown()
+    parallel.exit_process(0)  # as ppokit's command line does: no interpreter teardown after the run
 
 
 if __name__ == "__main__":
