@@ -295,14 +295,16 @@ def return_drop(start: ReturnStart, n: float, mean: float, std: float) -> tuple[
     return (start.mean - mean) / spread, (start.mean - mean) / max(error, 1e-12)
 
 
-def replay(config: RunConfig, lines: Iterable[Mapping[str, float | None]]) -> Diagnostics:
+def replay(config: RunConfig, lines: Iterable[Mapping[str, float | None]], world_size: int = 1) -> Diagnostics:
     """The health checks of ``config`` run again over a finished run's per-update metrics (the
     lines of its ``metrics.jsonl``, where null is NaN): with the thresholds the run had, the same
     episodes and warnings it had; with others, what those would have said. The derived values
-    come from the lines: progress from ``update``, the annealing tail from ``learning_rate`` and
+    come from the lines: progress from ``update`` (of the run's updates: ``world_size`` processes
+    take ``batch_size`` steps each per update), the annealing tail from ``learning_rate`` and
     ``clip_coef`` against the config's start values."""
     diagnostics = Diagnostics(config.diagnostics, METHODS[config.algo.method])
-    lr0, clip0, num_updates = config.algo.learning_rate, config.algo.clip_coef, config.num_updates
+    lr0, clip0 = config.algo.learning_rate, config.algo.clip_coef
+    num_updates = max(1, config.total_steps // (config.batch_size * world_size))
     for line in lines:
         metrics = {key: math.nan if value is None else float(value) for key, value in line.items()}
         update = int(metrics["update"])
