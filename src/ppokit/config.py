@@ -156,9 +156,7 @@ class DiagnosticsConfig:
     health_checks: bool = _f(True, "Watch the metrics during training and warn with advice.")
     kl_max: float = _f(0.05, "Warn when approx KL exceeds this.")
     kl_patience: int = _f(2, "Consecutive updates above kl_max before warning.")
-    clip_fraction_min: float = _f(
-        0.001, "Warn when the clip fraction stays below this (clipping never binds) and the policy has not moved..."
-    )
+    clip_fraction_min: float = _f(0.001, "Warn when the clip fraction stays below this and the policy within...")
     moved_kl_min: float = _f(0.001, "...this KL from its start (kl_from_init): updates too small to learn.")
     clip_fraction_max: float = _f(0.4, "Warn when the clip fraction stays above this (drift).")
     clip_fraction_patience: int = _f(10, "Consecutive updates outside the clip-fraction band before warning.")
@@ -174,9 +172,7 @@ class DiagnosticsConfig:
     entropy_collapse_before: float = _f(0.25, "...within this fraction of training.")
     grad_norm_max: float = _f(1000.0, "Warn when the gradient norm (before clipping) exceeds this.")
     grad_norm_patience: int = _f(2, "Consecutive updates above grad_norm_max before warning.")
-    return_drop: float = _f(
-        0.5, "Warn when the mean episode return falls this many start spreads below its start (the policy gets worse)."
-    )
+    return_drop: float = _f(0.5, "Warn when the mean episode return falls this many start spreads below its start.")
     return_drop_patience: int = _f(3, "Consecutive updates below the start before warning.")
     obs_rms_max: float = _f(100.0, "Warn when the network's inputs have a root mean square above this.")
 
