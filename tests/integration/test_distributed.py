@@ -124,3 +124,21 @@ def test_a_killed_rank_restarts_the_job_from_the_last_checkpoint_and_it_finishes
     _, stderr = job.communicate(timeout=300)
     assert job.returncode == 0, stderr[-3000:]  # the first attempt failed (rank 1 killed): a restart finished it
     assert metrics(tmp_path / "run") == metrics(tmp_path / "whole")  # every update once, the same numbers
+
+
+def test_two_torchrun_nodes_over_localhost_train_one_run(tmp_path: Path) -> None:
+    # A multi-node run simulated on one machine: two torchrun commands, one process each, meeting
+    # at a c10d rendezvous (on a cluster: one command per machine, the endpoint on node 0).
+    run, port = tmp_path / "run", free_port()
+    node = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes",
+            "-m", "ppokit", "train", "--total-steps", "512", "--num-envs", "4", "--num-steps", "16",
+            "--minibatch-size", "32", "--eval-episodes", "2", "--no-progress", "--no-tensorboard",
+            "--run-dir", str(run)]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    nodes = [subprocess.Popen(node, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]  # fmt: skip
+    outputs = [n.communicate(timeout=300) for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], [err[-2000:] for _, err in outputs]
+    assert sum(out.count("Run folder:") for out, _ in outputs) == 1  # one rank 0, on one of the nodes
+    assert [row["global_step"] for row in metrics(run)] == [128, 256, 384, 512]
