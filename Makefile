@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet torch==2.13.0
 	# The rest under a constraint that keeps the pinned torch (transformers must not pull another).
 	echo "torch==2.13.0" > $(VENV)/torch-constraint.txt
-	$(PY) -m pip install --quiet -c $(VENV)/torch-constraint.txt -e ".[atari,box2d,compare,dev,export,lm,lm-compare,minatar,mujoco,tune,video,wandb]"
+	$(PY) -m pip install --quiet -c $(VENV)/torch-constraint.txt -e ".[atari,box2d,compare,dev,export,lm,lm-compare,minatar,mujoco,ray,tune,video,wandb]"
 	touch $(STAMP)
 
 setup: $(STAMP)

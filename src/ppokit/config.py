@@ -200,6 +200,9 @@ class RunConfig:
     video_every: int = _f(
         0, "Record an episode of the deterministic policy to videos/ every this many updates (0: off)."
     )
+    async_workers: int = _f(0, "Collect with this many asynchronous rollout workers (Ray actors) while the learner "
+                               "updates (0: off; docs/distributed.md).")  # fmt: skip
+    max_policy_lag: int = _f(4, "Drop an async worker's rollout collected more than this many updates ago.")
     tensorboard: bool = _f(True, "Write TensorBoard event files in the run folder.")
     progress: bool = _f(True, "Show a live progress bar.")
     wandb: bool = _f(False, "Also log to Weights & Biases: the metrics TensorBoard gets, the config, the final eval.")

@@ -45,6 +45,7 @@ def validate(config: RunConfig) -> None:
     if config.wandb and importlib.util.find_spec("wandb") is None:
         raise ConfigError("wandb", "true needs the wandb package, which is not installed; allowed: false, or pip "
                                    "install 'ppokit[wandb]'")  # fmt: skip
+    _validate_async(config)
     episodes = METHODS[config.algo.method].collects == "episodes"
     for name in ("sign_reward", "episodic_life"):
         if episodes and getattr(config.env, name):
@@ -225,6 +226,27 @@ def _validate_diagnostics(d: DiagnosticsConfig) -> None:
         raise ConfigError(
             "clip_fraction_min", f"{d.clip_fraction_min} must be below clip_fraction_max ({d.clip_fraction_max})"
         )
+
+
+def _validate_async(config: RunConfig) -> None:
+    """Asynchronous workers: Ray installed, a method that collects steps, no running normalizers
+    (each worker would keep its own statistics)."""
+    if not isinstance(config.async_workers, int) or config.async_workers < 0:
+        raise ConfigError("async_workers", f"{config.async_workers!r}; allowed: 0 (off) or an integer >= 1")
+    if not isinstance(config.max_policy_lag, int) or config.max_policy_lag < 0:
+        raise ConfigError("max_policy_lag", f"{config.max_policy_lag!r}; allowed: an integer >= 0")
+    if not config.async_workers:
+        return
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError("async_workers", f"{config.async_workers} needs Ray, which is not installed; allowed: 0, or "
+                                           "pip install 'ppokit[ray]'")  # fmt: skip
+    if METHODS[config.algo.method].collects == "episodes":
+        raise ConfigError("async_workers", f"{config.async_workers} with {config.algo.method}, whose groups share "
+                                           "one start state; allowed: 0")  # fmt: skip
+    for name in ("norm_obs", "norm_reward"):
+        if getattr(config.env, name):
+            raise ConfigError(name, "true with async_workers: each worker would normalize with its own statistics; "
+                                    "allowed: false (or async_workers 0)")  # fmt: skip
 
 
 def check_env_id(env_id: str) -> None:

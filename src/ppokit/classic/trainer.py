@@ -30,6 +30,7 @@ from ppokit.classic.rollout import Episodes, Rollout, collect, collect_episodes,
 from ppokit.classic.schedule import adapt_coefficients, advantage_settings, group_seed, schedules, update_plan
 from ppokit.classic.state import TrainState, check_keys, initial_state, resume_state, save_checkpoint
 from ppokit.classic.update import update_policy
+from ppokit.classic.workers import WorkerPool, fill
 from ppokit.config import EnvConfig, RunConfig, to_dict
 from ppokit.core.advantages import AdvantageSettings
 from ppokit.core.metrics import correlation, explained_variance
@@ -83,6 +84,7 @@ class Run:
     loss_fn: MinibatchLoss
     env_factory: EnvFactory | None
     comm: Comm  # the other ranks (Solo: none)
+    pool: WorkerPool | None = None  # asynchronous rollout workers (classic.workers)
 
     @property
     def num_updates(self) -> int:
@@ -119,6 +121,9 @@ def train(
         config = replace(ckpt.saved_config(saved), run_dir=str(folder))
     config = (config or RunConfig()).validate()
     ranks.check_world_size(config, process.world_size)
+    if config.async_workers and process.world_size > 1:
+        raise ConfigError("async_workers", f"{config.async_workers} with {process.world_size} processes; allowed: "
+                                           "asynchronous workers or data-parallel processes, not both")  # fmt: skip
     paths = RunDir(_run_dir(config, resuming=saved is not None))
     seed = process.seed(config.seed)
     with torch_threads(config.torch_threads):
@@ -134,6 +139,8 @@ def train(
                     result.evaluation = _final_evaluation(run)
             finally:
                 run.loggers.close()
+                if run.pool is not None:
+                    run.pool.close()
         finally:
             vec.close()
     return result
@@ -179,7 +186,8 @@ def _start(
     if config.compile:
         loss_fn = torch.compile(loss_fn)
     loggers = _make_loggers(config, paths, state, process)
-    return Run(config, method, vec, state, buf, loggers, paths, process, seed, hooks, loss_fn, env_factory, comm)
+    pool = WorkerPool(config, seed, env_factory) if config.async_workers else None
+    return Run(config, method, vec, state, buf, loggers, paths, process, seed, hooks, loss_fn, env_factory, comm, pool)
 
 
 def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
@@ -219,6 +227,7 @@ def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
             state.train_time += elapsed
 
             metrics |= _episode_metrics(episodes) | mean_metrics(comm, _update_metrics(run.method, state, batch))
+            metrics |= run.pool.metrics() if run.pool is not None else {}
             metrics |= {"learning_rate": lr, "ent_coef": coefs.ent, "clip_coef": coefs.clip_low, "kl_coef": coefs.kl,
                         "sps": episodes.env_steps / elapsed}  # fmt: skip
             in_tail = in_annealing_tail(lr, algo.learning_rate, coefs.clip_low, algo.clip_coef)
@@ -252,6 +261,10 @@ def _collect_batch(run: Run, settings: AdvantageSettings) -> tuple[Episodes, Bat
         seeds = [group_seed(run.seed, state.update, g) for g in range(groups) for _ in range(algo.group.size)]
         episodes, returns = collect_episodes(state.policy, vec, buf, seeds, config.env.info_metrics)
         traj = trajectories(buf, returns)
+    elif run.pool is not None:  # a worker's rollout, collected while the learner updated
+        got = run.pool.next_rollout(state.policy, state.update)
+        fill(buf, got)
+        episodes, traj = got.episodes, trajectories(buf)
     else:
         before = state.policy.obs_norm.to_host(), state.return_norm.to_host()
         episodes = collect(state.policy, vec, buf, state.rollout, state.return_norm, algo.gamma,
