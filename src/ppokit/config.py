@@ -165,9 +165,7 @@ class DiagnosticsConfig:
     explained_variance_patience: int = _f(5, "Consecutive updates below explained_variance_min before warning.")
     value_step_min: float = _f(1e-4, "Warn when updates move the values by less than this (value_step).")
     value_step_patience: int = _f(3, "Consecutive updates below value_step_min before warning.")
-    value_warmup: float = _f(
-        0.1, "Fraction of training before the explained-variance rule applies (the critic starts untrained)."
-    )
+    value_warmup: float = _f(0.1, "Fraction of training before the explained-variance rule applies.")
     entropy_collapse_ratio: float = _f(0.1, "Warn when entropy falls below this fraction of its start...")
     entropy_collapse_before: float = _f(0.25, "...within this fraction of training.")
     grad_norm_max: float = _f(1000.0, "Warn when the gradient norm (before clipping) exceeds this.")
@@ -186,22 +184,17 @@ class RunConfig:
     seed: int = _f(1, "Seed for torch, numpy and the environments.")
     total_steps: int = _f(100_000, "Environment steps to train for (all envs together).")
     device: str = _f("cpu", "Torch device: cpu, cuda, cuda:N.")
-    torch_threads: int = _f(
-        1, "Torch intra-op CPU threads; 1 suits small MLPs and keeps runs reproducible (0: torch's default)."
-    )
-    compile: bool = _f(
-        False, "torch.compile the minibatch loss: faster updates after ~15 s of compiling on first use (long runs)."
-    )
+    torch_threads: int = _f(1, "Torch intra-op CPU threads; 1 suits small MLPs (0: torch's default).")
+    compile: bool = _f(False, "torch.compile the minibatch loss: faster after ~15 s of compiling (long runs).")
     run_dir: str | None = _f(None, "Run folder; default runs/<env>__<seed>__<time>.")
     eval_episodes: int = _f(20, "Episodes of the final evaluation (and of each periodic one).")
     eval_every: int = _f(0, "Evaluate every this many env steps on separate envs, keep best.pt (0: off).")
     eval_deterministic: bool = _f(True, "Final evaluation acts with the distribution's mode.")
     checkpoint_every: int = _f(50, "Write a checkpoint every this many updates (and at the end).")
-    video_every: int = _f(
-        0, "Record an episode of the deterministic policy to videos/ every this many updates (0: off)."
+    video_every: int = _f(0, "Record a deterministic episode to videos/ every this many updates (0: off).")
+    async_workers: int = _f(
+        0, "Asynchronous rollout workers (Ray actors) collecting while the learner updates (0: off)."
     )
-    async_workers: int = _f(0, "Collect with this many asynchronous rollout workers (Ray actors) while the learner "
-                               "updates (0: off; docs/distributed.md).")  # fmt: skip
     max_policy_lag: int = _f(4, "Drop an async worker's rollout collected more than this many updates ago.")
     tensorboard: bool = _f(True, "Write TensorBoard event files in the run folder.")
     progress: bool = _f(True, "Show a live progress bar.")

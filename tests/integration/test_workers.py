@@ -42,7 +42,8 @@ def test_an_async_run_logs_lag_and_finishes_and_resumes(tmp_path: Path) -> None:
 
 
 def test_a_dead_worker_is_replaced_and_stale_rollouts_are_dropped(tmp_path: Path) -> None:
-    config = tiny_config(tmp_path / "run", async_workers=2, max_policy_lag=0)
+    # One worker, so that what is in flight is known: after each rollout, the next one it collects.
+    config = tiny_config(tmp_path / "run", async_workers=1, max_policy_lag=0)
     vec = make_vec_env(config.env)
     vec.close()
     policy = ActorCritic(vec.obs_space, vec.action_space, config.policy)
@@ -51,12 +52,13 @@ def test_a_dead_worker_is_replaced_and_stale_rollouts_are_dropped(tmp_path: Path
         first = pool.next_rollout(policy, version=0)
         assert first.version == 0 and first.tensors["logprobs"].shape == (16, 4)  # T x N behaviour log-probs
         ray.kill(pool.workers[0])
-        ray.kill(pool.workers[1])
-        got = pool.next_rollout(policy, version=0)  # both died: replaced, and a rollout still comes
-        assert pool.restarts >= 1 and got.version == 0
-        assert torch.isfinite(got.tensors["values"]).all()
-        stale = pool.next_rollout(policy, version=3)  # lag 3 > 0: what was in flight is dropped
-        assert stale.version == 3 and pool.dropped >= 1
+        for _ in range(3):  # the rollout in flight may have come back before the kill: then the next one fails
+            got = pool.next_rollout(policy, version=0)
+            if pool.restarts:
+                break
+        assert pool.restarts == 1 and got.version == 0 and torch.isfinite(got.tensors["values"]).all()
+        fresh = pool.next_rollout(policy, version=3)  # the one in flight has lag 3 > 0: dropped
+        assert fresh.version == 3 and pool.dropped == 1 and pool.metrics()["policy_lag"] == 0.0
     finally:
         pool.close()
 

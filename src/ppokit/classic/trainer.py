@@ -9,7 +9,6 @@ a caller wants to watch it gets through ``Hooks`` (``ppokit.classic.hooks``).
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -23,8 +22,9 @@ from rich.console import Console
 from ppokit.classic import ranks
 from ppokit.classic.batch import Batch, recomputed_targets, trajectories
 from ppokit.classic.envs import EnvFactory, VecEnv, make_vec_env
-from ppokit.classic.evaluation import EvalResult, episode_summary, evaluate
+from ppokit.classic.evaluation import EvalResult, evaluate
 from ppokit.classic.hooks import EvalEvent, Hooks, RolloutEvent, UpdateEvent
+from ppokit.classic.measures import check_finite, episode_metrics, update_metrics
 from ppokit.classic.objective import MinibatchLoss, make_minibatch_loss
 from ppokit.classic.rollout import Episodes, Rollout, collect, collect_episodes, storage_line
 from ppokit.classic.schedule import adapt_coefficients, advantage_settings, group_seed, schedules, update_plan
@@ -33,9 +33,8 @@ from ppokit.classic.update import update_policy
 from ppokit.classic.workers import WorkerPool, fill
 from ppokit.config import EnvConfig, RunConfig, to_dict
 from ppokit.core.advantages import AdvantageSettings
-from ppokit.core.metrics import correlation, explained_variance
 from ppokit.diagnostics import in_annealing_tail
-from ppokit.errors import ConfigError, NonFiniteEnvError, NonFiniteError
+from ppokit.errors import ConfigError, NonFiniteEnvError
 from ppokit.io import checkpoint as ckpt
 from ppokit.io.loggers import JsonlLogger, Logger, Loggers, ProgressLogger, TensorBoardLogger, WandbLogger
 from ppokit.io.run_dir import RunDir, check_writable, run_folder_of
@@ -226,7 +225,7 @@ def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
             state.global_step += episodes.env_steps  # = batch size, except when episodes end early
             state.train_time += elapsed
 
-            metrics |= _episode_metrics(episodes) | mean_metrics(comm, _update_metrics(run.method, state, batch))
+            metrics |= episode_metrics(episodes) | mean_metrics(comm, update_metrics(run.method, state, batch))
             metrics |= run.pool.metrics() if run.pool is not None else {}
             metrics |= {"learning_rate": lr, "ent_coef": coefs.ent, "clip_coef": coefs.clip_low, "kl_coef": coefs.kl,
                         "sps": episodes.env_steps / elapsed}  # fmt: skip
@@ -234,7 +233,7 @@ def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
             for warning in state.diagnostics.observe(state.update, metrics, progress, in_tail):
                 if run.process.writes:
                     _console.print(f"[yellow]ppokit health:[/yellow] {warning}", highlight=False, soft_wrap=True)
-            _check_finite(metrics, state)
+            check_finite(metrics, state)
             run.loggers.log(state.global_step, metrics)
             run.hooks.updated(UpdateEvent(state, metrics))
             if config.eval_every and state.global_step // config.eval_every > previous_step // config.eval_every:
@@ -274,23 +273,6 @@ def _collect_batch(run: Run, settings: AdvantageSettings) -> tuple[Episodes, Bat
             sync_normalizer(run.comm, state.return_norm, before[1])
         traj = trajectories(buf)
     return episodes, Batch.from_rollout(buf, run.method.advantages(traj, settings), reference)
-
-
-def _update_metrics(method: Method, state: TrainState, batch: Batch) -> dict[str, float]:
-    """Per-update metrics of the rollout: the scale of the network's inputs (vectors); the
-    critic's fit and the value targets' scale (methods with a critic only)."""
-    metrics = {"time_elapsed": state.train_time, "update": float(state.update)}
-    if batch.obs.is_floating_point():  # the network's inputs (normalized, if norm_obs); pixels are scaled inside
-        metrics["obs_rms"] = float(batch.obs[batch.mask.bool()].double().square().mean().sqrt())
-    if not method.critic:
-        return metrics
-    targets = batch.returns[batch.mask.bool()].double()
-    return metrics | {
-        "explained_variance": explained_variance(batch.values, batch.returns, batch.mask),
-        "value_corr": correlation(batch.values, batch.returns, batch.mask),
-        "value_target_mean": float(targets.mean()) if targets.numel() else math.nan,
-        "value_target_std": float(targets.std(unbiased=False)) if targets.numel() else math.nan,
-    }
 
 
 def _periodic_eval(run: Run) -> None:
@@ -357,23 +339,6 @@ def _check_shared_start(vec: VecEnv, config: RunConfig, seed: int) -> None:
             f"{config.algo.method} needs envs that reset(seed) to one start state; {config.env.id} started from "
             "different observations with the same seed",
         )
-
-
-def _episode_metrics(episodes: Episodes) -> dict[str, float]:
-    info = {f"info_{k}": episodes.info_sums[k] / max(1, n) for k, n in episodes.info_counts.items()}
-    return info | episode_summary("episode", episodes.returns, episodes.lengths)
-
-
-def _check_finite(metrics: dict[str, float], state: TrainState) -> None:
-    """Stop on NaN/inf in a loss or gradient, or in any parameter, naming the first one."""
-    if metrics["minibatch_steps"] == 0:  # no valid sample, no update: the losses are undefined
-        return
-    for name in ("loss", "policy_loss", "value_loss", "entropy", "grad_norm", "approx_kl", "ref_kl"):
-        if name in metrics and not math.isfinite(metrics[name]):
-            raise NonFiniteError(name, state.update)
-    for name, p in state.policy.named_parameters():
-        if not torch.isfinite(p).all():
-            raise NonFiniteError(f"parameter {name}", state.update)
 
 
 def _run_dir(config: RunConfig, resuming: bool) -> Path:
