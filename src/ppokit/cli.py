@@ -67,6 +67,9 @@ def _launch(args: argparse.Namespace, config: RunConfig | None) -> int:
 
     if config is not None:
         check_world_size(config, args.nproc)
+        if config.async_workers:
+            raise ConfigError("async_workers", f"{config.async_workers} with --nproc {args.nproc}; allowed: "
+                                               "asynchronous workers or data-parallel processes, not both")  # fmt: skip
         check_writable(Path(config.run_dir) if config.run_dir else Path("runs"), "run_dir")
     if args.max_restarts < 0:
         raise ConfigError("max_restarts", f"{args.max_restarts}; allowed: an integer >= 0")
