@@ -173,6 +173,7 @@ def _start(
     comm.broadcast_(state.initial_policy)
     if method.collects == "episodes":
         _check_shared_start(vec, config, seed)
+    pool = WorkerPool(config, seed, env_factory) if config.async_workers else None  # before anything is written
     if saved is not None:
         resume_state(state, saved, vec, config, seed, process.world_size)
     elif process.writes:
@@ -185,7 +186,6 @@ def _start(
     if config.compile:
         loss_fn = torch.compile(loss_fn)
     loggers = _make_loggers(config, paths, state, process)
-    pool = WorkerPool(config, seed, env_factory) if config.async_workers else None
     return Run(config, method, vec, state, buf, loggers, paths, process, seed, hooks, loss_fn, env_factory, comm, pool)
 
 

@@ -24,6 +24,7 @@ Ray is used as an existing engine for the workers: the same code runs on a Ray c
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -35,6 +36,7 @@ from ppokit.classic.policy import ActorCritic
 from ppokit.classic.rollout import Episodes, Rollout, RolloutState, collect
 from ppokit.config import RunConfig, from_dict, to_dict
 from ppokit.core.normalize import RunningNorm
+from ppokit.errors import ConfigError
 from ppokit.runtime import SEED_STRIDE
 
 
@@ -79,7 +81,15 @@ class WorkerPool:
         import ray
 
         self.owns_ray = not ray.is_initialized()
-        if self.owns_ray:  # a local instance; connected to a cluster when RAY_ADDRESS is set
+        if self.owns_ray and os.environ.get("RAY_ADDRESS"):  # a running cluster: its machines, its resources
+            try:
+                ray.init(log_to_driver=False, logging_level=logging.WARNING)
+            except ConnectionError as e:
+                address, why = os.environ["RAY_ADDRESS"], str(e).splitlines()[0][:100]
+                raise ConfigError(
+                    "async_workers", f"RAY_ADDRESS={address}: no Ray cluster to connect to ({why})"
+                ) from None
+        elif self.owns_ray:  # a local instance of its own
             ray.init(num_cpus=config.async_workers, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.WARNING)  # fmt: skip
         self.ray, self.config, self.seed, self.env_factory = ray, config, seed, env_factory
