@@ -64,13 +64,14 @@ def _launch(args: argparse.Namespace, config: RunConfig | None) -> int:
     import subprocess
 
     from ppokit.classic.ranks import check_world_size
+    from ppokit.classic.trainer import run_dir_of
 
     if config is not None:
         check_world_size(config, args.nproc)
         if config.async_workers:
             raise ConfigError("async_workers", f"{config.async_workers} with --nproc {args.nproc}; allowed: "
                                                "asynchronous workers or data-parallel processes, not both")  # fmt: skip
-        check_writable(Path(config.run_dir) if config.run_dir else Path("runs"), "run_dir")
+        run_dir_of(config, resuming=False)  # writable, and no run there yet: one line here, not one per rank
     if args.max_restarts < 0:
         raise ConfigError("max_restarts", f"{args.max_restarts}; allowed: an integer >= 0")
     if args.max_restarts and (config is None or config.run_dir is None) and args.resume is None:

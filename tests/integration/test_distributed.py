@@ -69,12 +69,14 @@ def test_nproc_starts_the_ranks_with_torchrun_and_refuses_world_sizes_that_do_no
     assert [row["global_step"] for row in metrics(run)] == [128, 256, 384, 512]
     evaluation = json.loads((run / "eval.json").read_text())
     assert len(evaluation["returns"]) == 3  # dealt out: 2 episodes on rank 0, 1 on rank 1
-    refusals = ((["--nproc", "0"], "nproc: 0; allowed: an integer >= 1"),
+    refusals = ((["--nproc", "2", "--run-dir", str(run)], "run_dir: " + str(run) + " already holds a run"),
+                (["--nproc", "0"], "nproc: 0; allowed: an integer >= 1"),
                 (["--nproc", "9"], "nproc: 9 processes take 576"),
                 (["--nproc", "2", "--async-workers", "2"], "async_workers: 2 with --nproc 2"))  # fmt: skip
     for given, field in refusals:
-        bad = subprocess.run([sys.executable, "-m", "ppokit", "train", *given, "--run-dir", str(tmp_path / "bad"),
-                              *flags], capture_output=True, text=True)  # fmt: skip
+        folder = [] if "--run-dir" in given else ["--run-dir", str(tmp_path / "bad")]
+        bad = subprocess.run([sys.executable, "-m", "ppokit", "train", *given, *folder, *flags],
+                             capture_output=True, text=True)  # fmt: skip
         assert bad.returncode == 2 and field in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert not (tmp_path / "bad").exists()
 

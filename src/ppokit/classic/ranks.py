@@ -74,7 +74,8 @@ def rank_parts(comm: Comm, state: TrainState, vec: VecEnv) -> list[dict[str, Any
     itself holds it)."""
     if comm.process.world_size == 1:
         return None
-    mine = {name: state.state_dict()[name] for name in PER_RANK} | {"env_state": snapshot(vec)}
+    saved = state.state_dict()
+    mine = {name: saved[name] for name in PER_RANK} | {"env_state": snapshot(vec)}
     buffer = io.BytesIO()
     torch.save(mine, buffer)  # tensors travel as torch's own bytes (all_gather_object cannot pickle some)
     parts = comm.all_gather(buffer.getvalue())

@@ -123,7 +123,7 @@ def train(
     if config.async_workers and process.world_size > 1:
         raise ConfigError("async_workers", f"{config.async_workers} with {process.world_size} processes; allowed: "
                                            "asynchronous workers or data-parallel processes, not both")  # fmt: skip
-    paths = RunDir(_run_dir(config, resuming=saved is not None))
+    paths = RunDir(run_dir_of(config, resuming=saved is not None))
     seed = process.seed(config.seed)
     with torch_threads(config.torch_threads):
         seed_everything(seed)
@@ -265,10 +265,11 @@ def _collect_batch(run: Run, settings: AdvantageSettings) -> tuple[Episodes, Bat
         fill(buf, got)
         episodes, traj = got.episodes, trajectories(buf)
     else:
-        before = state.policy.obs_norm.to_host(), state.return_norm.to_host()
+        several = run.process.world_size > 1
+        before = (state.policy.obs_norm.to_host(), state.return_norm.to_host()) if several else None
         episodes = collect(state.policy, vec, buf, state.rollout, state.return_norm, algo.gamma,
                            config.env.clip_reward, config.env.info_metrics)  # fmt: skip
-        if run.process.world_size > 1:  # every rank normalizes the next rollout with the same statistics
+        if before is not None:  # every rank normalizes the next rollout with the same statistics
             sync_normalizer(run.comm, state.policy.obs_norm, before[0])
             sync_normalizer(run.comm, state.return_norm, before[1])
         traj = trajectories(buf)
@@ -341,7 +342,7 @@ def _check_shared_start(vec: VecEnv, config: RunConfig, seed: int) -> None:
         )
 
 
-def _run_dir(config: RunConfig, resuming: bool) -> Path:
+def run_dir_of(config: RunConfig, resuming: bool) -> Path:
     if config.run_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path("runs") / f"{config.env.id.replace('/', '_')}__{config.seed}__{stamp}"
