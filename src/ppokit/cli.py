@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,8 +60,7 @@ def _launch(args: argparse.Namespace, config: RunConfig | None) -> int:
     """``ppokit train --nproc N``: the same command under torchrun (``--standalone``: one machine,
     a free port), which starts N processes and stops them all if one fails; with
     ``--max-restarts K`` it starts them again, up to K times, and they resume the run folder."""
-    import subprocess
-
+    from ppokit import parallel
     from ppokit.classic.ranks import check_world_size
     from ppokit.classic.trainer import run_dir_of
 
@@ -72,21 +70,10 @@ def _launch(args: argparse.Namespace, config: RunConfig | None) -> int:
             raise ConfigError("async_workers", f"{config.async_workers} with --nproc {args.nproc}; allowed: "
                                                "asynchronous workers or data-parallel processes, not both")  # fmt: skip
         run_dir_of(config, resuming=False)  # writable, and no run there yet: one line here, not one per rank
-    if args.max_restarts < 0:
-        raise ConfigError("max_restarts", f"{args.max_restarts}; allowed: an integer >= 0")
-    if args.max_restarts and (config is None or config.run_dir is None) and args.resume is None:
-        raise ConfigError("max_restarts", "needs --run-dir: a restarted job resumes the run folder it names")
-    rest, given = [], iter(args.argv)
-    for arg in given:  # the command as given, without --nproc N
-        if arg == "--nproc":
-            next(given, None)
-        elif not arg.startswith("--nproc="):
-            rest.append(arg)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
-               f"--max-restarts={args.max_restarts}", "-m", "ppokit", *rest]  # fmt: skip
-    threads = str(config.torch_threads) if config is not None and config.torch_threads > 0 else "1"
-    env = {"OMP_NUM_THREADS": threads} | dict(os.environ)  # set: torchrun would print a banner about it
-    return subprocess.run(command, check=False, env=env).returncode
+    parallel.check_restarts(args.max_restarts, (config is not None and config.run_dir is not None) or
+                            args.resume is not None)  # fmt: skip
+    threads = config.torch_threads if config is not None and config.torch_threads > 0 else 1
+    return parallel.launch(args.argv, args.nproc, args.max_restarts, threads)
 
 
 def _print_result(result: Any) -> None:
@@ -270,66 +257,10 @@ def _presets(args: argparse.Namespace) -> int:
 
 def _lm(args: argparse.Namespace) -> int:
     try:
-        from ppokit.lm import trainer
-        from ppokit.lm.config import LMConfig
-        from ppokit.lm.tasks import TASKS
+        from ppokit.lm.commands import lm_command
     except ImportError:
         raise ConfigError("lm", "needs transformers: pip install 'ppokit[lm]'") from None
-    if args.lm_verb == "tasks":
-        for name, task in TASKS.items():
-            console.print(f"[bold]{name}[/bold]: {task.help}")
-        return 0
-    if args.lm_verb == "eval":
-        return _lm_eval(args)
-    given = {k.removeprefix("lm."): v for k, v in vars(args).items() if k.startswith("lm.")}
-    if args.lm_verb == "sft":
-        config = LMConfig(**given).validate()
-        folder, before = trainer.supervise(config)
-        console.print(f"SFT on {config.task}, {config.sft_steps} steps: greedy success {before.success:.3f}, "
-                      f"reward {before.reward:.3f}; model: {folder} (RL from it: ppokit lm train --model {folder} "
-                      "--sft-steps 0)")  # fmt: skip
-        return 0
-    if args.lm_resume is not None:
-        extra = sorted(set(given) - {"steps"})
-        if extra:
-            raise ConfigError("resume", f"a resumed run keeps its saved config; drop {', '.join(extra)}")
-        result = trainer.train(resume=args.lm_resume, steps=given.get("steps"))
-    else:
-        result = trainer.train(LMConfig(**given).validate())
-    if result.stopped:
-        if result.config.run_dir is None:
-            console.print(f"Stopped after step {len(result.metrics)}; nothing was saved (no --run-dir)")
-            return 130
-        console.print(f"Stopped after step {len(result.metrics)}; resume with: ppokit lm train --resume "
-                      f"{result.config.run_dir}")  # fmt: skip
-        return 0
-    last = result.metrics[-1] if result.metrics else {}
-    console.print(
-        f"{result.config.method} on {result.config.task}, {result.config.steps} steps: greedy success "
-        f"{result.success_after_sft:.3f} after SFT -> {result.success:.3f} after RL; last step: reward "
-        f"{last.get('reward_mean', float('nan')):.3f}, KL to the reference {last.get('kl_ref', float('nan')):.3f}"
-    )
-    return 0
-
-
-def _lm_eval(args: argparse.Namespace) -> int:
-    import dataclasses
-    import random
-
-    from ppokit.lm.evaluation import evaluate
-    from ppokit.lm.trainer import load_run, make_task
-
-    if args.lm_eval_n < 1 or args.lm_samples < 0:
-        raise ConfigError("eval", f"--prompts-n {args.lm_eval_n}, --samples {args.lm_samples}; allowed: >= 1, >= 0")
-    config, model, tokenizer, reference = load_run(args.run)
-    seed = args.lm_eval_seed if args.lm_eval_seed is not None else config.seed + 1
-    task = make_task(dataclasses.replace(config, device="cpu"))  # the models load on the CPU: a reward model too
-    result = evaluate(model, tokenizer, task, args.lm_eval_n, random.Random(seed), reference, args.lm_samples)
-    console.print(f"{args.run}: {args.lm_eval_n} greedy completions: success {result.success:.3f}, reward "
-                  f"{result.reward:.3f}, KL to the reference {result.kl_ref_seq:.3f} per completion")  # fmt: skip
-    for prompt, completion, reward in result.samples:
-        console.print(f"  {prompt!r} -> {completion!r}  reward {reward:.3f}", markup=False)
-    return 0
+    return lm_command(args, console)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -343,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     except PPOKitError as e:
         print(f"ppokit: error: {e}", file=sys.stderr)
         code = e.exit_code
-    if args.verb == "train":
+    if args.verb == "train" or (args.verb == "lm" and args.lm_verb == "train"):
         from ppokit import parallel
 
         if parallel.launched_by_torchrun():

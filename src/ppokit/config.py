@@ -196,6 +196,8 @@ class RunConfig:
         0, "Asynchronous rollout workers (Ray actors) collecting while the learner updates (0: off)."
     )
     max_policy_lag: int = _f(4, "Drop an async worker's rollout collected more than this many updates ago.")
+    vtrace: bool = _f(False, "Async workers: V-trace targets and advantages under the learner's policy (else GAE).")
+    vtrace_clip: float = _f(1.0, "V-trace's truncation of the importance ratios (rho-bar = c-bar).")
     tensorboard: bool = _f(True, "Write TensorBoard event files in the run folder.")
     progress: bool = _f(True, "Show a live progress bar.")
     wandb: bool = _f(False, "Also log to Weights & Biases: the metrics TensorBoard gets, the config, the final eval.")

@@ -147,13 +147,17 @@ def _train_parser(verbs: Verbs) -> None:
         help=f"Known-good hyperparameters: {', '.join(PRESETS)}, or none. Default: the env's preset if any.",
     )
     train.add_argument("--resume", type=Path, help="Continue the run in this folder (or checkpoint file).")
-    train.add_argument("--nproc", type=int, default=1, help="Data-parallel processes on this machine (DD-PPO on "
-                       "torch.distributed, started by torchrun; env.num_envs per process; default: 1).")  # fmt: skip
-    train.add_argument("--max-restarts", type=int, default=0, help="With --nproc: restart every process up to this "
-                       "many times after one fails; they resume the last checkpoint (needs --run-dir).")  # fmt: skip
-    train.add_argument("--rendezvous-timeout", type=float, default=300.0, metavar="SECONDS",
-                       help="How long the processes of a run wait to meet (default: 300).")  # fmt: skip
+    _parallel_flags(train, "env.num_envs")
     _add_config_flags(train)
+
+
+def _parallel_flags(parser: argparse.ArgumentParser, per_process: str) -> None:
+    parser.add_argument("--nproc", type=int, default=1, help="Data-parallel processes on this machine (DD-PPO on "
+                        f"torch.distributed, started by torchrun; {per_process} per process; default: 1).")  # fmt: skip
+    parser.add_argument("--max-restarts", type=int, default=0, help="With --nproc: restart every process up to this "
+                        "many times after one fails; they resume the last checkpoint (needs --run-dir).")  # fmt: skip
+    parser.add_argument("--rendezvous-timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="How long the processes of a run wait to meet (default: 300).")  # fmt: skip
 
 
 def _eval_parser(verbs: Verbs) -> None:
@@ -215,6 +219,7 @@ def _lm_parser(verbs: Verbs) -> None:
     train = lm_verbs.add_parser("train", help="SFT on the task, then RL with --method; prints success before/after.")
     train.add_argument("--resume", type=Path, dest="lm_resume", help="Continue the run in this folder from its last "
                        "checkpoint (its config kept; --steps may extend it).")  # fmt: skip
+    _parallel_flags(train, "prompts_per_step")
     _lm_config_flags(train)
     sft = lm_verbs.add_parser("sft", help="Only the supervised stage: writes RUN_DIR/model to start RL from.")
     _lm_config_flags(sft)

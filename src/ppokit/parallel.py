@@ -125,6 +125,33 @@ def _attempt_store(timeout: timedelta) -> Store:
     return PrefixStore(f"ppokit/attempt-{restart_count()}", store)
 
 
+def check_restarts(max_restarts: int, has_run_dir: bool) -> None:
+    """``--max-restarts``: an integer >= 0, and a run folder for a restarted job to resume."""
+    if max_restarts < 0:
+        raise ConfigError("max_restarts", f"{max_restarts}; allowed: an integer >= 0")
+    if max_restarts and not has_run_dir:
+        raise ConfigError("max_restarts", "needs --run-dir: a restarted job resumes the run folder it names")
+
+
+def launch(argv: list[str], nproc: int, max_restarts: int, threads: int) -> int:
+    """``ppokit ... --nproc N``: the same command (``argv`` without ``--nproc N``) under torchrun
+    (``--standalone``: one machine, a free port), which starts N processes of ``threads`` torch
+    threads each and stops them all if one fails; with ``max_restarts`` it starts them again, up
+    to that many times. The exit code of torchrun."""
+    import subprocess
+
+    rest, given = [], iter(argv)
+    for arg in given:
+        if arg == "--nproc":
+            next(given, None)
+        elif not arg.startswith("--nproc="):
+            rest.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               f"--max-restarts={max_restarts}", "-m", "ppokit", *rest]  # fmt: skip
+    env = {"OMP_NUM_THREADS": str(threads)} | dict(os.environ)  # set: torchrun would print a banner about it
+    return subprocess.run(command, check=False, env=env).returncode
+
+
 def shutdown() -> None:
     """Leave the process group tidily: a barrier first, so that no rank tears down while another
     is still in a collective (torch aborts at exit otherwise: "terminate called without an active
@@ -184,13 +211,15 @@ def sync_normalizer(comm: Comm, norm: RunningNorm, before: MeanVar) -> None:
     norm.load_host(merge_all([before, *news], tuple(norm.mean.shape)))
 
 
-def mean_metrics(comm: Comm, metrics: dict[str, float]) -> dict[str, float]:
-    """Each metric's mean over the ranks (every rank logs the same keys; NaN stays NaN)."""
+def reduced_metrics(comm: Comm, metrics: dict[str, float]) -> dict[str, float]:
+    """Each metric over the ranks: the least of the ranks' ``*_min``, the greatest of their
+    ``*_max``, the mean of the rest (every rank logs the same keys; NaN stays NaN)."""
     if comm.process.world_size == 1 or not metrics:
         return metrics
     keys = sorted(metrics)
-    values = comm.mean_(torch.tensor([metrics[k] for k in keys], dtype=torch.float64))
-    return dict(zip(keys, values.tolist(), strict=True))
+    rows = torch.tensor(comm.all_gather([metrics[k] for k in keys]), dtype=torch.float64)  # [ranks, keys]
+    reduce = {"_min": torch.amin, "_max": torch.amax}
+    return {k: float(reduce.get(k[-4:], torch.mean)(rows[:, i])) for i, k in enumerate(keys)}
 
 
 def rank_share(total: int, process: Process) -> int:

@@ -235,8 +235,19 @@ def _validate_async(config: RunConfig) -> None:
         raise ConfigError("async_workers", f"{config.async_workers!r}; allowed: 0 (off) or an integer >= 1")
     if not isinstance(config.max_policy_lag, int) or config.max_policy_lag < 0:
         raise ConfigError("max_policy_lag", f"{config.max_policy_lag!r}; allowed: an integer >= 0")
+    if not config.vtrace_clip > 0:
+        raise ConfigError("vtrace_clip", f"{config.vtrace_clip!r}; allowed: a number > 0")
+    if config.vtrace and not config.async_workers:
+        raise ConfigError("vtrace", "true corrects async workers' lagging rollouts; allowed: false, or with "
+                                    "async_workers >= 1")  # fmt: skip
     if not config.async_workers:
         return
+    if config.vtrace and not METHODS[config.algo.method].critic:
+        raise ConfigError("vtrace", f"true with {config.algo.method}, which has no critic; allowed: false")
+    if config.vtrace and config.algo.recompute_advantages:
+        raise ConfigError(
+            "vtrace", "true with algo.recompute_advantages (GAE before every epoch); allowed: one of them"
+        )
     if importlib.util.find_spec("ray") is None:
         raise ConfigError("async_workers", f"{config.async_workers} needs Ray, which is not installed; allowed: 0, or "
                                            "pip install 'ppokit[ray]'")  # fmt: skip

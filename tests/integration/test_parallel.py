@@ -88,7 +88,8 @@ def worker(rank: int, port: int, folder: str) -> None:
     parallel.sync_normalizer(comm, norm, start)
     out["norm"] = (norm.mean.numpy().copy(), norm.var.numpy().copy(), float(norm.count))
     out["kl"] = float(parallel.agreed_mean(comm, torch.tensor(0.01 + 0.02 * rank)))
-    out["metrics"] = parallel.mean_metrics(comm, {"loss": float(rank), "kl": 2.0 * rank})
+    out["metrics"] = parallel.reduced_metrics(comm, {"loss": float(rank), "kl": 2.0 * rank, "length_min": 3.0 - rank,
+                                                      "length_max": 5.0 + rank})  # fmt: skip
     moved = make_policy("discrete", seed=rank)  # different weights on each rank
     comm.broadcast_(moved)
     out["broadcast"] = torch.cat([p.detach().reshape(-1) for p in moved.parameters()])
@@ -117,7 +118,7 @@ def test_two_gloo_ranks_average_gradients_merge_statistics_and_agree(tmp_path: P
         np.testing.assert_allclose(var, union.var(0), rtol=1e-10)
         assert count == len(union)
     assert ranks[0]["kl"] == ranks[1]["kl"] == pytest.approx(0.02)  # (0.01 + 0.03) / 2 on both
-    assert ranks[0]["metrics"] == ranks[1]["metrics"] == {"kl": 1.0, "loss": 0.5}
+    assert ranks[0]["metrics"] == ranks[1]["metrics"] == {"kl": 1.0, "loss": 0.5, "length_min": 2.0, "length_max": 6.0}
     torch.testing.assert_close(ranks[1]["broadcast"], ranks[0]["broadcast"], rtol=0, atol=0)
     rank1_own = torch.cat([p.detach().reshape(-1) for p in make_policy("discrete", 1).parameters()])
     assert not torch.equal(ranks[1]["broadcast"], rank1_own)  # rank 1 really had other weights

@@ -41,6 +41,16 @@ def test_an_async_run_logs_lag_and_finishes_and_resumes(tmp_path: Path) -> None:
     assert result.evaluation is not None and rows[-1]["worker_restarts"] == 0
 
 
+def test_an_async_run_with_vtrace_logs_its_importance_ratios(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "run", async_workers=2, vtrace=True, total_steps=64 * 8)
+    result = ppokit.train(config)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and result.evaluation is not None
+    lagged = [row for row in rows if row["policy_lag"] >= 1]
+    assert lagged and all(row["vtrace_rho_mean"] != 1.0 for row in lagged)  # pi moved on from the worker's mu
+    assert all(0.0 <= row["vtrace_rho_clipped"] <= 1.0 for row in rows)
+
+
 def test_a_dead_worker_is_replaced_and_stale_rollouts_are_dropped(tmp_path: Path) -> None:
     # One worker, so that what is in flight is known: after each rollout, the next one it collects.
     config = tiny_config(tmp_path / "run", async_workers=1, max_policy_lag=0)
@@ -69,6 +79,13 @@ def test_a_dead_worker_is_replaced_and_stale_rollouts_are_dropped(tmp_path: Path
         (["--async-workers", "2", "--norm-obs"], "norm_obs: true with async_workers"),
         (["--async-workers", "2", "--algo", "grpo", "--env", "ppokit/Bandit-v0"], "async_workers: 2 with grpo"),
         (["--async-workers", "-1"], "async_workers: -1; allowed: 0 (off) or an integer >= 1"),
+        (["--vtrace"], "vtrace: true corrects async workers' lagging rollouts; allowed: false, or with async_workers"),
+        (["--async-workers", "2", "--vtrace", "--vtrace-clip", "0"], "vtrace_clip: 0.0; allowed: a number > 0"),
+        (["--async-workers", "2", "--vtrace", "--recompute-advantages"], "vtrace: true with algo.recompute_advantages"),
+        (
+            ["--async-workers", "2", "--vtrace", "--algo", "reinforce"],
+            "vtrace: true with reinforce, which has no critic",
+        ),
     ],
 )
 def test_bad_async_input_is_one_line_and_exit_2(tmp_path: Path, flags: list[str], message: str) -> None:

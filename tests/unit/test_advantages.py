@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ppokit.classic.rollout import Rollout
-from ppokit.core.advantages import gae
+from ppokit.core.advantages import gae, vtrace
 
 # gamma = lambda = 0.5 keeps every hand computation exact in binary floating point.
 GAMMA, LAM = 0.5, 0.5  # gamma * lambda = 0.25
@@ -261,3 +261,41 @@ def test_gae_transposed_input_raises() -> None:
     x = torch.zeros(5, 3)
     with pytest.raises(ValueError):
         gae(x, x, x, x, x.T, 0.99, 0.95)
+
+
+def test_vtrace_against_hand_computed_values_with_truncated_ratios() -> None:
+    # One env, 3 steps, gamma 0.9, lambda 1, ratios pi/mu = 2, 0.5, 1 truncated at 1: rho = c = 1, 0.5, 1.
+    # delta = rho * (r + 0.9 V(next) - V):   1.4,  0.5 * (0.18 - 1) = -0.41,  2 + 0.36 - 0.2 = 2.16
+    # v - V = delta + 0.9 c (v' - V'):       2.16;  -0.41 + 0.45 * 2.16 = 0.562;  1.4 + 0.9 * 0.562 = 1.9058
+    # A = rho * (r + 0.9 v(next) - V):       1 + 0.9 * 1.562 - 0.5 = 1.9058;  0.5 * (0.9 * 2.36 - 1) = 0.562;  2.16
+    values, next_values = col(0.5, 1.0, 0.2), col(1.0, 0.2, 0.4)
+    zeros = torch.zeros_like(values)
+    log_rhos = torch.log(col(2.0, 0.5, 1.0))
+    adv, targets = vtrace(col(1.0, 0.0, 2.0), values, next_values, zeros, zeros, log_rhos, gamma=0.9)
+    torch.testing.assert_close(targets, col(2.4058, 1.562, 2.36))
+    torch.testing.assert_close(adv, col(1.9058, 0.562, 2.16))
+    # A looser truncation lets the first ratio, 2, through: delta_0 and A_0 double, the rest is unchanged.
+    adv2, targets2 = vtrace(col(1.0, 0.0, 2.0), values, next_values, zeros, zeros, log_rhos, 0.9, rho_clip=2.0)
+    torch.testing.assert_close(adv2[0], 2.0 * adv[0])
+    torch.testing.assert_close(targets2[1:], targets[1:])
+
+
+def test_vtrace_on_policy_is_gae() -> None:
+    """pi = mu: the targets are GAE(lambda)'s returns; with lambda 1 the advantages are GAE(1)'s,
+    across terminations (no bootstrap) and truncations (bootstrap from the final observation's value)."""
+    gen = torch.Generator().manual_seed(0)
+    t, n = 7, 3
+    rewards, values, next_values = (torch.randn(t, n, generator=gen, dtype=torch.float64) for _ in range(3))
+    terminated = torch.zeros(t, n, dtype=torch.float64)
+    truncated = torch.zeros(t, n, dtype=torch.float64)
+    terminated[2, 0], truncated[4, 1], terminated[1, 2], truncated[5, 2] = 1.0, 1.0, 1.0, 1.0
+    dones = torch.maximum(terminated, truncated)
+    on_policy = torch.zeros(t, n, dtype=torch.float64)
+    for lam in (0.95, 1.0):
+        expected = gae(rewards, values, next_values, terminated, dones, 0.99, lam)
+        adv, targets = vtrace(rewards, values, next_values, terminated, dones, on_policy, 0.99, lam)
+        torch.testing.assert_close(targets, expected + values)
+        if lam == 1.0:
+            torch.testing.assert_close(adv, expected)
+    with pytest.raises(ValueError, match="vtrace: shapes differ"):
+        vtrace(rewards, values, next_values, terminated, dones, on_policy[:1], 0.99)

@@ -221,3 +221,33 @@ def test_collect_episodes_returns_the_partial_return_of_a_cut_episode() -> None:
 def test_evaluate_on_uint8_observations_counts_every_episode() -> None:
     result = evaluate(_policy(), SYNC, episodes=3, deterministic=True, seed=0, env_factory=Pixels)
     assert result.returns == [6.0, 6.0, 6.0] and result.lengths == [3, 3, 3]
+
+
+def test_vtrace_batch_is_the_gae_batch_on_policy_and_corrects_a_lagging_one() -> None:
+    """An async worker's rollout (``vtrace_batch``): under the policy that collected it every
+    ratio is 1 and the targets are GAE's; under a learner that moved on the ratios are pi/mu of
+    the stored actions, and the batch keeps the behaviour log-probs for PPO's ratio."""
+    from ppokit.classic.batch import Batch, trajectories, vtrace_batch
+    from ppokit.core.advantages import AdvantageSettings, gae_targets
+
+    behaviour = _policy()
+    vec = make_vec_env(SYNC, num_envs=2, env_factory=Pixels)
+    try:
+        buf = Rollout.allocate(8, vec, behaviour, torch.device("cpu"))
+        collect(behaviour, vec, buf, RolloutState.start(vec.env.reset(seed=0)[0]), RunningNorm((), False), 0.99, 10.0)
+    finally:
+        vec.close()
+    settings = AdvantageSettings(gamma=0.99, gae_lambda=0.9)
+    same, stats = vtrace_batch(buf, behaviour, settings, clip=1.0)
+    expected = Batch.from_rollout(buf, gae_targets(trajectories(buf), settings))
+    torch.testing.assert_close(same.returns, expected.returns)
+    assert stats == {"vtrace_rho_mean": pytest.approx(1.0), "vtrace_rho_clipped": 0.0}
+    learner = _policy()
+    with torch.no_grad():
+        for p in learner.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    moved, stats = vtrace_batch(buf, learner, settings, clip=1.0)
+    assert torch.equal(moved.logprobs, expected.logprobs)  # PPO's ratio: against the behaviour policy
+    assert torch.equal(moved.values, buf.values_under(learner)[0].reshape(-1))  # value clipping: the learner's
+    assert not torch.allclose(moved.returns, expected.returns) and stats["vtrace_rho_mean"] != pytest.approx(1.0)
+    assert 0.0 < stats["vtrace_rho_clipped"] < 1.0

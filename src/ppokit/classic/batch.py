@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ppokit.classic.policy import ActorCritic
 from ppokit.classic.rollout import Rollout
-from ppokit.core.advantages import AdvantageSettings, Targets, Trajectories
+from ppokit.core.advantages import AdvantageSettings, Targets, Trajectories, vtrace
 from ppokit.methods import Method
 
 
@@ -81,3 +81,27 @@ def recomputed_targets(
     traj = Trajectories(r.rewards, values, next_values, r.terminated, r.truncated, r.valid)
     targets = method.advantages(traj, settings)
     return flat(targets.advantages * targets.mask), flat(targets.returns)
+
+
+def vtrace_batch(
+    r: Rollout, policy: ActorCritic, s: AdvantageSettings, clip: float, reference: ActorCritic | None = None
+) -> tuple[Batch, dict[str, float]]:
+    """An async worker's rollout as a batch with V-trace targets (Espeholt et al. 2018) under the
+    learner's ``policy``, which may be several updates past the worker's: advantages and value
+    targets from the learner's values, corrected by the truncated ratios pi/mu of the learner's
+    and the worker's log-probs. The PPO ratio stays against the worker's log-probs (the behaviour
+    policy), and value clipping is around the learner's values. Also the ratios' mean and the
+    fraction that ``clip`` truncated, over the steps that carry a sample."""
+    t, n = r.values.shape
+    with torch.no_grad():
+        logprobs = policy.evaluate(flat(r.obs), flat(r.actions))[0].view(t, n)
+    values, next_values = r.values_under(policy)
+    log_rhos = (logprobs - r.logprobs) * r.valid  # no sample on a reset step: its ratio is 1
+    dones = torch.maximum(r.terminated, r.truncated)
+    cuts_bootstrap = r.terminated if s.bootstrap_truncation else dones
+    advantages, returns = vtrace(r.rewards, values, next_values, cuts_bootstrap, dones, log_rhos, s.gamma,
+                                 s.gae_lambda, clip, clip)  # fmt: skip
+    batch = Batch.from_rollout(r, Targets(advantages, returns, r.valid), reference)
+    batch.values = flat(values)
+    ratios = log_rhos.exp()[r.valid > 0]
+    return batch, {"vtrace_rho_mean": float(ratios.mean()), "vtrace_rho_clipped": float((ratios > clip).float().mean())}

@@ -20,7 +20,7 @@ import torch
 from rich.console import Console
 
 from ppokit.classic import ranks
-from ppokit.classic.batch import Batch, recomputed_targets, trajectories
+from ppokit.classic.batch import Batch, recomputed_targets, trajectories, vtrace_batch
 from ppokit.classic.envs import EnvFactory, VecEnv, make_vec_env
 from ppokit.classic.evaluation import EvalResult, evaluate
 from ppokit.classic.hooks import EvalEvent, Hooks, RolloutEvent, UpdateEvent
@@ -46,8 +46,8 @@ from ppokit.parallel import (
     agreed_mean,
     any_rank,
     check_same_weights,
-    mean_metrics,
     rank_share,
+    reduced_metrics,
     sync_normalizer,
 )
 from ppokit.runtime import GracefulInterrupt, Process, seed_everything, torch_threads
@@ -208,7 +208,7 @@ def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
             start = time.perf_counter()
             previous_step = state.global_step
             try:
-                episodes, batch = _collect_batch(run, settings)
+                episodes, batch, off_policy = _collect_batch(run, settings)
             except NonFiniteEnvError as e:  # name the env and when, then stop as for a NaN loss
                 where = f"{config.env.id} during update {state.update + 1} (after {state.global_step:,} env steps): "
                 raise NonFiniteEnvError(e.what, where) from None
@@ -218,15 +218,15 @@ def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
             metrics = update_policy(state.policy, optimizer, batch, loss_fn=run.loss_fn, coefs=coefs, plan=plan,
                                     generator=state.rng.shuffle, initial=state.initial_policy, retarget=retarget,
                                     critic=run.method.critic, agree=agree)  # fmt: skip
-            metrics = mean_metrics(comm, metrics)  # every rank adapts and checks the same numbers
+            metrics = reduced_metrics(comm, metrics)  # every rank adapts and checks the same numbers
             elapsed = time.perf_counter() - start
             adapt_coefficients(config, run.method, state, metrics)
             state.update += 1
             state.global_step += episodes.env_steps  # = batch size, except when episodes end early
             state.train_time += elapsed
 
-            metrics |= episode_metrics(episodes) | mean_metrics(comm, update_metrics(run.method, state, batch))
-            metrics |= run.pool.metrics() if run.pool is not None else {}
+            metrics |= episode_metrics(episodes) | reduced_metrics(comm, update_metrics(run.method, state, batch))
+            metrics |= (run.pool.metrics() | off_policy) if run.pool is not None else {}
             metrics |= {"learning_rate": lr, "ent_coef": coefs.ent, "clip_coef": coefs.clip_low, "kl_coef": coefs.kl,
                         "sps": episodes.env_steps / elapsed}  # fmt: skip
             in_tail = in_annealing_tail(lr, algo.learning_rate, coefs.clip_low, algo.clip_coef)
@@ -250,8 +250,9 @@ def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
     return metrics, False
 
 
-def _collect_batch(run: Run, settings: AdvantageSettings) -> tuple[Episodes, Batch]:
-    """Collect a rollout and turn it into a batch with the method's advantages."""
+def _collect_batch(run: Run, settings: AdvantageSettings) -> tuple[Episodes, Batch, dict[str, float]]:
+    """Collect a rollout and turn it into a batch with the method's advantages (V-trace's for an
+    async worker's with ``vtrace``, and the importance ratios' metrics)."""
     config, state, buf, vec = run.config, run.state, run.buf, run.vec
     algo = config.algo
     reference = state.initial_policy if algo.ref_kl_coef > 0 else None
@@ -264,6 +265,8 @@ def _collect_batch(run: Run, settings: AdvantageSettings) -> tuple[Episodes, Bat
         got = run.pool.next_rollout(state.policy, state.update)
         fill(buf, got)
         episodes, traj = got.episodes, trajectories(buf)
+        if config.vtrace:  # corrected for the updates since the worker's policy
+            return episodes, *vtrace_batch(buf, state.policy, settings, config.vtrace_clip, reference)
     else:
         several = run.process.world_size > 1
         before = (state.policy.obs_norm.to_host(), state.return_norm.to_host()) if several else None
@@ -273,7 +276,7 @@ def _collect_batch(run: Run, settings: AdvantageSettings) -> tuple[Episodes, Bat
             sync_normalizer(run.comm, state.policy.obs_norm, before[0])
             sync_normalizer(run.comm, state.return_norm, before[1])
         traj = trajectories(buf)
-    return episodes, Batch.from_rollout(buf, run.method.advantages(traj, settings), reference)
+    return episodes, Batch.from_rollout(buf, run.method.advantages(traj, settings), reference), {}
 
 
 def _periodic_eval(run: Run) -> None:

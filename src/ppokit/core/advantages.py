@@ -56,6 +56,50 @@ def gae(
     return advantages
 
 
+def vtrace(
+    rewards: Tensor,
+    values: Tensor,
+    next_values: Tensor,
+    terminated: Tensor,
+    dones: Tensor,
+    log_rhos: Tensor,
+    gamma: float,
+    lam: float = 1.0,
+    rho_clip: float = 1.0,
+    c_clip: float = 1.0,
+) -> tuple[Tensor, Tensor]:
+    """V-trace (Espeholt et al. 2018, eq. 1 and section 4.2), time-major ``[T, N]``:
+    off-policy value targets and policy-gradient advantages for data that a behaviour policy
+    mu collected, under the target policy pi (``log_rhos`` = log pi(a_t|x_t) - log mu(a_t|x_t)).
+
+        rho_t   = min(rho_clip, pi/mu),   c_t = lam * min(c_clip, pi/mu)
+        delta_t = rho_t * (r_t + gamma * (1 - terminated_t) * V(x_{t+1}) - V(x_t))
+        v_t     = V(x_t) + delta_t + gamma * c_t * (1 - done_t) * (v_{t+1} - V(x_{t+1}))
+        A_t     = rho_t * (r_t + gamma * (1 - terminated_t) * v_{t+1} - V(x_t))
+
+    ``values``/``next_values``/``terminated``/``dones`` as ``gae`` reads them; the target after
+    the last step of the rollout, or after a truncation, is the value there (nothing follows).
+    With pi = mu the targets are GAE(lam)'s returns, and with lam = 1 the advantages GAE(1)'s.
+    Returns ``(advantages, targets)``."""
+    if not (rewards.shape == values.shape == next_values.shape == terminated.shape == dones.shape == log_rhos.shape):
+        raise ValueError(f"vtrace: shapes differ: rewards {tuple(rewards.shape)}, values {tuple(values.shape)}, "
+                         f"log_rhos {tuple(log_rhos.shape)}")  # fmt: skip
+    ratios = log_rhos.exp()
+    rhos, cs = ratios.clamp(max=rho_clip), lam * ratios.clamp(max=c_clip)
+    not_terminated = 1.0 - terminated.to(values.dtype)
+    not_done = 1.0 - dones.to(values.dtype)
+    deltas = rhos * (rewards + gamma * not_terminated * next_values - values)
+    corrections = torch.empty_like(values)  # v_t - V(x_t)
+    next_targets = torch.empty_like(values)  # v_{t+1}, the target of the state after step t
+    carry = torch.zeros_like(values[0])
+    for t in range(values.shape[0] - 1, -1, -1):
+        next_targets[t] = next_values[t] + not_done[t] * carry
+        carry = deltas[t] + gamma * cs[t] * not_done[t] * carry
+        corrections[t] = carry
+    advantages = rhos * (rewards + gamma * not_terminated * next_targets - values)
+    return advantages, values + corrections
+
+
 def discounted_returns(rewards: Tensor, dones: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
     """Monte-Carlo returns-to-go, time-major ``[T, N]``, for critic-free methods (REINFORCE).
 

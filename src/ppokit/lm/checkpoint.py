@@ -38,6 +38,7 @@ from ppokit.errors import CheckpointError, ConfigError
 from ppokit.io.checkpoint import atomic_write_bytes, atomic_write_text
 from ppokit.lm.config import LMConfig
 from ppokit.lm.policy import AdamW, Policy, ValueHead, device_of
+from ppokit.runtime import Process
 
 FORMAT, VERSION = "ppokit-lm-checkpoint", 1
 REFERENCE, LAST, STATE, MANIFEST = "reference", "last", "state.pt", "manifest.json"
@@ -79,11 +80,26 @@ def save_reference(root: Path, model: PreTrainedModel, tokenizer: Tokenizer) -> 
     tokenizer.save_pretrained(root / REFERENCE)
 
 
+def rng_state(rng: random.Random, generator: torch.Generator) -> dict[str, Any]:
+    """This process's RNGs: the prompts', torch's (sampling draws from it) and the shuffle's."""
+    return {"prompts": _plain(rng.getstate()), "torch": torch.get_rng_state(), "shuffle": generator.get_state(),
+            **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})}  # fmt: skip
+
+
+def set_rng_state(saved: dict[str, Any], rng: random.Random, generator: torch.Generator) -> None:
+    rng.setstate(_tuple(saved["prompts"]))
+    torch.set_rng_state(saved["torch"])
+    generator.set_state(saved["shuffle"])
+    if "cuda" in saved and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda"])  # sampling on cuda draws from its generators
+
+
 def save_checkpoint(
-    root: Path, policy: Policy, optimizer: AdamW, state: RunState, rng: random.Random, generator: torch.Generator,
+    root: Path, policy: Policy, optimizer: AdamW, state: RunState, rngs: list[dict[str, Any]],
     health: dict[str, Any] | None = None,
 ) -> None:  # fmt: skip
-    """``health``: the health rules' state (``LMHealth.state_dict``), restored as it was."""
+    """``rngs``: every rank's ``rng_state``, in rank order (one with one process); ``health``:
+    the health rules' state (``LMHealth.state_dict``), restored as it was."""
     checkpoints = root / "checkpoints"
     tmp, last, old = checkpoints / f"{LAST}.tmp", checkpoints / LAST, checkpoints / f"{LAST}.old"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -94,10 +110,7 @@ def save_checkpoint(
     payload = {"format": FORMAT, "version": VERSION, "step": state.step, "history": state.history,
                "before": state.before, "optimizer": optimizer.state_dict(),
                "head": None if policy.head is None else policy.head.state_dict(),
-               "health": health,
-               "rng": {"prompts": _plain(rng.getstate()), "torch": torch.get_rng_state(),
-                       "shuffle": generator.get_state(),
-                       **({"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {})}}  # fmt: skip
+               "health": health, "rng": rngs[0], "ranks": rngs if len(rngs) > 1 else None}  # fmt: skip
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     atomic_write_bytes(tmp / STATE, buffer.getvalue())
@@ -119,10 +132,11 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 
 def restore(
-    root: Path, config: LMConfig, rng: random.Random, generator: torch.Generator, critic: bool
-) -> tuple[Policy, AdamW, RunState]:
+    root: Path, config: LMConfig, rng: random.Random, generator: torch.Generator, critic: bool,
+    process: Process | None = None,
+) -> tuple[Policy, AdamW, RunState]:  # fmt: skip
     """The policy, optimizer and run state of the last checkpoint in ``root``, and the RNGs set
-    to where it stopped."""
+    to where this rank of ``process`` (one process: None) stopped."""
     from transformers import AutoModelForCausalLM
 
     from ppokit.lm.models import load_causal_lm
@@ -138,6 +152,7 @@ def restore(
     if data.get("format") != FORMAT or data.get("version") != VERSION:
         raise CheckpointError(f"checkpoint: {folder / STATE} is not a ppokit language-model checkpoint of version "
                               f"{VERSION}")  # fmt: skip
+    rank_rngs(data, process or Process())  # another world size: refused before the models load
     reference, tokenizer = load_causal_lm(str(root / REFERENCE))
     if config.lora_rank > 0:
         from peft import PeftModel
@@ -158,12 +173,19 @@ def restore(
         policy.head.load_state_dict(data["head"])
     optimizer = AdamW(policy.trainable(), config.learning_rate, config.weight_decay)
     optimizer.load_state_dict(data["optimizer"])
-    rng.setstate(_tuple(data["rng"]["prompts"]))
-    torch.set_rng_state(data["rng"]["torch"])
-    generator.set_state(data["rng"]["shuffle"])
-    if "cuda" in data["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(data["rng"]["cuda"])  # sampling on cuda draws from its generators
+    set_rng_state(rank_rngs(data, process or Process()), rng, generator)
     return policy, optimizer, RunState(data["step"], data["history"], data["before"], data.get("health"))
+
+
+def rank_rngs(data: dict[str, Any], process: Process) -> dict[str, Any]:
+    """This rank's RNGs in a checkpoint; CheckpointError when another number of processes wrote
+    it (each rank samples its own prompts and completions)."""
+    parts = data.get("ranks")
+    written_by = 1 if parts is None else len(parts)
+    if written_by != process.world_size:
+        raise CheckpointError(f"checkpoint: written by {written_by} process(es), resumed with {process.world_size}; "
+                              f"resume with --nproc {written_by}: each rank samples its own prompts")  # fmt: skip
+    return cast(dict[str, Any], data["rng"] if parts is None else parts[process.rank])
 
 
 def _digests(folder: Path) -> dict[str, str]:

@@ -89,7 +89,7 @@ def group_loss(
     """Clipped surrogate per token, every token of a completion weighted by its advantage,
     plus beta times the k3 KL to the reference, both reduced by ``aggregation``."""
     one_pass = mb.old_logprobs is None
-    scores = score_tokens(policy.model, mb.input_ids, mb.attention_mask, mb.prompt_len, config.temperature,
+    scores = score_tokens(policy.forward_model, mb.input_ids, mb.attention_mask, mb.prompt_len, config.temperature,
                           entropy=one_pass)  # fmt: skip
     logp = scores.logprobs
     old = logp.detach() if mb.old_logprobs is None else mb.old_logprobs

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import cast
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
@@ -81,7 +81,7 @@ class TokenScores:
 
 
 def score_tokens(
-    model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, start: int, temperature: float = 1.0, *,
+    model: nn.Module, input_ids: Tensor, attention_mask: Tensor, start: int, temperature: float = 1.0, *,
     hidden: bool = False, entropy: bool = False, chunk: int = 0,
 ) -> TokenScores:  # fmt: skip
     """One forward pass: the log-probs of the completion tokens (the distribution sampling drew
@@ -105,12 +105,13 @@ def token_logprobs(
     return score_tokens(model, input_ids, attention_mask, start, temperature, chunk=chunk).logprobs
 
 
-def last_hidden(model: PreTrainedModel, input_ids: Tensor, attention_mask: Tensor, start: int) -> Tensor:
-    """The trunk's last hidden states ``[B, L - start + 1, H]`` at the positions that predict
-    each token of ``input_ids[:, start:]`` and at the last one (a critic model's: no logits)."""
+def last_hidden(trunk: nn.Module, input_ids: Tensor, attention_mask: Tensor, start: int) -> Tensor:
+    """A trunk's last hidden states ``[B, L - start + 1, H]`` at the positions that predict each
+    token of ``input_ids[:, start:]`` and at the last one (a critic model's ``base_model``: no
+    logits)."""
     _check_start(start, input_ids)
     positions = position_ids(attention_mask)
-    out = model.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions)
+    out = trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions)
     hidden: Tensor = out.last_hidden_state[:, start - 1 :]
     return hidden
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +18,9 @@ from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase as Tokenizer
 
 from ppokit.lm.models import add_lora, last_hidden, token_logprobs
+
+if TYPE_CHECKING:
+    from ppokit.parallel import Comm
 
 
 def device_of(name: str) -> torch.device:
@@ -51,6 +54,13 @@ class Policy:
     reference: PreTrainedModel | None  # a frozen copy of the SFT model; None: the adapters disabled (LoRA)
     head: ValueHead | None = None  # PPO's value head
     critic: PreTrainedModel | None = None  # the value head's own trunk; None: the policy's (shared)
+    replicas: Replicas | None = None  # data-parallel runs: the wrappers the loss's forward passes go through
+
+    @property
+    def forward_model(self) -> nn.Module:
+        """The model the loss calls: its ``DistributedDataParallel`` wrapper in a data-parallel
+        run (whose backward averages the gradient over the ranks), else the model itself."""
+        return self.model if self.replicas is None else self.replicas.model
 
     @property
     def lora(self) -> bool:
@@ -67,10 +77,14 @@ class Policy:
         """V before each completion token and after the last, ``[B, L + 1]``: the head over the
         policy's hidden states (``policy_hidden``, from the same forward pass) or the critic's."""
         assert self.head is not None
+        head: nn.Module = self.head if self.replicas is None or self.replicas.head is None else self.replicas.head
         if self.critic is None:
             assert policy_hidden is not None
-            return self.head(policy_hidden)  # type: ignore[no-any-return]
-        return self.head(last_hidden(self.critic, input_ids, attention_mask, start))  # type: ignore[no-any-return]
+            return head(policy_hidden)  # type: ignore[no-any-return]
+        trunk = (
+            self.critic.base_model if self.replicas is None or self.replicas.critic is None else self.replicas.critic
+        )
+        return head(last_hidden(trunk, input_ids, attention_mask, start))  # type: ignore[no-any-return]
 
     @torch.no_grad()
     def reference_logprobs(self, input_ids: Tensor, attention_mask: Tensor, start: int, temperature: float) -> Tensor:
@@ -79,6 +93,35 @@ class Policy:
             return token_logprobs(self.reference, input_ids, attention_mask, start, temperature)
         with self.model.disable_adapter():  # type: ignore[operator]  # a PeftModel's
             return token_logprobs(self.model, input_ids, attention_mask, start, temperature)
+
+
+@dataclass
+class Replicas:
+    """A data-parallel run's ``DistributedDataParallel`` wrappers of what trains: the model, the
+    value head and the critic's trunk. Each wraps the module itself (no copy); its backward
+    averages the gradients over the ranks, so every rank clips and steps the same gradient."""
+
+    model: nn.Module
+    head: nn.Module | None
+    critic: nn.Module | None
+
+
+def replicate(policy: Policy, comm: Comm) -> Policy:
+    """``policy`` with ``Replicas`` for a run of several processes (one process: unchanged).
+    Wrapping broadcasts rank 0's parameters and buffers, so every rank starts identical; buffers
+    are not broadcast again at each forward (nothing changes them)."""
+    if comm.process.world_size == 1:
+        return policy
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    def wrap(module: nn.Module | None) -> nn.Module | None:
+        return None if module is None else DDP(module, forward_sync_buffers=False)
+
+    critic = policy.critic.base_model if policy.critic is not None else None
+    wrapped = wrap(policy.model)
+    assert wrapped is not None
+    policy.replicas = Replicas(wrapped, wrap(policy.head), wrap(critic))
+    return policy
 
 
 def attach(

@@ -95,7 +95,9 @@ def ppo_loss(
 ) -> tuple[Tensor, dict[str, Tensor]]:  # fmt: skip
     """Clipped surrogate on whitened advantages plus the clipped value loss, token-mean."""
     shared = policy.critic is None
-    scores = score_tokens(policy.model, mb.input_ids, mb.attention_mask, mb.prompt_len, temperature, hidden=shared)
+    scores = score_tokens(
+        policy.forward_model, mb.input_ids, mb.attention_mask, mb.prompt_len, temperature, hidden=shared
+    )
     logp = scores.logprobs
     # The value loss trains the head and its trunk: the policy's when shared, else the critic's.
     values = policy.values(scores.hidden, mb.input_ids, mb.attention_mask, mb.prompt_len)[:, :-1]
@@ -113,7 +115,7 @@ def ppo_step(
     generator: torch.Generator, beta: float,
 ) -> dict[str, float]:  # fmt: skip
     """One PPO step with KL coefficient ``beta``: completions, their scores, the KL-shaped token
-    rewards, GAE, the update. ``kl_coef`` in the metrics is the beta for the next step."""
+    rewards, GAE, the update; its metrics (the next step's beta: ``next_kl_coef``)."""
     prompts, out, texts, scores = sample_and_score(policy, task, config, rng)
     start, mask = out.prompt_ids.shape[1], out.completion_mask
     with torch.no_grad():
@@ -133,9 +135,15 @@ def ppo_step(
     plan = UpdatePlan(config.epochs, config.minibatch_size, config.max_grad_norm)
     result = run_epochs(batch, loss_fn, optimizer, plan, generator)
     kl_ref = float(token_mean(kl, mask))
-    if config.kl_target is not None:
-        beta = adapt_kl_coef_proportional(beta, kl_ref, config.kl_target, len(prompts), config.kl_horizon)
     return (result.metrics | completion_metrics(scores, out, task.success(prompts, texts), config.group_size)
             | sampling_metrics(old.logprobs, ref, old.entropy, mask)
-            | {"kl_ref": kl_ref, "kl_coef": beta, "explained_variance": explained_variance(values[:, :-1], returns,
+            | {"kl_ref": kl_ref, "explained_variance": explained_variance(values[:, :-1], returns,
                                                                                              mask)})  # fmt: skip
+
+
+def next_kl_coef(config: LMConfig, beta: float, kl_ref: float, samples: int) -> float:
+    """The KL coefficient of the next step: ``beta`` itself, or with ``kl_target`` Ziegler et
+    al.'s proportional controller on the step's ``kl_ref`` over its ``samples`` completions."""
+    if config.kl_target is None:
+        return beta
+    return adapt_kl_coef_proportional(beta, kl_ref, config.kl_target, samples, config.kl_horizon)

@@ -24,6 +24,7 @@ from transformers import PreTrainedTokenizerBase as Tokenizer
 from ppokit.errors import ConfigError
 from ppokit.io.checkpoint import atomic_write_text
 from ppokit.io.loggers import JsonlLogger, Loggers, TensorBoardLogger
+from ppokit.lm import ranks
 from ppokit.lm.checkpoint import RunState, read_config, restore, save_checkpoint, save_reference, write_config
 from ppokit.lm.config import LMConfig
 from ppokit.lm.evaluation import Evaluation, evaluate
@@ -31,13 +32,14 @@ from ppokit.lm.group import group_step
 from ppokit.lm.health import LMHealth
 from ppokit.lm.methods import LM_METHODS
 from ppokit.lm.models import context_length, load_causal_lm, tiny_causal_lm
-from ppokit.lm.policy import AdamW, Policy, attach, device_of, merged
-from ppokit.lm.ppo import ppo_step
+from ppokit.lm.policy import AdamW, Policy, attach, device_of, merged, replicate
+from ppokit.lm.ppo import next_kl_coef, ppo_step
 from ppokit.lm.reward_model import RewardModel
 from ppokit.lm.rewards import UserReward, load_prompts, load_reward, weighted
 from ppokit.lm.sft import sft
 from ppokit.lm.tasks import Task, file_task, get_task
 from ppokit.lm.tokenizer import char_tokenizer
+from ppokit.parallel import Comm, Solo, any_rank, reduced_metrics
 from ppokit.runtime import GracefulInterrupt
 
 _console = Console(stderr=True)
@@ -60,30 +62,38 @@ class LMResult:
 
 def train(
     config: LMConfig | None = None, *, resume: str | Path | None = None, steps: int | None = None,
-    stop_after: int | None = None,
+    stop_after: int | None = None, comm: Comm | None = None,
 ) -> LMResult:  # fmt: skip
     """SFT on the task's optimal completions, then ``config.steps`` RL steps of the method.
     ``resume``: continue the run in that folder from its last checkpoint, exactly (``steps``
-    may extend it). ``stop_after``: stop, checkpointed, after that many steps of this call."""
+    may extend it). ``stop_after``: stop, checkpointed, after that many steps of this call.
+    ``comm``: this process's place in a data-parallel run (``ppokit.lm.ranks``); only rank 0
+    writes the run folder."""
+    comm = comm or Solo()
     config, root = _configure(config, resume, steps)
     task = make_task(config)  # loads the rewards and prompts: their errors come before any work
+    comm.all_gather(None)  # every rank has checked the folder before rank 0 writes into it
     rng, generator = random.Random(config.seed), torch.Generator().manual_seed(config.seed)
-    critic = LM_METHODS[config.method].critic
+    critic, writes = LM_METHODS[config.method].critic, comm.process.writes
     if resume is not None:
         assert root is not None
-        policy, optimizer, state = restore(root, config, rng, generator, critic)
+        policy, optimizer, state = restore(root, config, rng, generator, critic, comm.process)
         if config.steps < state.step:
             raise ConfigError("steps", f"{config.steps}: the run in {root} is at step {state.step} already; "
                                        f"allowed: >= {state.step}")  # fmt: skip
-        write_config(root, config)  # a longer run stays longer when resumed again
+        if writes:
+            write_config(root, config)  # a longer run stays longer when resumed again
     else:
-        policy, state = _start(config, task, rng, root)
+        policy, state = _start(config, task, rng, root if writes else None)
+        ranks.seed_rank(comm, config.seed, rng, generator)  # after the supervised stage, the same on every rank
         optimizer = AdamW(policy.trainable(), config.learning_rate, config.weight_decay)
-    stopped = _loop(policy, task, config, optimizer, rng, generator, state, root, stop_after)
+    policy = replicate(policy, comm)
+    stopped = _loop(policy, task, config, optimizer, (rng, generator), state, root, stop_after, comm)
+    policy.replicas = None  # the wrappers go before the process group does
     if stopped and state.step < config.steps:
         return LMResult(config, policy.model, policy.tokenizer, state.before["success"], math.nan,
                         state.before["reward"], math.nan, state.history, stopped=True)  # fmt: skip
-    return _finish(policy, task, config, root, state)
+    return _finish(policy, task, config, root if writes else None, state)
 
 
 def supervise(config: LMConfig) -> tuple[Path, Evaluation]:
@@ -108,33 +118,49 @@ def supervise(config: LMConfig) -> tuple[Path, Evaluation]:
 
 
 def _loop(
-    policy: Policy, task: Task, config: LMConfig, optimizer: AdamW, rng: random.Random, generator: torch.Generator,
-    state: RunState, root: Path | None, stop_after: int | None,
+    policy: Policy, task: Task, config: LMConfig, optimizer: AdamW, rngs: tuple[random.Random, torch.Generator],
+    state: RunState, root: Path | None, stop_after: int | None, comm: Comm,
 ) -> bool:  # fmt: skip
     """RL steps until ``config.steps``, each logged and watched by the health rules; a
-    checkpoint every ``save_every`` steps, at the end and on a stop. Whether it stopped early."""
-    first, stopped = state.step, False
+    checkpoint every ``save_every`` steps, at the end and on a stop (seen by any rank: every rank
+    stops after the same step). Whether it stopped early."""
+    first, stopped, writes = state.step, False, comm.process.writes
     health = LMHealth(config.steps, LM_METHODS[config.method].critic)
     if state.health is not None:  # a resumed run: the rules' streaks and episodes as they were
         health.load_state_dict(state.health)
-    logger = _loggers(root, state.step)
+    logger = _loggers(root, state.step) if writes else None
     try:
         with GracefulInterrupt() as interrupt, _precision(config):
             while state.step < config.steps and not stopped:
-                state.history.append(_step(policy, task, config, optimizer, rng, generator, state.history))
+                state.history.append(_step(policy, task, config, optimizer, rngs, state.history, comm))
                 state.step += 1
                 if logger is not None:
-                    logger.log(state.step * config.batch_size, state.history[-1] | {"update": float(state.step)})
+                    completions = state.step * config.batch_size * comm.process.world_size
+                    logger.log(completions, state.history[-1] | {"update": float(state.step)})
                 for warning in health.observe(state.step, state.history[-1]):
-                    _console.print(f"[yellow]ppokit health:[/yellow] {warning}", highlight=False, soft_wrap=True)
-                stopped = interrupt.requested or (stop_after is not None and state.step - first >= stop_after)
+                    if writes:
+                        _console.print(f"[yellow]ppokit health:[/yellow] {warning}", highlight=False, soft_wrap=True)
+                stopped = any_rank(comm, interrupt.requested) or (stop_after is not None and
+                                                                  state.step - first >= stop_after)  # fmt: skip
                 if root is not None and (state.step % config.save_every == 0 or state.step == config.steps or stopped):
-                    save_checkpoint(root, policy, optimizer, state, rng, generator, health.state_dict())
-                    health.write(root / "diagnostics.json")
+                    _save(root, policy, optimizer, state, rngs, health, comm)
     finally:
         if logger is not None:
             logger.close()
     return stopped
+
+
+def _save(
+    root: Path, policy: Policy, optimizer: AdamW, state: RunState, rngs: tuple[random.Random, torch.Generator],
+    health: LMHealth, comm: Comm,
+) -> None:  # fmt: skip
+    """Rank 0 writes the checkpoint (with every rank's RNGs) and the diagnostics, once every
+    rank's weights are checked to be the same."""
+    every_rank = ranks.gathered_rngs(comm, *rngs)
+    ranks.check_replicas(comm, policy)
+    if comm.process.writes:
+        save_checkpoint(root, policy, optimizer, state, every_rank, health.state_dict())
+        health.write(root / "diagnostics.json")
 
 
 def _configure(config: LMConfig | None, resume: str | Path | None, steps: int | None) -> tuple[LMConfig, Path | None]:
@@ -167,13 +193,16 @@ def _start(config: LMConfig, task: Task, rng: random.Random, root: Path | None) 
 
 
 def _step(
-    policy: Policy, task: Task, config: LMConfig, optimizer: AdamW, rng: random.Random, generator: torch.Generator,
-    history: list[dict[str, float]],
+    policy: Policy, task: Task, config: LMConfig, optimizer: AdamW, rngs: tuple[random.Random, torch.Generator],
+    history: list[dict[str, float]], comm: Comm,
 ) -> dict[str, float]:  # fmt: skip
+    """One RL step of the method; its metrics averaged over the ranks."""
     if not LM_METHODS[config.method].critic:
-        return group_step(policy, task, config, optimizer, rng, generator)
+        return reduced_metrics(comm, group_step(policy, task, config, optimizer, *rngs))
     beta = history[-1]["kl_coef"] if history else config.kl_coef  # the adaptive controller's
-    return ppo_step(policy, task, config, optimizer, rng, generator, beta)
+    metrics = reduced_metrics(comm, ppo_step(policy, task, config, optimizer, *rngs, beta))
+    samples = config.batch_size * comm.process.world_size  # the completions of every rank
+    return metrics | {"kl_coef": next_kl_coef(config, beta, metrics["kl_ref"], samples)}
 
 
 def _finish(policy: Policy, task: Task, config: LMConfig, root: Path | None, state: RunState) -> LMResult:
