@@ -442,21 +442,32 @@ class _StopBeforeTheUpdate(Exception):
     pass
 
 
-@pytest.mark.parametrize("compiled", [False, True])
-def test_compile_hands_the_update_a_compiled_loss(tmp_path: Path, compiled: bool) -> None:
-    """The compiled loss itself is checked against the eager one in tests/unit/test_update.py;
-    here the run stops before the first update, so nothing is compiled (that is the unit
-    test's cost)."""
+def test_with_a_target_kl_compile_hands_the_update_a_compiled_loss(tmp_path: Path) -> None:
+    """The fused step cannot stop on the KL before stepping: with ``target_kl`` the loss alone is
+    compiled. The run stops before the first update, so nothing is compiled."""
     seen: list[object] = []
 
     def stop(event: ppokit.RolloutEvent) -> None:
         seen.append(event.loss_fn)
         raise _StopBeforeTheUpdate
 
-    with pytest.raises(_StopBeforeTheUpdate):
-        ppokit.train(tiny_config(tmp_path / "run", compile=compiled, total_steps=128),
-                     hooks=ppokit.Hooks(on_rollout=[stop]))  # fmt: skip
-    assert len(seen) == 1 and hasattr(seen[0], "_torchdynamo_orig_callable") == compiled
+    for target_kl in (None, 0.05):
+        with pytest.raises(_StopBeforeTheUpdate):
+            ppokit.train(tiny_config(tmp_path / f"run-{target_kl}", compile=True, target_kl=target_kl,
+                                     total_steps=128), hooks=ppokit.Hooks(on_rollout=[stop]))  # fmt: skip
+    assert [hasattr(fn, "_torchdynamo_orig_callable") for fn in seen] == [False, True]  # fused: the loss stays eager
+
+
+def test_a_compiled_run_trains_like_the_eager_one_and_resumes(tmp_path: Path) -> None:
+    eager = ppokit.train(tiny_config(tmp_path / "eager"))
+    compiled = ppokit.train(tiny_config(tmp_path / "compiled", compile=True), stop_after=3)
+    rows = [[json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+            for name in ("eager", "compiled")]  # fmt: skip
+    for key in ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "grad_norm"):
+        assert rows[1][0][key] == pytest.approx(rows[0][0][key], rel=1e-4, abs=1e-6), key  # the same first update
+    resumed = ppokit.train(resume=tmp_path / "compiled")  # compile is in the saved config: it compiles again
+    assert compiled.interrupted and resumed.evaluation is not None and len(rows[1]) == 3
+    assert eager.evaluation is not None
 
 
 def test_fresh_and_resumed_runs_update_the_policy_through_its_flat_parameters(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from ppokit.classic.batch import Batch
+from ppokit.classic.fused import FusedStep
 from ppokit.classic.objective import MinibatchLoss, make_minibatch_loss
 from ppokit.classic.policy import ActorCritic
 from ppokit.classic.rollout import Rollout
@@ -350,26 +351,58 @@ def test_retargeted_advantages_and_returns_are_the_ones_trained_on() -> None:
     assert not torch.allclose(flat_params(plain), flat_params(other))
 
 
-# --- compiled loss ---------------------------------------------------------------------------
+# --- the fused minibatch step (classic.fused) ------------------------------------------------
+
+
+def fused_against_eager(kind: str, compile: bool, method: str = "ppo") -> None:
+    """Three epochs of four minibatches, with the entropy bonus, value clipping and a reference
+    penalty: the fused step against the eager one, from the same start and shuffles."""
+    base = make_policy(kind)
+    batch = make_batch(base, size=32)
+    algo = AlgoConfig(method=method, update_epochs=3, minibatch_size=8, ent_coef=0.01, ref_kl_coef=0.1,
+                      max_grad_norm=0.05)  # fmt: skip
+    coefs = Coefs(algo.ent_coef, algo.clip_coef, 0.3, 0.2, algo.ref_kl_coef)
+    plan = UpdatePlan(algo.update_epochs, algo.minibatch_size, algo.max_grad_norm)
+    loss_fn = make_minibatch_loss(METHODS[method], algo)
+    eager, fused = copy.deepcopy(base), copy.deepcopy(base)
+    results, optimizers = [], []
+    for policy, use_fused in ((eager, False), (fused, True)):
+        optimizer = FlatAdam(policy, lr=1e-2, eps=algo.adam_eps)
+        step = FusedStep(policy, optimizer, loss_fn, compile=compile) if use_fused else None
+        results.append(update_policy(policy, optimizer, batch, loss_fn=loss_fn, coefs=coefs, plan=plan,
+                                     generator=torch.Generator().manual_seed(0), fused=step))  # fmt: skip
+        optimizers.append(optimizer)
+    assert results[0]["grad_norm"] > algo.max_grad_norm  # clipping did bind
+    assert not torch.equal(flat_params(eager), flat_params(base))
+    torch.testing.assert_close(flat_params(fused), flat_params(eager), rtol=1e-5, atol=1e-6)
+    assert set(results[1]) == set(results[0])
+    for key, value in results[0].items():
+        assert results[1][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    state = [o.state_dict()["state"][0] for o in optimizers]  # the fused step stepped FlatAdam's own state
+    assert float(state[1]["step"]) == float(state[0]["step"]) == 12.0
+    for key in ("exp_avg", "exp_avg_sq"):
+        torch.testing.assert_close(state[1][key], state[0][key], rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("kind", ["discrete", "box"])
-def test_compiled_minibatch_loss_trains_like_the_eager_one(kind: str) -> None:
-    base = make_policy(kind)
-    batch = make_batch(base, size=32)
-    algo = AlgoConfig(update_epochs=3, minibatch_size=8, ent_coef=0.01)
-    eager, compiled = copy.deepcopy(base), copy.deepcopy(base)
-    results = []
-    minibatch_loss = make_minibatch_loss(METHODS[algo.method], algo)
-    for policy, loss_fn in ((eager, minibatch_loss), (compiled, torch.compile(minibatch_loss))):
-        optimizer = FlatAdam(policy, lr=1e-2, eps=algo.adam_eps)
-        generator = torch.Generator().manual_seed(0)
-        results.append(ppo_update(policy, optimizer, batch, algo, Coefs(algo.ent_coef, algo.clip_coef, algo.clip_coef),
-                                  algo.update_epochs, algo.minibatch_size, generator, loss_fn=loss_fn))  # fmt: skip
-    assert not torch.equal(flat_params(eager), flat_params(base))
-    torch.testing.assert_close(flat_params(compiled), flat_params(eager), rtol=1e-4, atol=1e-5)
-    for key in METRIC_KEYS:
-        assert results[1][key] == pytest.approx(results[0][key], rel=1e-3, abs=1e-5), key
+@pytest.mark.parametrize("method", ["ppo", "ppo-kl", "a2c"])
+def test_the_fused_step_is_the_eager_step(kind: str, method: str) -> None:
+    fused_against_eager(kind, compile=False, method=method)
+
+
+@pytest.mark.parametrize("kind", ["discrete", "box"])
+def test_the_compiled_fused_step_is_the_eager_step_and_compiles_once(kind: str) -> None:
+    fused_against_eager(kind, compile=True)
+    policy = make_policy(kind)
+    optimizer = FlatAdam(policy, lr=1e-2, eps=1e-5)
+    algo = AlgoConfig()
+    step = FusedStep(policy, optimizer, make_minibatch_loss(METHODS["ppo"], algo))
+    batch = make_batch(policy, size=8)
+    step(batch, Coefs(0.0, 0.2, 0.2), 0.5)
+    with torch.compiler.set_stance("fail_on_recompile"):  # annealed coefficients and learning rates: no new graph
+        for i in range(3):
+            optimizer.param_groups[0]["lr"] = 1e-3 * (i + 1)
+            step(batch, Coefs(0.01 * i, 0.2 - 0.05 * i, 0.25, 0.1 * i), 0.5)
 
 
 def test_value_step_by_hand_and_a_frozen_critic_reads_zero() -> None:

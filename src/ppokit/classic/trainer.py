@@ -23,6 +23,7 @@ from ppokit.classic import ranks
 from ppokit.classic.batch import Batch, recomputed_targets, trajectories, vtrace_batch
 from ppokit.classic.envs import EnvFactory, VecEnv, make_vec_env
 from ppokit.classic.evaluation import EvalResult, evaluate
+from ppokit.classic.fused import FusedStep
 from ppokit.classic.hooks import EvalEvent, Hooks, RolloutEvent, UpdateEvent
 from ppokit.classic.measures import check_finite, episode_metrics, update_metrics
 from ppokit.classic.objective import MinibatchLoss, make_minibatch_loss
@@ -84,6 +85,7 @@ class Run:
     env_factory: EnvFactory | None
     comm: Comm  # the other ranks (Solo: none)
     pool: WorkerPool | None = None  # asynchronous rollout workers (classic.workers)
+    fused: FusedStep | None = None  # the compiled minibatch step (``compile``; classic.fused)
 
     @property
     def num_updates(self) -> int:
@@ -183,10 +185,14 @@ def _start(
     if config.progress and process.writes and not buf.obs.is_floating_point():  # pixels: what they cost
         _console.print(f"ppokit: {storage_line(buf)}", highlight=False)
     loss_fn = make_minibatch_loss(method, config.algo)
-    if config.compile:
+    fused = None
+    if config.compile and process.world_size == 1 and config.algo.target_kl is None:
+        fused = FusedStep(state.policy, state.optimizer, loss_fn)  # the whole step, one graph
+    elif config.compile:  # a step that must all-reduce or stop on the KL first: the loss alone
         loss_fn = torch.compile(loss_fn)
     loggers = _make_loggers(config, paths, state, process)
-    return Run(config, method, vec, state, buf, loggers, paths, process, seed, hooks, loss_fn, env_factory, comm, pool)
+    return Run(config, method, vec, state, buf, loggers, paths, process, seed, hooks, loss_fn, env_factory, comm,
+               pool, fused)  # fmt: skip
 
 
 def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
@@ -217,7 +223,7 @@ def _loop(run: Run, stop_after: int | None) -> tuple[dict[str, float], bool]:
             retarget = partial(recomputed_targets, run.buf, run.method, settings) if algo.recompute_advantages else None
             metrics = update_policy(state.policy, optimizer, batch, loss_fn=run.loss_fn, coefs=coefs, plan=plan,
                                     generator=state.rng.shuffle, initial=state.initial_policy, retarget=retarget,
-                                    critic=run.method.critic, agree=agree)  # fmt: skip
+                                    critic=run.method.critic, agree=agree, fused=run.fused)  # fmt: skip
             metrics = reduced_metrics(comm, metrics)  # every rank adapts and checks the same numbers
             elapsed = time.perf_counter() - start
             adapt_coefficients(config, run.method, state, metrics)

@@ -72,7 +72,7 @@ def clipped_surrogate(
         objective = torch.where(adv < 0, torch.maximum(objective, dual_clip * adv), objective)
     with torch.no_grad():
         moved = ratio - 1.0
-        outside = moved.abs() > eps_high if eps_low == eps_high else (moved > eps_high) | (moved < -eps_low)
+        outside = (moved > eps_high) | (moved < -eps_low)  # = |r - 1| > eps when the two are equal, exactly
     return PolicyTerms(objective, log_ratio, ratio, outside.float())
 
 

@@ -31,6 +31,29 @@ def clip_grad_norm(grad: Tensor, max_norm: float) -> Tensor:
     return norm
 
 
+def clipped(grad: Tensor, max_norm: float) -> tuple[Tensor, Tensor]:
+    """``clip_grad_norm`` as a pure function: ``(grad scaled to a norm of at most max_norm, the
+    norm before)``."""
+    norm: Tensor = torch.linalg.vector_norm(grad)
+    return grad * torch.clamp(max_norm / (norm + 1e-6), max=1.0), norm
+
+
+def adam_update(
+    param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, step: Tensor, lr: Tensor | float,
+    beta1: float, beta2: float, eps: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """One Adam step (Kingma & Ba 2015, as ``torch.optim.Adam`` computes it, no weight decay)
+    as a pure function: ``(param, exp_avg, exp_avg_sq, step)`` after it.
+
+        m = beta1 m + (1 - beta1) g,   v = beta2 v + (1 - beta2) g^2,   t = t + 1
+        param = param - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)"""
+    step = step + 1
+    exp_avg = torch.lerp(exp_avg, grad, 1 - beta1)
+    exp_avg_sq = exp_avg_sq * beta2 + (1 - beta2) * grad * grad
+    denom = exp_avg_sq.sqrt() / (1 - beta2**step).sqrt() + eps
+    return param - lr / (1 - beta1**step) * exp_avg / denom, exp_avg, exp_avg_sq, step
+
+
 class FlatAdam:
     """``torch.optim.Adam(fused=True)`` stepping one flat tensor that holds ``module``'s parameters.
 

@@ -1,0 +1,124 @@
+"""The whole minibatch step as one pure function, compiled as one graph (``RunConfig.compile``).
+
+A minibatch step of the small networks PPO trains on a CPU costs per-op overhead, not
+arithmetic: the eager step (the loss's forward, autograd's backward, clipping and Adam) is
+several hundred small ATen calls. Here the step is one function of tensors,
+
+    (flat parameters, Adam's moments and step, minibatch, coefficients)
+        -> (new flat parameters, new moments and step, gradient norm, metrics)
+
+the gradient taken with ``torch.func.grad`` of the loss over the policy's parameters laid out
+in one flat tensor (``FlatAdam``'s), clipped by its global norm and stepped with Adam's
+update written out (``core.optim.adam_update``), so that ``torch.compile(fullgraph=True)``
+turns forward, backward, clipping and Adam into one compiled graph, as a jitted JAX update is
+(PureJaxRL). The eager path (``core.update.run_epochs`` with ``FlatAdam``) stays the reference:
+tests check this step against it to float tolerance, and the state it steps is ``FlatAdam``'s
+own (its parameters, ``exp_avg``, ``exp_avg_sq`` and ``step``), so checkpoints are the same
+either way and a run may resume with or without compiling.
+
+The coefficients that change between updates (learning rate, entropy weight, clip range, the
+KL coefficient) enter as 0-d tensors: as Python floats each new value would compile a new
+graph.
+
+Compiled graphs persist across processes in torch's on-disk caches (``compile_cache_dir``):
+the first process on a machine pays the compile, later ones load it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn.utils.stateless import _reparametrize_module
+
+from ppokit.classic.batch import Batch
+from ppokit.classic.objective import MinibatchLoss
+from ppokit.classic.policy import ActorCritic
+from ppokit.core.losses import Coefs
+from ppokit.core.optim import FlatAdam, adam_update, clipped
+
+CACHE_ENV = "PPOKIT_COMPILE_CACHE"
+
+
+def compile_cache_dir() -> Path:
+    """Where compiled graphs persist: ``$PPOKIT_COMPILE_CACHE``, else ``~/.cache/ppokit/compile``
+    (torch's inductor cache, ``TORCHINDUCTOR_CACHE_DIR``, unless that is set already)."""
+    return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "ppokit" / "compile"))
+
+
+def use_compile_cache() -> Path:
+    """Point torch's compile caches at ``compile_cache_dir`` (before the first compile)."""
+    folder = Path(os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir())))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+StepFn = Callable[..., tuple[Tensor, Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]]
+
+
+class FusedStep:
+    """The minibatch step of ``policy`` with ``optimizer``'s Adam, as one function of tensors;
+    compiled as one graph with ``compile``. Call it with a minibatch, the update's coefficients
+    and the clipping norm: it steps ``optimizer``'s state in place and returns the step's
+    metrics with ``grad_norm``, as ``run_epochs``'s eager step does."""
+
+    def __init__(self, policy: ActorCritic, optimizer: FlatAdam, loss_fn: MinibatchLoss, compile: bool = True) -> None:
+        names = {id(p): name for name, p in policy.named_parameters()}
+        self.names = [names[id(p)] for p in optimizer.params]  # the flat tensor's order
+        self.shapes = [p.shape for p in optimizer.params]
+        self.sizes = [p.numel() for p in optimizer.params]
+        trainable = set(self.names)
+        self.fixed = {n: t for n, t in [*policy.named_parameters(), *policy.named_buffers()] if n not in trainable}
+        self.policy, self.optimizer, self.loss_fn = policy, optimizer, loss_fn
+        if compile:
+            use_compile_cache()
+        self.fn: StepFn = torch.compile(self._step, fullgraph=True) if compile else self._step
+
+    def __call__(self, mb: Batch, coefs: Coefs, max_norm: float) -> dict[str, Tensor]:
+        adam, flat = self.optimizer, self.optimizer.flat
+        group = adam.param_groups[0]
+        state = _adam_state(adam)
+        scalars = [torch.tensor(x, dtype=flat.dtype) for x in (group["lr"], coefs.ent, coefs.clip_low, coefs.clip_high,
+                                                                coefs.kl)]  # fmt: skip
+        hyper = (group["betas"][0], group["betas"][1], group["eps"], max_norm, coefs.ref_kl, coefs.dual_clip)
+        new, exp_avg, exp_avg_sq, step, norm, metrics = self.fn(
+            flat.detach(), state["exp_avg"], state["exp_avg_sq"], state["step"], mb, *scalars, *hyper
+        )
+        with torch.no_grad():
+            flat.copy_(new)
+            state["exp_avg"].copy_(exp_avg)
+            state["exp_avg_sq"].copy_(exp_avg_sq)
+            state["step"].copy_(step)
+        return metrics | {"grad_norm": norm}
+
+    def _step(
+        self, flat: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, step: Tensor, mb: Batch, lr: Tensor, ent: Tensor,
+        clip_low: Tensor, clip_high: Tensor, kl: Tensor, beta1: float, beta2: float, eps: float, max_norm: float,
+        ref_kl: float, dual_clip: float | None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:  # fmt: skip
+        coefs = Coefs(ent, clip_low, clip_high, kl, ref_kl, dual_clip)  # type: ignore[arg-type]  # 0-d tensors
+        grad, metrics = torch.func.grad(self._loss, has_aux=True)(flat, mb, coefs)
+        grad, norm = clipped(grad, max_norm)
+        new, exp_avg, exp_avg_sq, step = adam_update(flat, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps)
+        return new, exp_avg, exp_avg_sq, step, norm, metrics
+
+    def _loss(self, flat: Tensor, mb: Batch, coefs: Coefs) -> tuple[Tensor, dict[str, Tensor]]:
+        """The eager loss, with the policy's parameters views of ``flat``."""
+        views = {n: t.view(s) for n, t, s in zip(self.names, torch.split(flat, self.sizes), self.shapes, strict=True)}
+        with _reparametrize_module(self.policy, views | self.fixed):
+            loss, metrics = self.loss_fn(self.policy, mb, coefs)
+        return loss, {k: v.detach() for k, v in metrics.items()}
+
+
+def _adam_state(adam: FlatAdam) -> dict[str, Any]:
+    """torch Adam's state of the flat parameter (created as its first step would: zero moments)."""
+    state: dict[str, Any] = adam.adam.state[adam.flat]
+    if not state:
+        state["step"] = torch.zeros((), dtype=torch.float32)
+        state["exp_avg"] = torch.zeros_like(adam.flat, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(adam.flat, memory_format=torch.preserve_format)
+    return state
