@@ -90,6 +90,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import sys
@@ -110,10 +111,10 @@ ENV_ID = "CartPole-v1"
 HOPPER_ID = "Hopper-v5"
 SOLVED_AT = 475.0
 WINDOW = 20
-CARTPOLE_KINDS = ("raw", "ppokit", "sb3")  # per seed, in this order
+CARTPOLE_KINDS = ("raw", "ppokit", "ppokit-compile", "sb3")  # per seed, in this order
 HOPPER_KINDS = ("raw-hopper", "ppokit-hopper", "ppokit-compile-hopper", "sb3-hopper")
 CUDA_KINDS = ("ppokit", "ppokit-hopper")  # also run on cuda, right after the CPU job
-SOLVING_KINDS = ("ppokit", "sb3")  # the kinds with a time to solve
+SOLVING_KINDS = ("ppokit", "ppokit-compile", "sb3")  # the kinds with a time to solve
 WARMUP_STEPS = 200  # raw Hopper: untimed steps before each timed loop
 
 # Hopper-v5 with SB3's PPO defaults, every field that matters set explicitly on ppokit's side.
@@ -154,6 +155,7 @@ class JobResult:
     peak_rss_mib: float = 0.0  # max RSS at the end
     gpu_peak_mib: float | None = None  # cuda: torch.cuda.max_memory_allocated
     later_sps: float | None = None  # ppokit: steps/s over the updates after the first (compiled by then)
+    first_update_time: float | None = None  # ppokit: the first rollout and update (compiling in it, if at all)
 
     @property
     def sps(self) -> float:
@@ -192,7 +194,8 @@ def _config(job: Job) -> RunConfig:
     if job.kind.endswith("hopper"):
         return override(RunConfig(), HOPPER_OVERRIDES | base | {"compile": job.kind == "ppokit-compile-hopper"})
     preset = PRESETS[ENV_ID]
-    return override(RunConfig(), {**preset.overrides, "id": preset.env_id, **base})
+    return override(RunConfig(), {**preset.overrides, "id": preset.env_id, **base,
+                                  "compile": job.kind == "ppokit-compile"})  # fmt: skip
 
 
 # --- jobs, each in its own process -------------------------------------------------------------
@@ -200,7 +203,7 @@ def _config(job: Job) -> RunConfig:
 
 def _run_job(job: Job) -> JobResult:
     run: Callable[[Job], JobResult] = {
-        "raw": _raw_job, "ppokit": _ppokit_job, "sb3": _sb3_job,
+        "raw": _raw_job, "ppokit": _ppokit_job, "ppokit-compile": _ppokit_job, "sb3": _sb3_job,
         "raw-hopper": _raw_hopper_job, "ppokit-hopper": _ppokit_job, "ppokit-compile-hopper": _ppokit_job,
         "sb3-hopper": _sb3_job,
     }[job.kind]  # fmt: skip
@@ -351,7 +354,8 @@ def _ppokit_job(job: Job) -> JobResult:
                      solve_step, loop_time=loop_time[0] if loop_time else None,
                      startup_time=first_rollout[0] if first_rollout else None, n_envs=config.env.num_envs,
                      device=config.device, import_rss_mib=import_rss, peak_rss_mib=_maxrss_mib(),
-                     gpu_peak_mib=gpu_peak, later_sps=later)  # fmt: skip
+                     gpu_peak_mib=gpu_peak, later_sps=later,
+                     first_update_time=logged[0]["time_elapsed"] if logged else None)  # fmt: skip
 
 
 def _sb3_job(job: Job) -> JobResult:
@@ -494,6 +498,7 @@ def cartpole_table(results: Sequence[JobResult], seeds: Sequence[int], steps: in
             "start-up inside that clock (call to first rollout)", p, s, lambda r: r.startup_time, ".3f", " s", _no_ratio
         ),
         *_throughput_rows(p, s),
+        *_compiled_rows(_pick(results, "ppokit-compile"), p, s),
     ]
     if pc:
         lines += [
@@ -515,6 +520,38 @@ def cartpole_table(results: Sequence[JobResult], seeds: Sequence[int], steps: in
         mc = statistics.median(r.sps for r in pc)
         lines.append(f"cuda: ppokit training / raw native {mc / raw_native:.3f}")
     return lines
+
+
+def _compiled_rows(pk: Sequence[JobResult], p: Sequence[JobResult], s: Sequence[JobResult]) -> list[str]:
+    """compile=True (the fused minibatch step, one compiled graph) against SB3, and the cost of
+    its first update against eager ppokit's: cold for the first job (a fresh compile cache),
+    warm for the others (the graph loaded from the cache)."""
+    if not pk:
+        return []
+    first = [r.first_update_time for r in pk]
+    eager_first = statistics.median(r.first_update_time or math.nan for r in p)
+    return [
+        *_rows(f"compile=True: {_solve_label()}", pk, s, lambda r: r.solve_time, ".1f", " s"),
+        f"| - seeds solved | {_solved(pk)} | {_solved(s)} | |",
+        *_rows("compile=True: training steps/s, whole run (compiling in it)", pk, s, lambda r: r.sps, ",.0f"),
+        *_rows(
+            "compile=True: training steps/s after the first update",
+            pk,
+            s,
+            lambda r: r.later_sps if r.later_sps is not None else r.sps,
+            ",.0f",
+        ),
+        *_rows("compile=True: peak memory (max RSS)", pk, s, lambda r: r.peak_rss_mib, ".0f", " MiB"),
+        f"| compile=True: first rollout and update, cold cache (seed {pk[0].seed}) then warm | "
+        f"{', '.join('-' if t is None else f'{t:.2f} s' for t in first)} | eager ppokit: {eager_first:.2f} s | |",
+        *_rows(
+            "ppokit eager: training steps/s after the first update",
+            p,
+            s,
+            lambda r: r.later_sps if r.later_sps is not None else r.sps,
+            ",.0f",
+        ),
+    ]
 
 
 def _throughput_rows(p: Sequence[JobResult], s: Sequence[JobResult]) -> list[str]:
@@ -667,6 +704,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"note: {note}", file=sys.stderr, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="ppokit-speed-") as work:
+        # A fresh compile cache: the first compiled job compiles (cold), the later ones load (warm).
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(work) / "compile-cache")
         jobs: list[Job] = []
         for seed in seeds:
             for kind in CARTPOLE_KINDS:

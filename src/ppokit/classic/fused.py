@@ -77,13 +77,16 @@ class FusedStep:
         if compile:
             use_compile_cache()
         self.fn: StepFn = torch.compile(self._step, fullgraph=True) if compile else self._step
+        self._scalars: tuple[tuple[float, ...], list[Tensor]] | None = None
 
     def __call__(self, mb: Batch, coefs: Coefs, max_norm: float) -> dict[str, Tensor]:
         adam, flat = self.optimizer, self.optimizer.flat
         group = adam.param_groups[0]
         state = _adam_state(adam)
-        scalars = [torch.tensor(x, dtype=flat.dtype) for x in (group["lr"], coefs.ent, coefs.clip_low, coefs.clip_high,
-                                                                coefs.kl)]  # fmt: skip
+        values = (group["lr"], coefs.ent, coefs.clip_low, coefs.clip_high, coefs.kl)
+        if self._scalars is None or self._scalars[0] != values:  # once per update: they change between updates
+            self._scalars = (values, [torch.tensor(x, dtype=flat.dtype) for x in values])
+        scalars = self._scalars[1]
         hyper = (group["betas"][0], group["betas"][1], group["eps"], max_norm, coefs.ref_kl, coefs.dual_clip)
         new, exp_avg, exp_avg_sq, step, norm, metrics = self.fn(
             flat.detach(), state["exp_avg"], state["exp_avg_sq"], state["step"], mb, *scalars, *hyper
