@@ -1,6 +1,6 @@
 """Advantage estimation as pure functions over time-major tensors ``[T, N]``.
 
-The estimators (``gae``, ``discounted_returns``, ``group_relative_advantages``,
+The estimators (``gae``, ``vtrace``, ``discounted_returns``, ``group_relative_advantages``,
 ``rloo_advantages``) are plain tensor math. The ``*_targets`` functions adapt them to one
 signature, ``(Trajectories, AdvantageSettings) -> Targets``, which is what the method table
 (``ppokit.methods``) names for each method; a trainer builds ``Trajectories`` from its own
