@@ -106,6 +106,17 @@ def _rank_pid(launcher: int, rank: int) -> int | None:
     return None
 
 
+def kill_rank_after(job: subprocess.Popen[str], metrics_file: Path, lines: int, launcher: int) -> None:
+    """SIGKILL rank 1 of ``job`` once ``metrics_file`` has ``lines`` lines (mid-run)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not metrics_file.exists() or
+                                           len(metrics_file.read_text().splitlines()) < lines):  # fmt: skip
+        time.sleep(0.02)
+    victim = _rank_pid(launcher, 1)
+    assert victim is not None and job.poll() is None
+    os.kill(victim, signal.SIGKILL)
+
+
 def test_a_killed_rank_restarts_the_job_from_the_last_checkpoint_and_it_finishes(tmp_path: Path) -> None:
     flags = ["--total-steps", str(128 * 60), "--num-envs", "4", "--num-steps", "16", "--minibatch-size", "32",
              "--checkpoint-every", "5", "--eval-episodes", "2", "--no-progress", "--no-tensorboard"]  # fmt: skip
@@ -117,15 +128,7 @@ def test_a_killed_rank_restarts_the_job_from_the_last_checkpoint_and_it_finishes
     job = subprocess.Popen([sys.executable, "-m", "ppokit", "train", "--nproc", "2", "--max-restarts", "1",
                             "--run-dir", str(tmp_path / "run"), *flags], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    metrics_file = tmp_path / "run" / "metrics.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (
-        not metrics_file.exists() or len(metrics_file.read_text().splitlines()) < 12
-    ):
-        time.sleep(0.02)
-    victim = _rank_pid(int(marker), 1)
-    assert victim is not None
-    os.kill(victim, signal.SIGKILL)  # mid-run, after update 12 or so: past the checkpoint of update 10
+    kill_rank_after(job, tmp_path / "run" / "metrics.jsonl", 12, int(marker))  # past the checkpoint of update 10
     _, stderr = job.communicate(timeout=300)
     assert job.returncode == 0, stderr[-3000:]  # the first attempt failed (rank 1 killed): a restart finished it
     assert metrics(tmp_path / "run") == metrics(tmp_path / "whole")  # every update once, the same numbers

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ import torch
 
 pytest.importorskip("transformers")
 
-from tests.integration.test_distributed import _rank_pid as rank_pid
+from tests.integration.test_distributed import kill_rank_after
 
 HELPER = str(Path(__file__).with_name("lm_dist_train.py"))
 TINY = ["--steps", "4", "--sft-steps", "2", "--prompts-per-step", "4", "--group-size", "4", "--minibatch-size", "8",
@@ -84,13 +82,7 @@ def test_a_killed_rank_restarts_the_job_from_the_last_checkpoint_and_it_finishes
     job = subprocess.Popen([sys.executable, "-m", "ppokit", "lm", "train", "--nproc", "2", "--max-restarts", "1",
                             "--run-dir", str(tmp_path / "run"), *flags], env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)  # fmt: skip
-    metrics_file = tmp_path / "run" / "metrics.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not metrics_file.exists() or len(metrics_file.read_text().splitlines()) < 6):
-        time.sleep(0.02)
-    victim = rank_pid(int(marker), 1)
-    assert victim is not None
-    os.kill(victim, signal.SIGKILL)  # mid-run, after step 6 or so: past the checkpoint of step 4
+    kill_rank_after(job, tmp_path / "run" / "metrics.jsonl", 6, int(marker))  # past the checkpoint of step 4
     _, stderr = job.communicate(timeout=300)
     assert job.returncode == 0, stderr[-3000:]  # the first attempt failed (rank 1 killed): a restart finished it
     assert lines(tmp_path / "run") == lines(tmp_path / "whole")  # every step once, the same numbers
