@@ -354,7 +354,7 @@ def test_retargeted_advantages_and_returns_are_the_ones_trained_on() -> None:
 # --- the fused minibatch step (classic.fused) ------------------------------------------------
 
 
-def fused_against_eager(kind: str, compile: bool, method: str = "ppo") -> None:
+def fused_against_eager(kind: str, compile: bool, method: str = "ppo") -> tuple[FusedStep, Batch]:
     """Three epochs of four minibatches, with the entropy bonus, value clipping and a reference
     penalty: the fused step against the eager one, from the same start and shuffles."""
     base = make_policy(kind)
@@ -365,13 +365,12 @@ def fused_against_eager(kind: str, compile: bool, method: str = "ppo") -> None:
     plan = UpdatePlan(algo.update_epochs, algo.minibatch_size, algo.max_grad_norm)
     loss_fn = make_minibatch_loss(METHODS[method], algo)
     eager, fused = copy.deepcopy(base), copy.deepcopy(base)
-    results, optimizers = [], []
-    for policy, use_fused in ((eager, False), (fused, True)):
-        optimizer = FlatAdam(policy, lr=1e-2, eps=algo.adam_eps)
-        step = FusedStep(policy, optimizer, loss_fn, compile=compile) if use_fused else None
-        results.append(update_policy(policy, optimizer, batch, loss_fn=loss_fn, coefs=coefs, plan=plan,
-                                     generator=torch.Generator().manual_seed(0), fused=step))  # fmt: skip
-        optimizers.append(optimizer)
+    optimizers = [FlatAdam(policy, lr=1e-2, eps=algo.adam_eps) for policy in (eager, fused)]
+    step = FusedStep(fused, optimizers[1], loss_fn, compile=compile)
+    runs = ((eager, optimizers[0], None), (fused, optimizers[1], step))
+    results = [update_policy(policy, optimizer, batch, loss_fn=loss_fn, coefs=coefs, plan=plan,
+                             generator=torch.Generator().manual_seed(0), fused=fused_step)
+               for policy, optimizer, fused_step in runs]  # fmt: skip
     assert results[0]["grad_norm"] > algo.max_grad_norm  # clipping did bind
     assert not torch.equal(flat_params(eager), flat_params(base))
     torch.testing.assert_close(flat_params(fused), flat_params(eager), rtol=1e-5, atol=1e-6)
@@ -382,6 +381,7 @@ def fused_against_eager(kind: str, compile: bool, method: str = "ppo") -> None:
     assert float(state[1]["step"]) == float(state[0]["step"]) == 12.0
     for key in ("exp_avg", "exp_avg_sq"):
         torch.testing.assert_close(state[1][key], state[0][key], rtol=1e-5, atol=1e-8)
+    return step, batch
 
 
 @pytest.mark.parametrize("kind", ["discrete", "box"])
@@ -392,17 +392,12 @@ def test_the_fused_step_is_the_eager_step(kind: str, method: str) -> None:
 
 @pytest.mark.parametrize("kind", ["discrete", "box"])
 def test_the_compiled_fused_step_is_the_eager_step_and_compiles_once(kind: str) -> None:
-    fused_against_eager(kind, compile=True)
-    policy = make_policy(kind)
-    optimizer = FlatAdam(policy, lr=1e-2, eps=1e-5)
-    algo = AlgoConfig()
-    step = FusedStep(policy, optimizer, make_minibatch_loss(METHODS["ppo"], algo))
-    batch = make_batch(policy, size=8)
-    step(batch, Coefs(0.0, 0.2, 0.2), 0.5)
+    step, batch = fused_against_eager(kind, compile=True)
+    minibatch = batch.select(slice(0, 8))  # as the update selects one
     with torch.compiler.set_stance("fail_on_recompile"):  # annealed coefficients and learning rates: no new graph
         for i in range(3):
-            optimizer.param_groups[0]["lr"] = 1e-3 * (i + 1)
-            step(batch, Coefs(0.01 * i, 0.2 - 0.05 * i, 0.25, 0.1 * i), 0.5)
+            step.optimizer.param_groups[0]["lr"] = 1e-3 * (i + 1)
+            step(minibatch, Coefs(0.01 * i, 0.2 - 0.05 * i, 0.25, 0.1 * i, 0.1), 0.05)
 
 
 def test_value_step_by_hand_and_a_frozen_critic_reads_zero() -> None:
