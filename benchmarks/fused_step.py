@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -49,6 +50,40 @@ def _matmul_gflops(rows: int, width: int, repeats: int) -> float:
     return 2 * rows * width * width / (us * 1e-6) / 1e9
 
 
+def _setup(env_id: str, n: int) -> tuple[Any, Any, Any, Any, Any]:
+    """The env's preset policy, a minibatch of ``n`` random observations with the policy's own
+    actions (log-probs a little off, so that ratios move), the algorithm settings, the
+    coefficients and the loss."""
+    import torch
+
+    from ppokit.classic.batch import Batch
+    from ppokit.classic.envs import make_vec_env
+    from ppokit.classic.objective import make_minibatch_loss
+    from ppokit.classic.policy import ActorCritic
+    from ppokit.config import RunConfig, override
+    from ppokit.core.losses import Coefs
+    from ppokit.methods import METHODS
+    from ppokit.presets import PRESETS, preset_for
+
+    name = preset_for(env_id)
+    overrides = PRESETS[name].overrides if name in PRESETS else {}
+    config = override(RunConfig(), {**overrides, "id": env_id}).validate()
+    vec = make_vec_env(config.env)
+    vec.close()
+    torch.manual_seed(0)
+    base = ActorCritic(vec.obs_space, vec.action_space, config.policy)
+    obs = torch.randn(n, *base.obs_shape)
+    with torch.no_grad():
+        params, values = base(obs)
+        actions = base.head.sample(params)
+        logprobs = base.head.log_prob(params, actions) + 0.05 * torch.randn(n)
+    advantages = torch.randn(n)
+    mb = Batch(obs, actions, logprobs, values, advantages, values + advantages, torch.ones(n))
+    algo = config.algo
+    coefs = Coefs(algo.ent_coef, algo.clip_coef, algo.clip_coef)
+    return base, mb, algo, coefs, make_minibatch_loss(METHODS[algo.method], algo)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="CartPole-v1")
@@ -62,37 +97,12 @@ def main() -> None:
     import torch
     from torch import nn
 
-    from ppokit.classic.batch import Batch
-    from ppokit.classic.envs import make_vec_env
     from ppokit.classic.fused import FusedStep
-    from ppokit.classic.objective import make_minibatch_loss
-    from ppokit.classic.policy import ActorCritic
-    from ppokit.config import RunConfig, override
-    from ppokit.core.losses import Coefs
     from ppokit.core.optim import FlatAdam
-    from ppokit.methods import METHODS
-    from ppokit.presets import PRESETS, preset_for
 
     torch.set_num_threads(1)
-    name = preset_for(args.env)
-    overrides = PRESETS[name].overrides if name in PRESETS else {}
-    config = override(RunConfig(), {**overrides, "id": args.env}).validate()
-    vec = make_vec_env(config.env)
-    vec.close()
-    torch.manual_seed(0)
-    base = ActorCritic(vec.obs_space, vec.action_space, config.policy)
+    base, mb, algo, coefs, loss_fn = _setup(args.env, args.minibatch)
     n = args.minibatch
-    obs = torch.randn(n, *base.obs_shape)
-    with torch.no_grad():
-        params, values = base(obs)
-        actions = base.head.sample(params)
-        logprobs = base.head.log_prob(params, actions) + 0.05 * torch.randn(n)
-    advantages = torch.randn(n)
-    mb = Batch(obs, actions, logprobs, values, advantages, values + advantages, torch.ones(n))
-    algo = config.algo
-    coefs = Coefs(algo.ent_coef, algo.clip_coef, algo.clip_coef)
-    loss_fn = make_minibatch_loss(METHODS[algo.method], algo)
-
     eager_policy = copy.deepcopy(base)
     eager_opt = FlatAdam(eager_policy, algo.learning_rate, algo.adam_eps)
 
