@@ -33,7 +33,12 @@ def _train(args: argparse.Namespace) -> int:
         if ignored:
             raise ConfigError("resume", f"a resumed run keeps its saved config; drop {', '.join(ignored)}")
         config = None
-        device = ckpt.saved_config(ckpt.load(args.resume)).device  # the backend: gloo for CPU, nccl for CUDA
+        saved = ckpt.load(args.resume)
+        device = ckpt.saved_config(saved).device  # the backend: gloo for CPU, nccl for CUDA
+        if args.nproc > 1 and not parallel.launched_by_torchrun():
+            from ppokit.classic.ranks import for_rank
+
+            for_rank(saved, 0, args.nproc)  # another number of processes: one line here, not one per rank
     else:
         config = resolve_config(args).validate()
         device = config.device

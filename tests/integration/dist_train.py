@@ -21,13 +21,18 @@ from ppokit.config import parse_value, resolve
 from tests.conftest import tiny_config
 
 
-def main() -> None:
+def helper_args() -> argparse.Namespace:
+    """RUN_DIR [--stop-after N] [--resume] [--set KEY=VALUE ...], as both trainers' helpers take them."""
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--stop-after", type=int)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--set", nargs="*", default=[], dest="overrides", metavar="KEY=VALUE")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = helper_args()
     comm = parallel.init("cpu", timeout_s=60)
     try:
         if args.resume:

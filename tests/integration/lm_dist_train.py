@@ -9,25 +9,23 @@ overrides given, values as JSON) or resumes RUN_DIR, and leaves the group tidily
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for tests.integration
 
 from ppokit import parallel
 from ppokit.lm.config import LMConfig
 from ppokit.lm.trainer import train
+from tests.integration.dist_train import helper_args
 
 TINY = {"steps": 4, "sft_steps": 2, "prompts_per_step": 4, "group_size": 4, "minibatch_size": 8, "eval_prompts": 8,
         "width": 32, "save_every": 3}  # fmt: skip
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--stop-after", type=int)
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--set", nargs="*", default=[], dest="overrides", metavar="KEY=VALUE")
-    args = parser.parse_args()
+    args = helper_args()
     comm = parallel.init("cpu", timeout_s=60)
     try:
         if args.resume:

@@ -56,6 +56,12 @@ def test_two_ranks_resume_exactly_and_refuse_another_world_size(tmp_path: Path, 
     assert len(parts) == 2 and not (parts[0]["rollout"]["obs"] == parts[1]["rollout"]["obs"]).all()  # own envs
     with pytest.raises(CheckpointError, match=r"written by 2 process\(es\), resumed with 1; resume with --nproc 2"):
         ppokit.train(resume=tmp_path / "whole")
+    refused = subprocess.run([sys.executable, "-m", "ppokit", "train", "--resume", str(tmp_path / "whole"), "--nproc",
+                              "3"], capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [  # before torchrun starts: one line
+        "ppokit: error: checkpoint: written by 2 process(es), resumed with 3; resume with --nproc 2: each rank's envs "
+        "and RNGs are its own"
+    ]
 
 
 def test_nproc_starts_the_ranks_with_torchrun_and_refuses_world_sizes_that_do_not_fit(tmp_path: Path) -> None:

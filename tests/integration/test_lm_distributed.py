@@ -60,12 +60,13 @@ def test_two_ranks_resume_exactly_and_refuse_another_world_size(tmp_path: Path) 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["part", "whole"]  # only rank 0 wrote
     state = torch.load(whole / "checkpoints" / "last" / "state.pt", weights_only=True)
     assert len(state["ranks"]) == 2 and state["ranks"][0]["prompts"] != state["ranks"][1]["prompts"]  # own streams
-    refused = ppokit("lm", "train", "--resume", str(whole), "--steps", "6")
-    assert refused.returncode == 2
-    assert refused.stderr.strip().splitlines() == [
-        "ppokit: error: checkpoint: written by 2 process(es), resumed with 1; resume with --nproc 2: each rank "
-        "samples its own prompts"
-    ]
+    for nproc in ("1", "3"):  # in one process, or before torchrun starts three: one line
+        refused = ppokit("lm", "train", "--resume", str(whole), "--steps", "6", "--nproc", nproc)
+        assert refused.returncode == 2
+        assert refused.stderr.strip().splitlines() == [
+            f"ppokit: error: checkpoint: written by 2 process(es), resumed with {nproc}; resume with --nproc 2: each "
+            "rank samples its own prompts"
+        ]
 
 
 def test_a_killed_rank_restarts_the_job_from_the_last_checkpoint_and_it_finishes(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from ppokit.classic import ranks
 from ppokit.classic.batch import Batch, recomputed_targets, trajectories, vtrace_batch
 from ppokit.classic.envs import EnvFactory, VecEnv, make_vec_env
 from ppokit.classic.evaluation import EvalResult, evaluate
-from ppokit.classic.fused import FusedStep
+from ppokit.classic.fused import FusedStep, use_compile_cache
 from ppokit.classic.hooks import EvalEvent, Hooks, RolloutEvent, UpdateEvent
 from ppokit.classic.measures import check_finite, episode_metrics, update_metrics
 from ppokit.classic.objective import MinibatchLoss, make_minibatch_loss
@@ -189,6 +189,7 @@ def _start(
     if config.compile and process.world_size == 1 and config.algo.target_kl is None:
         fused = FusedStep(state.policy, state.optimizer, loss_fn)  # the whole step, one graph
     elif config.compile:  # a step that must all-reduce or stop on the KL first: the loss alone
+        use_compile_cache()
         loss_fn = torch.compile(loss_fn)
     loggers = _make_loggers(config, paths, state, process)
     return Run(config, method, vec, state, buf, loggers, paths, process, seed, hooks, loss_fn, env_factory, comm,
@@ -270,9 +271,9 @@ def _collect_batch(run: Run, settings: AdvantageSettings) -> tuple[Episodes, Bat
     elif run.pool is not None:  # a worker's rollout, collected while the learner updated
         got = run.pool.next_rollout(state.policy, state.update)
         fill(buf, got)
-        episodes, traj = got.episodes, trajectories(buf)
         if config.vtrace:  # corrected for the updates since the worker's policy
-            return episodes, *vtrace_batch(buf, state.policy, settings, config.vtrace_clip, reference)
+            return got.episodes, *vtrace_batch(buf, state.policy, settings, config.vtrace_clip, reference)
+        episodes, traj = got.episodes, trajectories(buf)
     else:
         several = run.process.world_size > 1
         before = (state.policy.obs_norm.to_host(), state.return_norm.to_host()) if several else None

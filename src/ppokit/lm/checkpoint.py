@@ -141,17 +141,7 @@ def restore(
 
     from ppokit.lm.models import load_causal_lm
 
-    folder = latest_checkpoint(root)
-    if folder is None:
-        raise CheckpointError(f"checkpoint: {root} holds no checkpoint to resume (none was written yet)")
-    _verify(folder)
-    try:
-        data = torch.load(folder / STATE, weights_only=True, map_location="cpu")  # the optimizer moves its state
-    except Exception as e:
-        raise CheckpointError(f"checkpoint: {folder / STATE} is corrupt ({type(e).__name__})") from None
-    if data.get("format") != FORMAT or data.get("version") != VERSION:
-        raise CheckpointError(f"checkpoint: {folder / STATE} is not a ppokit language-model checkpoint of version "
-                              f"{VERSION}")  # fmt: skip
+    folder, data = _load_state(root)
     rank_rngs(data, process or Process())  # another world size: refused before the models load
     reference, tokenizer = load_causal_lm(str(root / REFERENCE))
     if config.lora_rank > 0:
@@ -175,6 +165,29 @@ def restore(
     optimizer.load_state_dict(data["optimizer"])
     set_rng_state(rank_rngs(data, process or Process()), rng, generator)
     return policy, optimizer, RunState(data["step"], data["history"], data["before"], data.get("health"))
+
+
+def check_world_size(root: Path, world_size: int) -> None:
+    """CheckpointError unless the last checkpoint in ``root`` was written by ``world_size``
+    processes (checked before a resume starts them)."""
+    rank_rngs(_load_state(root)[1], Process(0, world_size))
+
+
+def _load_state(root: Path) -> tuple[Path, dict[str, Any]]:
+    """The last checkpoint's folder and its ``state.pt``, checked against its manifest, format
+    and version (CheckpointError, one line, otherwise)."""
+    folder = latest_checkpoint(root)
+    if folder is None:
+        raise CheckpointError(f"checkpoint: {root} holds no checkpoint to resume (none was written yet)")
+    _verify(folder)
+    try:
+        data = torch.load(folder / STATE, weights_only=True, map_location="cpu")  # the optimizer moves its state
+    except Exception as e:
+        raise CheckpointError(f"checkpoint: {folder / STATE} is corrupt ({type(e).__name__})") from None
+    if data.get("format") != FORMAT or data.get("version") != VERSION:
+        raise CheckpointError(f"checkpoint: {folder / STATE} is not a ppokit language-model checkpoint of version "
+                              f"{VERSION}")  # fmt: skip
+    return folder, data
 
 
 def rank_rngs(data: dict[str, Any], process: Process) -> dict[str, Any]:

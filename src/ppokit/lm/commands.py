@@ -19,7 +19,7 @@ from rich.console import Console
 from ppokit import parallel
 from ppokit.errors import ConfigError
 from ppokit.lm import trainer
-from ppokit.lm.checkpoint import latest_checkpoint, read_config
+from ppokit.lm.checkpoint import check_world_size, latest_checkpoint, read_config
 from ppokit.lm.config import LMConfig
 from ppokit.lm.policy import device_of
 from ppokit.lm.tasks import TASKS
@@ -63,6 +63,8 @@ def _train(args: argparse.Namespace, given: dict[str, Any], console: Console) ->
     if args.nproc > 1 and not torchrun:
         run_dir = resume if config is None else config.run_dir
         parallel.check_restarts(args.max_restarts, run_dir is not None)
+        if resume is not None:
+            check_world_size(resume, args.nproc)  # another number of processes: one line here, not one per rank
         return parallel.launch(args.argv, args.nproc, args.max_restarts, threads=1)
     comm = parallel.init(device_of(device).type, args.rendezvous_timeout) if torchrun else None
     try:
