@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -398,6 +399,26 @@ def test_the_compiled_fused_step_is_the_eager_step_and_compiles_once(kind: str) 
         for i in range(3):
             step.optimizer.param_groups[0]["lr"] = 1e-3 * (i + 1)
             step(minibatch, Coefs(0.01 * i, 0.2 - 0.05 * i, 0.25, 0.1 * i, 0.1), 0.05)
+
+
+def test_compiled_graphs_go_to_the_documented_cache_even_after_torch_chose_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Torch writes its temporary-folder default into TORCHINDUCTOR_CACHE_DIR when it first asks
+    for its cache (importing torch._dynamo does, before any step is built): ppokit's folder
+    replaces that default; a folder the user set is kept."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir, default_cache_dir
+
+    from ppokit.classic.fused import CACHE_ENV, use_compile_cache
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "ppokit-cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    assert cache_dir() == default_cache_dir()  # torch has filled in its own default
+    assert use_compile_cache() == tmp_path / "ppokit-cache"
+    assert Path(cache_dir()) == tmp_path / "ppokit-cache"  # where inductor now writes
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert use_compile_cache() == tmp_path / "mine"
+    assert (tmp_path / "mine").is_dir()
 
 
 def test_value_step_by_hand_and_a_frozen_critic_reads_zero() -> None:

@@ -46,13 +46,22 @@ CACHE_ENV = "PPOKIT_COMPILE_CACHE"
 
 def compile_cache_dir() -> Path:
     """Where compiled graphs persist: ``$PPOKIT_COMPILE_CACHE``, else ``~/.cache/ppokit/compile``
-    (torch's inductor cache, ``TORCHINDUCTOR_CACHE_DIR``, unless that is set already)."""
+    (torch's inductor cache, ``TORCHINDUCTOR_CACHE_DIR``, unless the user set that)."""
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "ppokit" / "compile"))
 
 
 def use_compile_cache() -> Path:
-    """Point torch's compile caches at ``compile_cache_dir`` (before the first compile)."""
-    folder = Path(os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir())))
+    """Point torch's compile caches at ``compile_cache_dir`` (before the first compile), unless
+    the user set ``TORCHINDUCTOR_CACHE_DIR``. Torch writes its own default (a folder in the
+    temporary directory) into that variable the first time it asks for its cache, which may be
+    before this call (importing ``torch._dynamo``, as the first optimizer does): that default
+    is replaced, a folder the user chose is kept."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or Path(current).resolve() == Path(default_cache_dir()).resolve():
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(compile_cache_dir())
+    folder = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
