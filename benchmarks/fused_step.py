@@ -5,7 +5,9 @@ the fused step compiled as one graph; against the arithmetic bound of the step.
     .venv/bin/python benchmarks/fused_step.py [--env CartPole-v1] [--minibatch 256] [--repeats 5]
 
 The policy is the env's preset network (64x64 tanh MLPs, separate actor and critic), the
-minibatch random observations with the policy's own actions, one torch thread. Printed: the
+minibatch random observations with the policy's own actions, one torch thread (the fused
+step gathers the minibatch's rows in shuffled order from it, as an update's step does; the
+eager step takes it as it is). Printed: the
 cold compile (the first call, in a fresh compile cache unless ``--warm``), then per step the
 median microseconds of ``--repeats`` timed loops of 300 steps each, the speed-up over eager,
 and the arithmetic bound: the step's multiply-adds (6 x minibatch x the weights of the linear
@@ -103,6 +105,7 @@ def main() -> None:
     torch.set_num_threads(1)
     base, mb, algo, coefs, loss_fn = _setup(args.env, args.minibatch)
     n = args.minibatch
+    order = torch.randperm(n)  # the fused step gathers its rows from the batch, as in an update
     eager_policy = copy.deepcopy(base)
     eager_opt = FlatAdam(eager_policy, algo.learning_rate, algo.adam_eps)
 
@@ -118,7 +121,7 @@ def main() -> None:
         policy = copy.deepcopy(base)
         step = FusedStep(policy, FlatAdam(policy, algo.learning_rate, algo.adam_eps), loss_fn, compile=compiled)
         start = time.perf_counter()
-        step(mb, coefs, algo.max_grad_norm)
+        step(mb, order, coefs, algo.max_grad_norm)
         if compiled:
             print(f"compile (first call, {'warm' if args.warm else 'cold'} cache): {time.perf_counter() - start:.1f} s")
         steps[name] = step
@@ -129,7 +132,7 @@ def main() -> None:
     gflops = _matmul_gflops(n, width, args.repeats)
     bound = flops / (gflops * 1e9) * 1e6
     rows = [("eager (loss, backward, clip, FlatAdam)", _timed(eager, args.repeats))]
-    rows += [(name, _timed(lambda s=step: s(mb, coefs, algo.max_grad_norm), args.repeats)) for name, step in
+    rows += [(name, _timed(lambda s=step: s(mb, order, coefs, algo.max_grad_norm), args.repeats)) for name, step in
              steps.items()]  # fmt: skip
     print(f"{args.env}: minibatch {n}, {weights:,} weights in linear layers, {flops / 1e6:.1f} MFLOP per step; "
           f"a {n}x{width} @ {width}x{width} matmul runs at {gflops:.1f} GFLOP/s here, so the arithmetic bound is "

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from ppokit.core.metrics import MeanAccumulator
+from ppokit.core.metrics import MeanAccumulator, Stacked
 from ppokit.core.update import UpdatePlan, run_epochs
 
 
@@ -114,6 +114,16 @@ def test_accumulator_means_and_refuses_changing_names() -> None:
     assert acc.means() == {"a": 2.0, "b": 15.0} and acc.steps == 2
     with pytest.raises(ValueError, match="expected"):
         acc.add({"a": torch.tensor(1.0)})
+    # A compiled step's metrics come stacked already: the same sums, the same name check.
+    acc.add(Stacked(("a", "b"), torch.tensor([5.0, 30.0], dtype=torch.float64)))
+    assert acc.means() == {"a": 3.0, "b": 20.0} and acc.steps == 3
+    with pytest.raises(ValueError, match="expected"):
+        acc.add(Stacked(("b", "a"), torch.zeros(2, dtype=torch.float64)))
+    first = Stacked.of({"x": torch.tensor(2.0)})
+    fresh = MeanAccumulator()
+    fresh.add(first)
+    first.vector.add_(100.0)  # the accumulator keeps its own totals, not the step's tensor
+    assert fresh.means() == {"x": 2.0} and first.names == ("x",) and first.vector.dtype == torch.float64
 
 
 def test_select_rows_indexes_every_tensor_field_and_keeps_the_rest() -> None:

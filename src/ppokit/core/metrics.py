@@ -7,9 +7,23 @@ The accumulator keeps the running sums on the device and syncs with the host onc
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Stacked:
+    """Named scalar metrics already stacked into one float64 vector, in the order of ``names``
+    (a compiled step returns its metrics so: the stacking is inside its graph)."""
+
+    names: tuple[str, ...]
+    vector: Tensor
+
+    @classmethod
+    def of(cls, values: Mapping[str, Tensor]) -> Stacked:
+        return cls(tuple(values), torch.stack([v.detach() for v in values.values()]).double())
 
 
 class MeanAccumulator:
@@ -22,14 +36,14 @@ class MeanAccumulator:
         self.steps = 0
         self._totals: Tensor | None = None
 
-    def add(self, values: Mapping[str, Tensor]) -> None:
-        stacked = torch.stack([v.detach() for v in values.values()]).double()
+    def add(self, values: Mapping[str, Tensor] | Stacked) -> None:
+        stacked = values if isinstance(values, Stacked) else Stacked.of(values)
         if self._totals is None:
-            self.names, self._totals = tuple(values), stacked
+            self.names, self._totals = stacked.names, stacked.vector.clone()
         else:
-            if tuple(values) != self.names:
-                raise ValueError(f"MeanAccumulator: got metrics {tuple(values)}, expected {self.names}")
-            self._totals += stacked
+            if stacked.names != self.names:
+                raise ValueError(f"MeanAccumulator: got metrics {stacked.names}, expected {self.names}")
+            self._totals += stacked.vector
         self.steps += 1
 
     def means(self) -> dict[str, float]:

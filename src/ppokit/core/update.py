@@ -16,7 +16,7 @@ from typing import Protocol, Self, TypeVar
 import torch
 from torch import Tensor
 
-from ppokit.core.metrics import MeanAccumulator
+from ppokit.core.metrics import MeanAccumulator, Stacked
 
 
 class Minibatchable(Protocol):
@@ -72,15 +72,16 @@ def run_epochs(
     generator: torch.Generator,
     before_epoch: Callable[[int, B], B] | None = None,
     agree: Callable[[Tensor], Tensor] | None = None,
-    step: Callable[[B], Mapping[str, Tensor]] | None = None,
+    step: Callable[[B, Tensor], Mapping[str, Tensor] | Stacked] | None = None,
 ) -> UpdateResult:
     """Run ``plan.epochs`` epochs over ``batch``; ``before_epoch(epoch, batch)``, if given,
     may return a new batch before every epoch after the first (recomputed advantages).
     ``agree(kl)``, if given, turns a minibatch's KL into the one every process decides the early
-    stop on (its mean over the processes of data-parallel training). ``step(minibatch)``, if
-    given, is the whole minibatch step in one call (the loss, its gradient, clipping and the
-    optimizer's step; ``ppokit.classic.fused``), returning the metrics with ``grad_norm``; it
-    takes no target-KL stop (that needs the KL before the step)."""
+    stop on (its mean over the processes of data-parallel training). ``step(batch, index)``, if
+    given, is the whole minibatch step in one call on the rows ``index`` of ``batch`` (the
+    gather, the loss, its gradient, clipping and the optimizer's step;
+    ``ppokit.classic.fused``), returning the metrics with ``grad_norm``; it takes no target-KL
+    stop (that needs the KL before the step)."""
     if step is not None and plan.target_kl is not None:
         raise ValueError("run_epochs: a fused step cannot stop on the target KL before stepping")
     size = len(batch)
@@ -89,12 +90,14 @@ def run_epochs(
     for epoch in range(plan.epochs):
         if before_epoch is not None and epoch > 0:
             batch = before_epoch(epoch, batch)
+        order = torch.randperm(size, generator=generator).to(batch.device)
+        if step is not None:  # the step gathers its rows itself, inside its graph
+            for start in range(0, size, plan.minibatch_size):
+                totals.add(step(batch, order[start : start + plan.minibatch_size]))
+            continue
         # One gather per epoch into shuffled order; each minibatch is then a contiguous view.
-        shuffled = batch.select(torch.randperm(size, generator=generator).to(batch.device))
+        shuffled = batch.select(order)
         for start in range(0, size, plan.minibatch_size):
-            if step is not None:
-                totals.add(step(shuffled.select(slice(start, start + plan.minibatch_size))))
-                continue
             loss, metrics = loss_fn(shuffled.select(slice(start, start + plan.minibatch_size)))
             if plan.target_kl is not None:
                 kl = metrics[plan.kl_metric] if agree is None else agree(metrics[plan.kl_metric])
