@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -471,6 +474,35 @@ def test_a_compiled_run_trains_like_the_eager_one_and_resumes_exactly(tmp_path: 
         assert rows["compiled"][0][key] == pytest.approx(rows["eager"][0][key], rel=1e-4, abs=1e-6), key  # update 1
     assert cut.interrupted and resumed.evaluation is not None and len(rows["cut"]) == 6
     assert rows["cut"] == rows["compiled"]  # stopped after update 3 and resumed: the same numbers
+
+
+def test_where_torch_cannot_compile_a_compiled_run_says_so_and_runs_the_eager_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A preset that compiles, on a machine without a C++ compiler: one line, then exactly the
+    eager run."""
+    from ppokit.classic import trainer
+
+    monkeypatch.setattr(trainer, "compile_unavailable", lambda device: "no C++ compiler (test)")
+    ppokit.train(tiny_config(tmp_path / "eager", total_steps=128))
+    ppokit.train(tiny_config(tmp_path / "fallback", compile=True, total_steps=128))
+    assert "compile off, the eager step runs: no C++ compiler (test)" in capsys.readouterr().err
+    timing = {"sps", "time_elapsed"}
+    rows = {name: [{k: v for k, v in json.loads(line).items() if k not in timing}
+                   for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+            for name in ("eager", "fallback")}  # fmt: skip
+    assert rows["fallback"] == rows["eager"]
+
+
+def test_compile_unavailable_names_a_missing_cpp_compiler() -> None:
+    """inductor reads $CXX when it is imported: a fresh process with a compiler that is not there."""
+    code = "import torch; from ppokit.classic.fused import compile_unavailable as f; print(f(torch.device('cpu')))"
+    env = {**os.environ, "CXX": "/nonexistent/g++"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert "needs a C++ compiler" in out and "/nonexistent/g++" in out
+    from ppokit.classic.fused import compile_unavailable
+
+    assert compile_unavailable(torch.device("cpu")) is None  # this machine has one
 
 
 def test_fresh_and_resumed_runs_update_the_policy_through_its_flat_parameters(tmp_path: Path) -> None:

@@ -74,6 +74,22 @@ def use_compile_cache() -> Path:
     return folder
 
 
+def compile_unavailable(device: torch.device) -> str | None:
+    """Why ``torch.compile`` cannot build a graph for ``device`` here (None when it can): on a
+    CPU, inductor writes C++ and needs a C++ compiler; on a GPU, it writes Triton kernels."""
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        return None if has_triton() else "torch.compile on cuda needs Triton, which is not installed"
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    try:
+        get_cpp_compiler()
+    except Exception as e:  # inductor's InvalidCxxCompiler, or an error running the compiler's probe
+        return f"torch.compile on the CPU needs a C++ compiler ($CXX, g++ or clang++): {str(e).splitlines()[0]}"
+    return None
+
+
 StepFn = Callable[..., tuple[tuple[str, ...], Tensor]]
 
 

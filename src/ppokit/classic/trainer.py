@@ -23,7 +23,7 @@ from ppokit.classic import ranks
 from ppokit.classic.batch import Batch, recomputed_targets, trajectories, vtrace_batch
 from ppokit.classic.envs import EnvFactory, VecEnv, make_vec_env
 from ppokit.classic.evaluation import EvalResult, evaluate
-from ppokit.classic.fused import FusedStep, use_compile_cache
+from ppokit.classic.fused import FusedStep, compile_unavailable, use_compile_cache
 from ppokit.classic.hooks import EvalEvent, Hooks, RolloutEvent, UpdateEvent
 from ppokit.classic.measures import check_finite, episode_metrics, update_metrics
 from ppokit.classic.objective import MinibatchLoss, make_minibatch_loss
@@ -186,9 +186,12 @@ def _start(
         _console.print(f"ppokit: {storage_line(buf)}", highlight=False)
     loss_fn = make_minibatch_loss(method, config.algo)
     fused = None
-    if config.compile and process.world_size == 1 and config.algo.target_kl is None:
+    compiling = config.compile and (why_not := compile_unavailable(device)) is None
+    if config.compile and not compiling and process.writes:  # a preset's default, or a machine without a compiler
+        _console.print(f"ppokit: compile off, the eager step runs: {why_not}", highlight=False, soft_wrap=True)
+    if compiling and process.world_size == 1 and config.algo.target_kl is None:
         fused = FusedStep(state.policy, state.optimizer, loss_fn)  # the whole step, one graph
-    elif config.compile:  # a step that must all-reduce or stop on the KL first: the loss alone
+    elif compiling:  # a step that must all-reduce or stop on the KL first: the loss alone
         use_compile_cache()
         loss_fn = torch.compile(loss_fn)
     loggers = _make_loggers(config, paths, state, process)
