@@ -47,7 +47,7 @@ PRESETS: dict[str, Preset] = {
         "rest: lr 3e-4 constant, no value clipping",
         {"num_envs": 16, "num_steps": 1024, "minibatch_size": 64, "update_epochs": 4,
          "gae_lambda": 0.98, "gamma": 0.999, "ent_coef": 0.01, "learning_rate": 3e-4,
-         "anneal_lr": False, "clip_vloss": False, "total_steps": 1_000_000},
+         "anneal_lr": False, "clip_vloss": False, "total_steps": 1_000_000, "compile": True},
     ),
 }  # fmt: skip
 
@@ -56,11 +56,15 @@ PRESETS: dict[str, Preset] = {
 # state-independent log std; orthogonal init with 0.01 policy-head gain; actions clipped to the
 # bounds; LR annealed), plus ppokit's truncation bootstrapping. The batch is CleanRL's 2048
 # steps, 10 epochs, minibatch 64; 4 envs x 512 steps instead of 1 x 2048 for wall-clock.
+# ``compile`` is on in the presets of long runs (these and LunarLander's): their step compiled
+# makes an update 1.5-1.75x faster and pays its compiling back within 3-16 updates (84 with a
+# cold cache) of their 61-488 (benchmarks/compile_presets.py, docs/benchmarks.md). Not on
+# CartPole's (break-even 358 of its 390 updates warm) or Pendulum's (60 of 48).
 MUJOCO_OVERRIDES: dict[str, Any] = {
     "num_envs": 4, "num_steps": 512, "minibatch_size": 64, "update_epochs": 10, "learning_rate": 3e-4,
     "gamma": 0.99, "gae_lambda": 0.95, "clip_coef": 0.2, "ent_coef": 0.0, "vf_coef": 0.5,
     "max_grad_norm": 0.5, "norm_obs": True, "norm_reward": True, "init_log_std": 0.0,
-    "total_steps": 1_000_000,
+    "total_steps": 1_000_000, "compile": True,
 }  # fmt: skip
 _MUJOCO_SOURCE = ("CleanRL ppo_continuous_action.py defaults (its 1M-step MuJoCo benchmark), "
                   "as 4 envs x 512 steps; docs/benchmarks.md")  # fmt: skip
