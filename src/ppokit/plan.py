@@ -87,6 +87,24 @@ def _derived(env_id: str, total_steps: int) -> tuple[dict[str, Any], dict[str, s
     return values, why
 
 
+# A compiled minibatch step saved ~0.7 ms on MuJoCo's preset net and its first update cost ~20 s
+# more with a cold cache (benchmarks/compile_presets.py): it pays back after ~27k minibatch steps.
+COMPILE_PAYS_AFTER = 27_000
+
+
+def _compile_reason(config: RunConfig, given: str | None) -> str:
+    """Why the run compiles its step or not, from its number of minibatch steps."""
+    steps = config.num_updates * config.num_minibatches * config.algo.update_epochs
+    if given is not None and given.startswith("preset"):
+        return f"{given.split(':')[0]}: its {steps:,} minibatch steps pay back the first update's compiling"
+    if given is not None:
+        return given
+    if steps >= COMPILE_PAYS_AFTER:
+        return (f"ppokit default; {steps:,} minibatch steps: --compile would pay back its first update's "
+                f"compiling (~20 s cold, ~3 s cached) after ~{COMPILE_PAYS_AFTER:,}")  # fmt: skip
+    return f"ppokit default; {steps:,} minibatch steps: compiling would not pay back (~{COMPILE_PAYS_AFTER:,} needed)"
+
+
 def make_plan(env_id: str, total_steps: int, user: dict[str, Any], preset: str | None = None) -> Plan:
     """The config for ``env_id`` and ``total_steps``; ``user``: flat fields the user set."""
     check_env_id(env_id)
@@ -104,6 +122,7 @@ def make_plan(env_id: str, total_steps: int, user: dict[str, Any], preset: str |
     config = override(RunConfig(), values).validate()
     for f in ("gae_lambda", "clip_coef", "vf_coef", "max_grad_norm", "norm_adv", "anneal_lr", "clip_vloss"):
         why.setdefault(f, "ppokit default (PPO paper / 37 implementation details)")
+    why["compile"] = _compile_reason(config, why.get("compile"))
     plan = Plan(config, why)
     method = METHODS[config.algo.method]
     unsafe = " (--allow-unsafe)" if method.critic and not method.one_pass else ""  # validate() refuses it otherwise
@@ -126,10 +145,12 @@ def plan_rows(plan: Plan) -> list[tuple[str, str, str]]:
         **dataclasses.asdict(c.algo),
         **dataclasses.asdict(c.policy),
         "total_steps": c.total_steps,
+        "compile": c.compile,
     }
     order = ["id", "total_steps", "num_envs", "num_steps", "update_epochs", "minibatch_size", "learning_rate",
              "anneal_lr", "clip_coef", "anneal_clip", "clip_vloss", "vf_coef", "ent_coef", "gamma", "gae_lambda",
-             "norm_adv", "norm_obs", "norm_reward", "max_grad_norm", "target_kl", "hidden_sizes"]  # fmt: skip
+             "norm_adv", "norm_obs", "norm_reward", "max_grad_norm", "target_kl", "hidden_sizes",
+             "compile"]  # fmt: skip
     order += [name for name in plan.reasons if name in flat and name not in order]  # a preset's other settings
     rows = []
     for name in order:

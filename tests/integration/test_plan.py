@@ -77,6 +77,21 @@ def test_rows_include_the_rollout_arithmetic_and_diagnostics_are_listed() -> Non
     assert {name for name, _, _ in plan.watch} >= {"kl_high", "clip_fraction_low", "value_broken"}
 
 
+def test_the_plan_says_whether_compiling_pays_from_the_run_s_minibatch_steps() -> None:
+    """Hopper's preset compiles (488 updates x 320 minibatch steps); CartPole's does not at its
+    100k steps (7,800 minibatch steps), and at 1M steps the plan says compiling would pay."""
+    hopper = make_plan("Hopper-v5", 1_000_000, {})
+    assert hopper.config.compile and hopper.reasons["compile"] == (
+        "preset Hopper-v5: its 156,160 minibatch steps pay back the first update's compiling"
+    )
+    short, long = make_plan("CartPole-v1", 100_000, {}), make_plan("CartPole-v1", 1_000_000, {})
+    assert not short.config.compile and "7,800 minibatch steps: compiling would not pay" in short.reasons["compile"]
+    assert not long.config.compile and "78,120 minibatch steps: --compile would pay" in long.reasons["compile"]
+    assert make_plan("Hopper-v5", 1_000_000, {"compile": False}).reasons["compile"] == "set by you"
+    rows = {name: value for name, value, _ in plan_rows(hopper)}
+    assert rows["compile"] == "True"
+
+
 @pytest.mark.parametrize(("env_id", "steps"), [("Acrobot-v1", 50_000), ("Pendulum-v1", 200_000)])
 def test_printed_train_flags_reproduce_the_plan(env_id: str, steps: int) -> None:
     plan = make_plan(env_id, steps, {})
