@@ -16,27 +16,15 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-from ppokit.config_types import shown, typed
+from ppokit.config_types import Activation, EncoderName, ImageLayout, Vectorization, WandbMode, shown, typed
+from ppokit.config_types import described as _f
 from ppokit.core.advantages import GroupScale
 from ppokit.errors import ConfigError
 from ppokit.methods import METHOD_NAMES, METHODS
 
-Vectorization = Literal["auto", "native", "sync", "async"]
-Activation = Literal["tanh", "relu"]
-EncoderName = Literal["auto", "mlp", "nature-cnn", "small-cnn"]
-ImageLayout = Literal["auto", "hwc", "chw"]
-WandbMode = Literal["online", "offline"]
-VECTORIZATIONS = ("auto", "native", "sync", "async")
-ACTIVATIONS = ("tanh", "relu")
 # The PPO paper's trust region stops meaning anything past these (see `allow_unsafe`).
 MAX_SAFE_EPOCHS = 30
 MAX_SAFE_CLIP = 0.3
-
-
-def _f(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    """A field with its help text (and, for a string chosen from a table, the choices)."""
-    metadata: dict[str, Any] = {"help": help} if choices is None else {"help": help, "choices": choices}
-    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)

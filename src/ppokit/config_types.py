@@ -1,15 +1,31 @@
 """Type checks of configuration values against their fields' type hints, shared by every
 route a configuration takes (TOML, flags, ``--set``, the Python API, a saved config) and by
-both trainers' configs: one error shape, ``field: got X (type), expected Y``."""
+both trainers' configs: one error shape, ``field: got X (type), expected Y``; the choices of
+the run configuration's string fields, and a field with its help text."""
 
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
+from dataclasses import field
 from typing import Any, Literal, get_args, get_origin
 
 from ppokit.errors import ConfigError
+
+Vectorization = Literal["auto", "native", "sync", "async"]
+Activation = Literal["tanh", "relu"]
+EncoderName = Literal["auto", "mlp", "nature-cnn", "small-cnn"]
+ImageLayout = Literal["auto", "hwc", "chw"]
+WandbMode = Literal["online", "offline"]
+VECTORIZATIONS: tuple[str, ...] = get_args(Vectorization)
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+
+
+def described(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field with its help text (and, for a string chosen from a table, the choices)."""
+    metadata: dict[str, Any] = {"help": help} if choices is None else {"help": help, "choices": choices}
+    return field(default=default, metadata=metadata)
 
 
 def typed(path: str, value: Any, kind: Any) -> Any:

@@ -92,13 +92,12 @@ def _derived(env_id: str, total_steps: int) -> tuple[dict[str, Any], dict[str, s
 COMPILE_PAYS_AFTER = 27_000
 
 
-def _compile_reason(config: RunConfig, given: str | None) -> str:
-    """Why the run compiles its step or not, from its number of minibatch steps."""
+def _compile_reason(config: RunConfig, preset: str | None) -> str:
+    """Why the run compiles its step or not (``preset``: the preset that set it), from its number
+    of minibatch steps."""
     steps = config.num_updates * config.num_minibatches * config.algo.update_epochs
-    if given is not None and given.startswith("preset"):
-        return f"{given.split(':')[0]}: its {steps:,} minibatch steps pay back the first update's compiling"
-    if given is not None:
-        return given
+    if preset is not None:
+        return f"preset {preset}: its {steps:,} minibatch steps pay back the first update's compiling"
     if steps >= COMPILE_PAYS_AFTER:
         return (f"ppokit default; {steps:,} minibatch steps: --compile would pay back its first update's "
                 f"compiling (~20 s cold, ~3 s cached) after ~{COMPILE_PAYS_AFTER:,}")  # fmt: skip
@@ -122,7 +121,8 @@ def make_plan(env_id: str, total_steps: int, user: dict[str, Any], preset: str |
     config = override(RunConfig(), values).validate()
     for f in ("gae_lambda", "clip_coef", "vf_coef", "max_grad_norm", "norm_adv", "anneal_lr", "clip_vloss"):
         why.setdefault(f, "ppokit default (PPO paper / 37 implementation details)")
-    why["compile"] = _compile_reason(config, why.get("compile"))
+    if "compile" not in user:
+        why["compile"] = _compile_reason(config, name if "compile" in values and name != "none" else None)
     plan = Plan(config, why)
     method = METHODS[config.algo.method]
     unsafe = " (--allow-unsafe)" if method.critic and not method.one_pass else ""  # validate() refuses it otherwise

@@ -11,17 +11,15 @@ import importlib.util
 import math
 
 from ppokit.config import (
-    ACTIVATIONS,
     MAX_SAFE_CLIP,
     MAX_SAFE_EPOCHS,
-    VECTORIZATIONS,
     AlgoConfig,
     DiagnosticsConfig,
     EnvConfig,
     PolicyConfig,
     RunConfig,
 )
-from ppokit.config_types import check_types
+from ppokit.config_types import ACTIVATIONS, VECTORIZATIONS, check_types
 from ppokit.core.advantages import GROUP_SCALES
 from ppokit.errors import ConfigError
 from ppokit.methods import METHOD_NAMES, METHODS
